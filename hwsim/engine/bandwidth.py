@@ -1,0 +1,169 @@
+"""Bandwidth shared by concurrent flows: the engine's central primitive.
+
+An HBM port read by a GEMM and a collective at once, a link carrying many all-to-all messages,
+SpAtten's DRAM channels: in each, concurrent transfers split a fixed capacity. The split is
+weighted max-min fair (water-filling), optionally with a per-flow cap, and is recomputed at every
+arrival and departure, so every flow's finish time is always the exact one for the current mix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import simpy
+
+from hwsim.engine.trace import Lanes, Tracer
+
+
+class Flow:
+    """One transfer in progress. Mutable on purpose: the resource updates it in place."""
+
+    __slots__ = ("size_bytes", "remaining_bytes", "weight", "cap_bytes_per_s", "rate_bytes_per_s",
+                 "done", "label", "start_s", "lane")
+
+    def __init__(self, size_bytes: float, weight: float, cap_bytes_per_s: float | None,
+                 done: simpy.Event, label: str, start_s: float):
+        self.size_bytes = size_bytes
+        self.remaining_bytes = size_bytes
+        self.weight = weight
+        self.cap_bytes_per_s = cap_bytes_per_s
+        self.rate_bytes_per_s = 0.0
+        self.done = done
+        self.label = label
+        self.start_s = start_s
+        self.lane = -1
+
+
+Allocator = Callable[[float, Sequence[Flow]], None]
+"""Sets ``rate_bytes_per_s`` of every flow given the capacity; swap it to model arbitration."""
+
+
+def max_min_fair(capacity_bytes_per_s: float, flows: Sequence[Flow]) -> None:
+    """Weighted water-filling: capped flows get their cap if it is below their fair share,
+    the capacity they leave is shared by the others in proportion to weight."""
+    if not flows:
+        return
+    if all(f.cap_bytes_per_s is None for f in flows):
+        total_weight = sum(f.weight for f in flows)
+        for f in flows:
+            f.rate_bytes_per_s = capacity_bytes_per_s * f.weight / total_weight
+        return
+    order = sorted(flows, key=lambda f: math.inf if f.cap_bytes_per_s is None else f.cap_bytes_per_s / f.weight)
+    left = capacity_bytes_per_s
+    total_weight = sum(f.weight for f in flows)
+    for index, f in enumerate(order):
+        share = left * f.weight / total_weight
+        if f.cap_bytes_per_s is not None and f.cap_bytes_per_s <= share:
+            f.rate_bytes_per_s = f.cap_bytes_per_s
+            left -= f.cap_bytes_per_s
+            total_weight -= f.weight
+            continue
+        for rest in order[index:]:
+            rest.rate_bytes_per_s = left * rest.weight / total_weight
+        return
+
+
+class SharedBandwidth:
+    """A capacity in bytes/s shared by the flows currently crossing it.
+
+    ``transfer`` returns an event that fires when the flow's last byte has crossed; a process
+    waits on it with ``yield``. Zero-byte transfers complete at once.
+    """
+
+    # A flow within this fraction of its size of the end is done: rounding, not data.
+    _DONE_FRACTION = 1e-9
+
+    def __init__(self, env: simpy.Environment, capacity_bytes_per_s: float, name: str = "bandwidth",
+                 tracer: Tracer | None = None, allocator: Allocator = max_min_fair):
+        if not capacity_bytes_per_s > 0 or math.isinf(capacity_bytes_per_s):
+            raise ValueError(f"{name}: capacity_bytes_per_s must be positive and finite, got {capacity_bytes_per_s!r}")
+        self.env = env
+        self.capacity_bytes_per_s = float(capacity_bytes_per_s)
+        self.name = name
+        self.tracer = tracer
+        self.allocator = allocator
+        self.flows: list[Flow] = []
+        self.bytes_moved = 0.0
+        self.busy_s = 0.0
+        self.transfers_done = 0
+        self._updated_s = env.now
+        self._generation = 0
+        self._lanes = Lanes()
+
+    def transfer(self, nbytes: float, *, weight: float = 1.0, cap_bytes_per_s: float | None = None,
+                 label: str = "transfer") -> simpy.Event:
+        if not nbytes >= 0 or math.isinf(nbytes):
+            raise ValueError(f"{self.name}: transfer size must be a non-negative finite number of bytes, got {nbytes!r}")
+        if not weight > 0:
+            raise ValueError(f"{self.name}: weight must be positive, got {weight!r}")
+        if cap_bytes_per_s is not None and not cap_bytes_per_s > 0:
+            raise ValueError(f"{self.name}: cap_bytes_per_s must be positive, got {cap_bytes_per_s!r}")
+        done = self.env.event()
+        if nbytes == 0:
+            return done.succeed(0.0)
+        self._advance()
+        flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, done, label, self.env.now)
+        if self.tracer is not None:
+            flow.lane = self._lanes.take()
+        self.flows.append(flow)
+        self._reschedule()
+        return done
+
+    @property
+    def utilisation(self) -> float:
+        """Fraction of elapsed simulated time with at least one flow active."""
+        self._advance()
+        return self.busy_s / self.env.now if self.env.now > 0 else 0.0
+
+    def _advance(self) -> None:
+        now = self.env.now
+        elapsed = now - self._updated_s
+        if elapsed > 0 and self.flows:
+            self.busy_s += elapsed
+            for f in self.flows:
+                moved = f.rate_bytes_per_s * elapsed
+                f.remaining_bytes -= moved
+                self.bytes_moved += moved
+        self._updated_s = now
+
+    def _reschedule(self) -> None:
+        self._generation += 1
+        if not self.flows:
+            return
+        self.allocator(self.capacity_bytes_per_s, self.flows)
+        soonest = min(f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf for f in self.flows)
+        if math.isinf(soonest):
+            raise RuntimeError(f"{self.name}: allocator left every active flow without bandwidth")
+        if self.tracer is not None:
+            used = sum(f.rate_bytes_per_s for f in self.flows)
+            self.tracer.counter(self.name, f"{self.name} GB/s", self.env.now, allocated=used / 1e9)
+        timer = self.env.timeout(max(soonest, 0.0))
+        generation = self._generation
+        timer.callbacks.append(lambda _event: self._on_timer(generation))
+
+    def _on_timer(self, generation: int) -> None:
+        if generation != self._generation:
+            return  # superseded by a later arrival or departure
+        self._advance()
+        still: list[Flow] = []
+        finished: list[Flow] = []
+        for f in self.flows:
+            if f.remaining_bytes <= self._DONE_FRACTION * f.size_bytes:
+                finished.append(f)
+            else:
+                still.append(f)
+        if not finished:  # rounding left a sliver: finish the flow that was due
+            due = min(self.flows, key=lambda f: f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf)
+            finished, still = [due], [f for f in self.flows if f is not due]
+        self.flows = still
+        for f in finished:
+            self.bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
+            f.remaining_bytes = 0.0
+            self.transfers_done += 1
+            if self.tracer is not None:
+                self.tracer.span(f"{self.name}[{f.lane}]", f.label, f.start_s, self.env.now, "transfer",
+                                 bytes=f.size_bytes)
+                self._lanes.give(f.lane)
+            f.done.succeed(self.env.now - f.start_s)
+        self._reschedule()

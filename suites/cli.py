@@ -1,0 +1,201 @@
+"""The ``hwsim`` command line: hardware, suites, compare.
+
+Every error a user can cause ends in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from hwsim.engine import Tracer
+from hwsim.errors import HwsimError, SuiteError
+from hwsim.fileio import write_text_atomic
+from hwsim.hardware import Hardware, list_hardware, load_hardware
+from hwsim.records import Provenance, read_results, write_results
+from suites import compare as compare_mod
+from suites.registry import SuiteContext, get_suite, suite_targets
+
+DEFAULT_OUT_DIR = Path("results/latest")
+EXIT_USER_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwsim", description="Hardware-aware simulation, checked against real kernels.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    hw = sub.add_parser("hw", help="hardware descriptions").add_subparsers(dest="hw_command", required=True, metavar="ACTION")
+    hw.add_parser("list", help="list presets and user hardware files")
+    show = hw.add_parser("show", help="show one hardware description")
+    show.add_argument("name", help="preset name or path to a YAML file")
+    cal = hw.add_parser("calibrate", help="measure this machine and write a hardware YAML")
+    cal.add_argument("--quick", action="store_true", help="fewer sizes and repeats (a few seconds)")
+    cal.add_argument("--name", default="host", help="name of the written hardware (default: host)")
+    cal.add_argument("--out", type=Path, help="where to write the YAML (default: the user hardware directory)")
+    cal.add_argument("--no-gpu", action="store_true", help="skip the GPU even when CuPy finds one")
+
+    suite = sub.add_parser("suite", help="benchmark suites").add_subparsers(dest="suite_command", required=True, metavar="ACTION")
+    suite.add_parser("list", help="list suites")
+    run = suite.add_parser("run", help="run a suite (or 'all')")
+    run.add_argument("name", help="suite name, or 'all'")
+    run.add_argument("--hw", help="hardware preset or YAML path (default: the suite's own)")
+    run.add_argument("--measure", action="store_true", help="also measure the real kernels on this machine")
+    run.add_argument("--quick", action="store_true", help="a smaller, faster version of the suite")
+    run.add_argument("--out", type=Path, help=f"results file (a directory for 'all'; default {DEFAULT_OUT_DIR}/)")
+    run.add_argument("--trace", type=Path, help="write a Chrome trace-event JSON of the simulation (open in Perfetto)")
+    run.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+
+    cmp_ = sub.add_parser("compare", help="simulated vs measured, with the error of every row")
+    cmp_.add_argument("files", nargs="+", type=Path, help="results files (simulated and measured records, any mix)")
+    cmp_.add_argument("--format", choices=compare_mod.FORMATS, default="table")
+    cmp_.add_argument("--out", type=Path, help="also write the rendered comparison to this file")
+    return p
+
+
+def _hw_list(console: Console) -> None:
+    table = Table(title="hardware")
+    for column in ("name", "kind", "devices", "description", "file"):
+        table.add_column(column)
+    for name, path in list_hardware().items():
+        try:
+            hw = load_hardware(path)
+            table.add_row(name, hw.device.kind, str(hw.topology.devices), hw.description, str(path.name))
+        except HwsimError as exc:
+            table.add_row(name, "?", "?", f"[red]unreadable: {exc}[/red]", str(path.name))
+    console.print(table)
+
+
+def _si(value: float, unit: str) -> str:
+    if value == 0:
+        return f"0 {unit}"
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
+                           (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")):
+        if abs(value) >= factor:
+            return f"{value / factor:.4g} {prefix}{unit}"
+    return f"{value:.4g} {unit}"
+
+
+def _hw_show(console: Console, name: str) -> None:
+    hw = load_hardware(name)
+    d = hw.device
+    table = Table(title=f"{hw.name}: {hw.description}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    rows = [("source", hw.source), ("kind", d.kind), ("compute units", str(d.compute_units)), ("clock", _si(d.clock_hz, "Hz"))]
+    rows += [(f"peak {dtype}", _si(rate, "FLOP/s")) for dtype, rate in d.peak_flops_per_s.items()]
+    rows += [("memory", f"{_si(d.memory.capacity_bytes, 'B')}, {_si(d.memory.bandwidth_bytes_per_s, 'B/s')}, "
+                        f"{d.memory.channels} channels, {d.memory.transaction_bytes} B transactions"),
+             ("on-chip SRAM", _si(d.sram_bytes, "B")), ("launch overhead", _si(d.launch_overhead_s, "s")),
+             ("efficiency", f"compute max {d.efficiency.compute_max:.3g}, half at {_si(d.efficiency.compute_half_flops, 'FLOP')}; "
+                            f"memory max {d.efficiency.memory_max:.3g}, half at {_si(d.efficiency.memory_half_bytes, 'B')}")]
+    rows += [(f"engine {e.name}", f"{e.units} units " + ", ".join(f"{k}={v:g}" for k, v in e.params.items())) for e in d.engines.values()]
+    t = hw.topology
+    topology = f"{t.kind}, {t.devices} devices"
+    if t.link is not None:
+        topology += f", link {_si(t.link.bandwidth_bytes_per_s, 'B/s')} / {_si(t.link.latency_s, 's')}"
+    if t.inter_link is not None:
+        topology += f", {t.nodes} nodes, inter-node {_si(t.inter_link.bandwidth_bytes_per_s, 'B/s')} / {_si(t.inter_link.latency_s, 's')}"
+    rows.append(("topology", topology))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _run_suites(console: Console, args: argparse.Namespace) -> int:
+    names = list(suite_targets()) if args.name == "all" else [args.name]
+    suites = [get_suite(n) for n in names]  # fail on an unknown name before running anything
+    hardware: Hardware | None = load_hardware(args.hw) if args.hw else None
+    if args.seed < 0:
+        raise SuiteError(f"--seed must be non-negative, got {args.seed}")
+    provenance = Provenance.collect()
+    for suite in suites:
+        if args.name == "all":
+            out = (args.out or DEFAULT_OUT_DIR) / f"{suite.name}.json"
+        else:
+            out = args.out or DEFAULT_OUT_DIR / f"{suite.name}.json"
+        tracer = Tracer() if args.trace else None
+        ctx = SuiteContext(hardware=hardware, measure=args.measure, quick=args.quick, seed=args.seed,
+                           tracer=tracer, console=console, figures_dir=out.parent)
+        console.rule(f"suite {suite.name}")
+        started = time.perf_counter()
+        result = suite.run(ctx)
+        elapsed = time.perf_counter() - started
+        records = [r if r.provenance is not None else replace(r, provenance=provenance) for r in result.records]
+        write_results(out, records, provenance)
+        for note in result.notes:
+            console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"wrote {len(records)} records to {out} ({elapsed:.1f} s)")
+        for figure in result.figures:
+            console.print(f"figure: {figure}")
+        if tracer is not None:
+            trace_path = args.trace if len(suites) == 1 else args.trace.with_name(f"{args.trace.stem}-{suite.name}{args.trace.suffix}")
+            tracer.write(trace_path)
+            console.print(f"trace: {trace_path} ({len(tracer.spans)} spans; open it at ui.perfetto.dev)")
+        if any(r.source == "measured" for r in records):
+            comparison = compare_mod.compare(records)
+            for line in compare_mod.summary_lines(comparison):
+                console.print(line)
+            console.print(f"details: hwsim compare {out}")
+    return 0
+
+
+def _compare(console: Console, args: argparse.Namespace) -> int:
+    records = [r for path in args.files for r in read_results(path)]
+    comparison = compare_mod.compare(records)
+    rendered = compare_mod.render(comparison, args.format)
+    if isinstance(rendered, str):
+        sys.stdout.write(rendered)
+        if args.out:
+            write_text_atomic(args.out, rendered)
+    else:
+        console.print(rendered)
+        if args.out:
+            write_text_atomic(args.out, compare_mod.render(comparison, "markdown"))  # type: ignore[arg-type]
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "hw":
+            if args.hw_command == "list":
+                _hw_list(console)
+            elif args.hw_command == "show":
+                _hw_show(console, args.name)
+            else:
+                from suites.calibrate import calibrate_command
+                calibrate_command(console, quick=args.quick, name=args.name, out=args.out, use_gpu=not args.no_gpu)
+            return 0
+        if args.command == "suite":
+            if args.suite_command == "list":
+                table = Table(title="suites")
+                for column in ("name", "default hardware", "from", "description"):
+                    table.add_column(column)
+                for name, (target, origin) in suite_targets().items():
+                    try:
+                        s = get_suite(name)
+                        table.add_row(name, s.default_hardware, origin, s.description)
+                    except HwsimError as exc:
+                        table.add_row(name, "?", origin, f"[red]{exc}[/red]")
+                console.print(table)
+                return 0
+            return _run_suites(console, args)
+        return _compare(console, args)
+    except HwsimError as exc:
+        print(f"hwsim: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("hwsim: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
