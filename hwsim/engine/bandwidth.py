@@ -88,7 +88,9 @@ class SharedBandwidth:
         self.busy_s = 0.0
         self.transfers_done = 0
         self._updated_s = env.now
-        self._generation = 0
+        self._timer: simpy.Event | None = None
+        self._total_weight = 0.0
+        self._capped = 0
         self._lanes = Lanes()
 
     def transfer(self, nbytes: float, *, weight: float = 1.0, cap_bytes_per_s: float | None = None,
@@ -107,6 +109,9 @@ class SharedBandwidth:
         if self.tracer is not None:
             flow.lane = self._lanes.take()
         self.flows.append(flow)
+        self._total_weight += flow.weight
+        if cap_bytes_per_s is not None:
+            self._capped += 1
         self._reschedule()
         return done
 
@@ -121,49 +126,63 @@ class SharedBandwidth:
         elapsed = now - self._updated_s
         if elapsed > 0 and self.flows:
             self.busy_s += elapsed
+            moved = 0.0
             for f in self.flows:
-                moved = f.rate_bytes_per_s * elapsed
-                f.remaining_bytes -= moved
-                self.bytes_moved += moved
+                step = f.rate_bytes_per_s * elapsed
+                f.remaining_bytes -= step
+                moved += step
+            self.bytes_moved += moved
         self._updated_s = now
 
     def _reschedule(self) -> None:
-        self._generation += 1
-        if not self.flows:
+        flows = self.flows
+        if not flows:
+            self._timer = None
             return
-        self.allocator(self.capacity_bytes_per_s, self.flows)
-        soonest = min(f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf for f in self.flows)
-        if math.isinf(soonest):
-            raise RuntimeError(f"{self.name}: allocator left every active flow without bandwidth")
+        if self.allocator is max_min_fair and self._capped == 0:
+            per_weight = self.capacity_bytes_per_s / self._total_weight  # fast path: pure weighted sharing
+            soonest = math.inf
+            for f in flows:
+                f.rate_bytes_per_s = rate = per_weight * f.weight
+                left = f.remaining_bytes / rate
+                if left < soonest:
+                    soonest = left
+        else:
+            self.allocator(self.capacity_bytes_per_s, flows)
+            soonest = min(f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf for f in flows)
+            if math.isinf(soonest):
+                raise RuntimeError(f"{self.name}: allocator left every active flow without bandwidth")
         if self.tracer is not None:
-            used = sum(f.rate_bytes_per_s for f in self.flows)
+            used = sum(f.rate_bytes_per_s for f in flows)
             self.tracer.counter(self.name, f"{self.name} GB/s", self.env.now, allocated=used / 1e9)
-        timer = self.env.timeout(max(soonest, 0.0))
-        generation = self._generation
-        timer.callbacks.append(lambda _event: self._on_timer(generation))
+        # a later arrival or departure replaces this timer; the old one fires and is ignored
+        self._timer = timer = self.env.timeout(soonest if soonest > 0 else 0.0)
+        timer.callbacks.append(self._on_timer)
 
-    def _on_timer(self, generation: int) -> None:
-        if generation != self._generation:
-            return  # superseded by a later arrival or departure
+    def _on_timer(self, timer: simpy.Event) -> None:
+        if timer is not self._timer:
+            return
         self._advance()
         still: list[Flow] = []
         finished: list[Flow] = []
         for f in self.flows:
-            if f.remaining_bytes <= self._DONE_FRACTION * f.size_bytes:
-                finished.append(f)
-            else:
-                still.append(f)
+            (finished if f.remaining_bytes <= self._DONE_FRACTION * f.size_bytes else still).append(f)
         if not finished:  # rounding left a sliver: finish the flow that was due
             due = min(self.flows, key=lambda f: f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf)
             finished, still = [due], [f for f in self.flows if f is not due]
         self.flows = still
+        now = self.env.now
         for f in finished:
             self.bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
             f.remaining_bytes = 0.0
-            self.transfers_done += 1
+            self._total_weight -= f.weight
+            if f.cap_bytes_per_s is not None:
+                self._capped -= 1
             if self.tracer is not None:
-                self.tracer.span(f"{self.name}[{f.lane}]", f.label, f.start_s, self.env.now, "transfer",
-                                 bytes=f.size_bytes)
+                self.tracer.span(f"{self.name}[{f.lane}]", f.label, f.start_s, now, "transfer", bytes=f.size_bytes)
                 self._lanes.give(f.lane)
-            f.done.succeed(self.env.now - f.start_s)
+            f.done.succeed(now - f.start_s)
+        self.transfers_done += len(finished)
+        if not still:
+            self._total_weight = 0.0  # no drift from repeated subtraction
         self._reschedule()
