@@ -1,0 +1,56 @@
+"""What an operation costs: roofline op models, closed-form collectives and calibration fits."""
+
+from hwsim.costs.collectives import (
+    AllToAllCost,
+    CollectiveCost,
+    HbmStepModel,
+    all_to_all,
+    gather_step_hbm_bytes,
+    reduce_step_hbm_bytes,
+    ring_all_gather,
+    ring_all_reduce,
+    ring_reduce_scatter,
+)
+from hwsim.costs.fit import efficiency_from_fit, fit_linear_time
+from hwsim.costs.ops import (
+    DTYPE_BYTES,
+    INDEX_BYTES,
+    SOFTMAX_FLOPS_PER_ELEMENT,
+    OpCost,
+    attention,
+    elementwise,
+    gemm,
+    gemv,
+    itemsize,
+    memcpy,
+    roofline,
+    softmax,
+    topk,
+)
+
+__all__ = [
+    "AllToAllCost",
+    "CollectiveCost",
+    "DTYPE_BYTES",
+    "HbmStepModel",
+    "INDEX_BYTES",
+    "OpCost",
+    "SOFTMAX_FLOPS_PER_ELEMENT",
+    "all_to_all",
+    "attention",
+    "efficiency_from_fit",
+    "elementwise",
+    "fit_linear_time",
+    "gather_step_hbm_bytes",
+    "gemm",
+    "gemv",
+    "itemsize",
+    "memcpy",
+    "reduce_step_hbm_bytes",
+    "ring_all_gather",
+    "ring_all_reduce",
+    "ring_reduce_scatter",
+    "roofline",
+    "softmax",
+    "topk",
+]

@@ -1,0 +1,483 @@
+"""Calibration microbenchmarks: sustained memory bandwidth, peak FMA rate, call overhead.
+
+These are what the machine calibration fits its roofline parameters to, so they
+are deliberately *not* the GEMM/GEMV suite cases: each isolates one resource.
+
+* ``stream_triad_points`` - STREAM-style triad, bandwidth-bound at large sizes.
+* ``fma_peak_points`` - independent FMA chains held in registers, compute-bound.
+* ``dispatch_overhead_s`` - cost of calling an already-compiled Numba function.
+
+GPU equivalents (``gpu_*``) use CuPy kernels timed with CUDA events and raise
+``GpuUnavailable`` when CuPy or a device is missing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from kernels.basic import check_dtype
+from kernels.gpu import require_gpu
+from kernels.measure import measure
+
+__all__ = [
+    "STREAM_SIZES_BYTES",
+    "QUICK_STREAM_SIZES_BYTES",
+    "FMA_WORKS_FLOPS",
+    "QUICK_FMA_WORKS_FLOPS",
+    "GPU_STREAM_SIZES_BYTES",
+    "GPU_FMA_WORKS_FLOPS",
+    "FMA_ACCUMULATORS",
+    "FMA_UNROLL",
+    "FMA_LANES",
+    "FMA_ADDEND",
+    "fma_multipliers",
+    "fma_offsets",
+    "fma_chains",
+    "fma_reference",
+    "stream_triad_points",
+    "fma_peak_points",
+    "dispatch_overhead_s",
+    "CpuCalibration",
+    "cpu_calibration",
+    "gpu_stream_points",
+    "gpu_fma_chains",
+    "gpu_fma_peak_points",
+    "gpu_launch_overhead_s",
+    "GpuCalibration",
+    "gpu_calibration",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+#: Triad total bytes (3 float64 arrays): L1/L2-resident up to DRAM-bound.
+STREAM_SIZES_BYTES: tuple[int, ...] = tuple(32 * KiB * 4**i for i in range(7)) + (256 * MiB,)
+QUICK_STREAM_SIZES_BYTES: tuple[int, ...] = (32 * KiB, 512 * KiB, 8 * MiB, 32 * MiB)
+#: FMA work per point: launch-overhead-bound up to clearly compute-bound.
+FMA_WORKS_FLOPS: tuple[float, ...] = tuple(float(2 ** (20 + 2 * i)) for i in range(8))  # 1e6 .. 1.7e10
+QUICK_FMA_WORKS_FLOPS: tuple[float, ...] = (2.0**20, 2.0**24, 2.0**28, 2.0**30)
+GPU_STREAM_SIZES_BYTES: tuple[int, ...] = tuple(32 * KiB * 8**i for i in range(5)) + (512 * MiB, 1 * GiB)
+GPU_FMA_WORKS_FLOPS: tuple[float, ...] = tuple(float(2 ** (24 + 3 * i)) for i in range(7))  # 1.7e7 .. 4.4e12
+
+_STREAM_BYTES_PER_ELEMENT = 3 * 8  # read b, read c, write a (float64); write-allocate not counted
+
+# FMA kernel shape, tuned on a 2-core AMD EPYC (Zen 5, AVX-512 + FMA): 8 independent
+# chains per lane cover FMA latency x pipes (4 x 2); LLVM vectorises the lane loop
+# (zmm vfmadd, fp32 stays fp32); 1024 lanes per thread (4-8 KiB) stay in L1, so
+# the kernel is compute-bound: ~440 GFLOP/s fp32, ~225 fp64 on that machine.
+FMA_ACCUMULATORS = 8
+FMA_UNROLL = 16
+FMA_LANES = 1024
+#: Shared addend; with multipliers m_j = 1 - (j+1)/1024 chain j converges to 1/(j+1).
+FMA_ADDEND = 2.0**-10
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_repeats(repeats: Any) -> int:
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    return int(repeats)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def _check_increasing(name: str, values: Any, minimum: float) -> list[float]:
+    """Non-empty, strictly increasing, finite, each >= minimum."""
+    try:
+        vals = list(values)
+    except TypeError as exc:
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from exc
+    if not vals:
+        raise ValueError(f"{name} must not be empty, got {values!r}")
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{name} entries must be numbers, got {v!r}")
+        if not math.isfinite(v) or v < minimum:
+            raise ValueError(f"{name} entries must be finite and >= {minimum}, got {v!r}")
+    for lo, hi in zip(vals, vals[1:]):
+        if not hi > lo:
+            raise ValueError(f"{name} must be strictly increasing, got {lo!r} then {hi!r}")
+    return vals
+
+
+def _check_sizes_bytes(sizes_bytes: Any, minimum: int) -> list[int]:
+    vals = _check_increasing("sizes_bytes", sizes_bytes, minimum)
+    for v in vals:
+        if not isinstance(v, (int, np.integer)):
+            raise ValueError(f"sizes_bytes entries must be ints, got {v!r}")
+    return [int(v) for v in vals]
+
+
+# --------------------------------------------------------------------------- CPU: stream triad
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _stream_triad(a, b, c, s):  # pragma: no cover - compiled
+    for i in prange(a.shape[0]):
+        a[i] = b[i] + s * c[i]
+
+
+def stream_triad_points(
+    sizes_bytes: Sequence[int] = STREAM_SIZES_BYTES, seed: int = 0, repeats: int = 15
+) -> list[tuple[int, float]]:
+    """(bytes moved, median s) of a parallel float64 triad per total size.
+
+    Each size is the total of the three arrays; it is rounded down to whole
+    elements and the returned bytes are the exact 24 bytes/element moved.
+    """
+    sizes = _check_sizes_bytes(sizes_bytes, _STREAM_BYTES_PER_ELEMENT)
+    rng = np.random.default_rng(_check_seed(seed))
+    reps = _check_repeats(repeats)
+    points: list[tuple[int, float]] = []
+    for size in sizes:
+        n = size // _STREAM_BYTES_PER_ELEMENT
+        b = rng.random(n)
+        c = rng.random(n)
+        a = np.empty(n)
+        t = measure(lambda: _stream_triad(a, b, c, 3.0), warmup=2, repeats=reps)
+        points.append((n * _STREAM_BYTES_PER_ELEMENT, t.median_s))
+    return points
+
+
+# --------------------------------------------------------------------------- CPU: FMA peak
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _fma_chains(data, ms, offs, consts, reps):  # pragma: no cover - compiled
+    # 8 independent chains per lane, each with its own runtime multiplier so the
+    # compiler cannot merge them; the lane loop vectorises (AVX2/AVX-512 FMA).
+    # Every constant arrives as an array of data's dtype: a Python float literal
+    # would silently promote the float32 kernel to float64.
+    m0, m1, m2, m3, m4, m5, m6, m7 = ms[0], ms[1], ms[2], ms[3], ms[4], ms[5], ms[6], ms[7]
+    o0, o1, o2, o3, o4, o5, o6, o7 = offs[0], offs[1], offs[2], offs[3], offs[4], offs[5], offs[6], offs[7]
+    c = consts[0]
+    inv_k = consts[1]
+    for t in prange(data.shape[0]):
+        row = data[t]
+        for _rep in range(reps):
+            for i in range(row.shape[0]):
+                x = row[i]
+                x0 = x + o0
+                x1 = x + o1
+                x2 = x + o2
+                x3 = x + o3
+                x4 = x + o4
+                x5 = x + o5
+                x6 = x + o6
+                x7 = x + o7
+                for _r in range(16):  # == FMA_UNROLL; literal so LLVM fully unrolls
+                    x0 = x0 * m0 + c
+                    x1 = x1 * m1 + c
+                    x2 = x2 * m2 + c
+                    x3 = x3 * m3 + c
+                    x4 = x4 * m4 + c
+                    x5 = x5 * m5 + c
+                    x6 = x6 * m6 + c
+                    x7 = x7 * m7 + c
+                row[i] = (x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7) * inv_k
+
+
+def fma_multipliers(dtype: Any) -> np.ndarray:
+    """Per-chain multipliers m_j = 1 - (j+1)/1024 (exact in float32); |m_j| < 1 keeps values bounded."""
+    dt = check_dtype(dtype)
+    return (1.0 - (np.arange(FMA_ACCUMULATORS) + 1.0) / 1024.0).astype(dt)
+
+
+def fma_offsets(dtype: Any) -> np.ndarray:
+    """Per-chain start offsets o_j = j/8, so the chains start from distinct values."""
+    dt = check_dtype(dtype)
+    return (np.arange(FMA_ACCUMULATORS) / 8.0).astype(dt)
+
+
+def _fma_flops_per_rep(rows: int, lanes: int) -> int:
+    return 2 * FMA_ACCUMULATORS * FMA_UNROLL * rows * lanes
+
+
+def fma_chains(data: np.ndarray, reps: int) -> int:
+    """Run the FMA kernel in place on ``data`` (rows x lanes) ``reps`` times; return FMA flops done.
+
+    Per lane and rep: chains x_j = x + o_j take FMA_UNROLL steps x_j <- x_j*m_j + c,
+    then x <- mean_j(x_j). Only the FMAs are counted (2 flops each).
+    """
+    if not isinstance(data, np.ndarray) or data.ndim != 2:
+        raise ValueError(f"data must be a 2-D numpy array, got {type(data).__name__} {getattr(data, 'shape', '')}")
+    dt = check_dtype(data.dtype)
+    if not data.flags.c_contiguous or data.size == 0:
+        raise ValueError(f"data must be non-empty and C-contiguous, got shape {data.shape}")
+    r = _check_repeats(reps)
+    consts = np.array([FMA_ADDEND, 1.0 / FMA_ACCUMULATORS], dtype=dt)
+    _fma_chains(data, fma_multipliers(dt), fma_offsets(dt), consts, r)
+    return _fma_flops_per_rep(*data.shape) * r
+
+
+def fma_reference(x0: np.ndarray, steps: int, reps: int) -> np.ndarray:
+    """Closed form of the FMA kernel in float64: after n steps x_j = f_j + (x_j0 - f_j) m_j**n.
+
+    f_j = c / (1 - m_j) is the chain's fixed point; each rep then averages the chains.
+    """
+    ms = fma_multipliers(np.float64)
+    offs = fma_offsets(np.float64)
+    fixed = FMA_ADDEND / (1.0 - ms)
+    decay = ms**steps
+    x = np.asarray(x0, dtype=np.float64)
+    for _ in range(reps):
+        x = np.mean(fixed + (x[..., None] + offs - fixed) * decay, axis=-1)
+    return x
+
+
+def fma_peak_points(
+    dtype: Any = np.float64, works_flops: Sequence[float] = FMA_WORKS_FLOPS, repeats: int = 15
+) -> list[tuple[float, float]]:
+    """(flops, median s) of the register-resident FMA kernel per requested work.
+
+    Work is rounded to whole reps over (threads x FMA_LANES) lanes; the returned
+    flops are the exact count executed.
+    """
+    dt = check_dtype(dtype)
+    works = _check_increasing("works_flops", works_flops, 1.0)
+    reps_n = _check_repeats(repeats)
+    rows = numba.get_num_threads()
+    data = np.full((rows, FMA_LANES), 0.5, dtype=dt)
+    per_rep = _fma_flops_per_rep(rows, FMA_LANES)
+    points: list[tuple[float, float]] = []
+    for work in works:
+        reps = max(1, round(work / per_rep))
+        if points and reps * per_rep <= points[-1][0]:
+            reps = int(points[-1][0] // per_rep) + 1  # keep work strictly increasing
+        t = measure(lambda: fma_chains(data, reps), warmup=2, repeats=reps_n)
+        points.append((float(reps * per_rep), t.median_s))
+    return points
+
+
+# --------------------------------------------------------------------------- CPU: dispatch overhead
+
+
+@njit(cache=True)
+def _noop(x):  # pragma: no cover - compiled
+    return x
+
+
+_DISPATCH_BATCH = 1000
+
+
+def dispatch_overhead_s(repeats: int = 15) -> float:
+    """Median per-call cost of an already-compiled trivial Numba function (batched timing)."""
+    reps = _check_repeats(repeats)
+    _noop(1)  # compile / load from cache outside the timing
+
+    def batch() -> None:
+        f = _noop
+        for i in range(_DISPATCH_BATCH):
+            f(i)
+
+    return measure(batch, warmup=2, repeats=reps).median_s / _DISPATCH_BATCH
+
+
+# --------------------------------------------------------------------------- CPU calibration bundle
+
+
+@dataclass(frozen=True)
+class CpuCalibration:
+    """All CPU calibration points, as taken by ``cpu_calibration``."""
+
+    stream_points: tuple[tuple[int, float], ...]
+    fma_fp32_points: tuple[tuple[float, float], ...]
+    fma_fp64_points: tuple[tuple[float, float], ...]
+    dispatch_overhead_s: float
+    threads: int
+
+
+def cpu_calibration(quick: bool = False, seed: int = 0, repeats: int | None = None) -> CpuCalibration:
+    """Run all CPU microbenchmarks (quick: small size lists and fewer repeats, ~seconds)."""
+    if not isinstance(quick, bool):
+        raise ValueError(f"quick must be a bool, got {quick!r}")
+    reps = _check_repeats(repeats) if repeats is not None else (5 if quick else 11)
+    sizes = QUICK_STREAM_SIZES_BYTES if quick else STREAM_SIZES_BYTES
+    works = QUICK_FMA_WORKS_FLOPS if quick else FMA_WORKS_FLOPS
+    return CpuCalibration(
+        stream_points=tuple(stream_triad_points(sizes, seed, reps)),
+        fma_fp32_points=tuple(fma_peak_points(np.float32, works, reps)),
+        fma_fp64_points=tuple(fma_peak_points(np.float64, works, reps)),
+        dispatch_overhead_s=dispatch_overhead_s(reps),
+        threads=numba.get_num_threads(),
+    )
+
+
+# --------------------------------------------------------------------------- GPU (CuPy)
+
+_GPU_FMA_SOURCE = r"""
+extern "C" __global__ void hwsim_fma_NAME(REAL* out, const REAL* ms, const REAL* offs,
+                                          const REAL c, const REAL inv_k, const int iters) {
+    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const REAL x = out[tid];
+    const REAL m0 = ms[0], m1 = ms[1], m2 = ms[2], m3 = ms[3];
+    const REAL m4 = ms[4], m5 = ms[5], m6 = ms[6], m7 = ms[7];
+    REAL x0 = x + offs[0], x1 = x + offs[1], x2 = x + offs[2], x3 = x + offs[3];
+    REAL x4 = x + offs[4], x5 = x + offs[5], x6 = x + offs[6], x7 = x + offs[7];
+    for (int it = 0; it < iters; ++it) {
+#pragma unroll
+        for (int r = 0; r < UNROLL; ++r) {
+            x0 = FMA(x0, m0, c); x1 = FMA(x1, m1, c); x2 = FMA(x2, m2, c); x3 = FMA(x3, m3, c);
+            x4 = FMA(x4, m4, c); x5 = FMA(x5, m5, c); x6 = FMA(x6, m6, c); x7 = FMA(x7, m7, c);
+        }
+    }
+    out[tid] = (x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7) * inv_k;
+}
+"""
+
+_GPU_EMPTY_SOURCE = r'extern "C" __global__ void hwsim_empty() {}'
+_GPU_BLOCK = 256
+_GPU_BLOCKS_PER_SM = 8
+_gpu_cache: dict[str, Any] = {}
+
+
+def _gpu_fma_kernel(cp: Any, dt: np.dtype) -> Any:
+    key = f"fma_{dt.name}"
+    if key not in _gpu_cache:
+        real, fma, name = ("float", "fmaf", "f32") if dt == np.float32 else ("double", "fma", "f64")
+        src = (
+            _GPU_FMA_SOURCE.replace("NAME", name)
+            .replace("REAL", real)
+            .replace("FMA(", f"{fma}(")
+            .replace("UNROLL", str(FMA_UNROLL))
+        )
+        _gpu_cache[key] = cp.RawKernel(src, f"hwsim_fma_{name}")
+    return _gpu_cache[key]
+
+
+def _gpu_triad_kernel(cp: Any) -> Any:
+    if "triad" not in _gpu_cache:
+        _gpu_cache["triad"] = cp.ElementwiseKernel("T b, T c, T s", "T a", "a = b + s * c", "hwsim_stream_triad")
+    return _gpu_cache["triad"]
+
+
+def _gpu_threads(cp: Any) -> int:
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    return int(props["multiProcessorCount"]) * _GPU_BLOCKS_PER_SM * _GPU_BLOCK
+
+
+def gpu_stream_points(
+    sizes_bytes: Sequence[int] = GPU_STREAM_SIZES_BYTES, seed: int = 0, repeats: int = 15
+) -> list[tuple[int, float]]:
+    """GPU version of ``stream_triad_points`` (CuPy ElementwiseKernel, CUDA-event timing)."""
+    cp = require_gpu()
+    sizes = _check_sizes_bytes(sizes_bytes, _STREAM_BYTES_PER_ELEMENT)
+    rng = np.random.default_rng(_check_seed(seed))
+    reps = _check_repeats(repeats)
+    kernel = _gpu_triad_kernel(cp)
+    points: list[tuple[int, float]] = []
+    for size in sizes:
+        n = size // _STREAM_BYTES_PER_ELEMENT
+        b = cp.asarray(rng.random(n))
+        c = cp.asarray(rng.random(n))
+        a = cp.empty(n, dtype=cp.float64)
+        s = np.float64(3.0)
+        t = measure(lambda: kernel(b, c, s, a), warmup=2, repeats=reps, device="gpu")
+        points.append((n * _STREAM_BYTES_PER_ELEMENT, t.median_s))
+        del a, b, c
+    return points
+
+
+def gpu_fma_chains(dtype: Any, iters: int, threads: int) -> tuple[np.ndarray, int]:
+    """Run the GPU FMA kernel once from x=0.5 on ``threads`` threads; return (host result, flops).
+
+    Same arithmetic as ``fma_chains`` with FMA_UNROLL*iters steps and one rep, so
+    ``fma_reference(0.5, FMA_UNROLL * iters, 1)`` is its closed form.
+    """
+    cp = require_gpu()
+    dt = check_dtype(dtype)
+    it = _check_repeats(iters)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    n_threads = int(math.ceil(threads / _GPU_BLOCK)) * _GPU_BLOCK
+    out = cp.full(n_threads, 0.5, dtype=dt)
+    _launch_fma(cp, dt, out, it)
+    flops = 2 * FMA_ACCUMULATORS * FMA_UNROLL * it * n_threads
+    return cp.asnumpy(out[:threads]), flops
+
+
+def _launch_fma(cp: Any, dt: np.dtype, out: Any, iters: int) -> None:
+    kernel = _gpu_fma_kernel(cp, dt)
+    ms = cp.asarray(fma_multipliers(dt))
+    offs = cp.asarray(fma_offsets(dt))
+    grid = (out.size // _GPU_BLOCK,)
+    kernel(grid, (_GPU_BLOCK,), (out, ms, offs, dt.type(FMA_ADDEND), dt.type(1.0 / FMA_ACCUMULATORS), np.int32(iters)))
+
+
+def gpu_fma_peak_points(
+    dtype: Any = np.float32, works_flops: Sequence[float] = GPU_FMA_WORKS_FLOPS, repeats: int = 15
+) -> list[tuple[float, float]]:
+    """GPU version of ``fma_peak_points``: register-resident FMA chains over a full grid."""
+    cp = require_gpu()
+    dt = check_dtype(dtype)
+    works = _check_increasing("works_flops", works_flops, 1.0)
+    reps_n = _check_repeats(repeats)
+    n_threads = _gpu_threads(cp)
+    out = cp.full(n_threads, 0.5, dtype=dt)
+    kernel = _gpu_fma_kernel(cp, dt)
+    ms = cp.asarray(fma_multipliers(dt))
+    offs = cp.asarray(fma_offsets(dt))
+    c = dt.type(FMA_ADDEND)
+    inv_k = dt.type(1.0 / FMA_ACCUMULATORS)
+    grid = (n_threads // _GPU_BLOCK,)
+    per_iter = 2 * FMA_ACCUMULATORS * FMA_UNROLL * n_threads
+    points: list[tuple[float, float]] = []
+    for work in works:
+        iters = max(1, round(work / per_iter))
+        if points and iters * per_iter <= points[-1][0]:
+            iters = int(points[-1][0] // per_iter) + 1
+        if iters > np.iinfo(np.int32).max:
+            raise ValueError(f"works_flops entry too large for one launch, got {work!r}")
+        args = (out, ms, offs, c, inv_k, np.int32(iters))
+        t = measure(lambda: kernel(grid, (_GPU_BLOCK,), args), warmup=2, repeats=reps_n, device="gpu")
+        points.append((float(iters * per_iter), t.median_s))
+    return points
+
+
+def gpu_launch_overhead_s(repeats: int = 15) -> float:
+    """Median device time between events around an empty kernel launch (launch latency)."""
+    cp = require_gpu()
+    reps = _check_repeats(repeats)
+    if "empty" not in _gpu_cache:
+        _gpu_cache["empty"] = cp.RawKernel(_GPU_EMPTY_SOURCE, "hwsim_empty")
+    kernel = _gpu_cache["empty"]
+    return measure(lambda: kernel((1,), (1,), ()), warmup=3, repeats=reps, device="gpu").median_s
+
+
+@dataclass(frozen=True)
+class GpuCalibration:
+    """All GPU calibration points, as taken by ``gpu_calibration``."""
+
+    stream_points: tuple[tuple[int, float], ...]
+    fma_fp32_points: tuple[tuple[float, float], ...]
+    fma_fp64_points: tuple[tuple[float, float], ...]
+    launch_overhead_s: float
+
+
+def gpu_calibration(quick: bool = False, seed: int = 0, repeats: int | None = None) -> GpuCalibration:
+    """Run all GPU microbenchmarks; raises GpuUnavailable without CuPy/a device."""
+    require_gpu()
+    if not isinstance(quick, bool):
+        raise ValueError(f"quick must be a bool, got {quick!r}")
+    reps = _check_repeats(repeats) if repeats is not None else (5 if quick else 11)
+    sizes = GPU_STREAM_SIZES_BYTES[:4] if quick else GPU_STREAM_SIZES_BYTES
+    works = GPU_FMA_WORKS_FLOPS[:4] if quick else GPU_FMA_WORKS_FLOPS
+    return GpuCalibration(
+        stream_points=tuple(gpu_stream_points(sizes, seed, reps)),
+        fma_fp32_points=tuple(gpu_fma_peak_points(np.float32, works, reps)),
+        fma_fp64_points=tuple(gpu_fma_peak_points(np.float64, works, reps)),
+        launch_overhead_s=gpu_launch_overhead_s(reps),
+    )
