@@ -26,9 +26,10 @@ class CountingEnvironment(simpy.Environment):
 class Simulation:
     """One simulated run: an environment, an optional tracer, and factories for resources on it."""
 
-    def __init__(self, *, trace: bool = False, env: simpy.Environment | None = None):
+    def __init__(self, *, trace: bool = False, env: simpy.Environment | None = None, tracer: Tracer | None = None):
+        """``tracer`` shares one trace across simulations (a suite's ``ctx.tracer``); ``trace`` makes a new one."""
         self.env = env if env is not None else simpy.Environment()
-        self.tracer: Tracer | None = Tracer() if trace else None
+        self.tracer: Tracer | None = tracer if tracer is not None else (Tracer() if trace else None)
 
     @property
     def now_s(self) -> float:
