@@ -1,5 +1,35 @@
-"""Expert-placement solvers for expert-parallel MoE (the MoETuner issue builds them here).
+"""Expert-placement solvers for expert-parallel MoE.
 
-Imports numpy and pulp only; never simpy. Solvers will follow one protocol and be discoverable
-through the ``hwsim.placement`` entry-point group.
+Imports numpy and pulp only; never simpy. Solvers follow one protocol (:class:`Solver`), are found
+by name (built-ins plus the ``hwsim.placement`` entry-point group) and every answer is checked by
+:func:`validate`.
 """
+
+from placement.problem import (
+    Objective,
+    Placement,
+    PlacementError,
+    PlacementProblem,
+    gpu_loads,
+    objective,
+    traffic_matrices,
+    validate,
+)
+from placement.solvers import BUILTIN_SOLVERS, ENTRY_POINT_GROUP, Solver, get_solver, solve, solver_targets
+
+__all__ = [
+    "BUILTIN_SOLVERS",
+    "ENTRY_POINT_GROUP",
+    "Objective",
+    "Placement",
+    "PlacementError",
+    "PlacementProblem",
+    "Solver",
+    "get_solver",
+    "gpu_loads",
+    "objective",
+    "solve",
+    "solver_targets",
+    "traffic_matrices",
+    "validate",
+]
