@@ -1,0 +1,233 @@
+"""Routing traces: a seeded synthetic generator and a loader for the real statistics.
+
+Generator: each layer's expert popularity is Zipf-skewed (``p_e ∝ rank^-zipf_s`` over a random
+ranking); a token-slot's next-layer expert follows a Markov matrix whose rows are drawn
+``Dirichlet(concentration * p_next)``: a small concentration makes each row peaked (strong cross-layer
+affinity), a large one makes the next choice independent of the current one. Token-slots are then
+sampled through the chain (multinomial), so loads and routing counts carry sampling noise.
+
+Real data: ``<model>_<domain>.npz`` from the allenai/OLMoE routing analysis (scripts/routing_output/,
+Apache-2.0; converted to plain arrays in ../shared/data/routing, README there), loaded without pickle.
+Only layers 0, 7 and 15 were recorded, and the cross-layer counts pair layers 0->7 and 7->15.
+
+Fitting: ``zipf_s`` is chosen to match the real load coefficient of variation, ``concentration`` to
+match the real cross-layer affinity over the same layer distance (the generator's chain is composed
+over that many steps), affinity measured as normalised mutual information between the two choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from placement.problem import PlacementError
+
+
+@dataclass(frozen=True, eq=False)
+class RoutingModel:
+    """Per-layer popularity ``[L, E]`` and next-layer transition matrices ``[L-1, E, E]`` (rows sum to 1)."""
+
+    popularity: np.ndarray
+    transitions: np.ndarray
+    top_k: int = 1
+
+    @property
+    def layers(self) -> int:
+        return int(self.popularity.shape[0])
+
+    @property
+    def experts(self) -> int:
+        return int(self.popularity.shape[1])
+
+
+@dataclass(frozen=True, eq=False)
+class RoutingTrace:
+    """Counts of token-slots: ``loads[l, e]`` and ``routing[l, a, b]`` (a at layer l, b at l+1)."""
+
+    loads: np.ndarray
+    routing: np.ndarray
+    top_k: int = 1
+
+
+def zipf_popularity(experts: int, zipf_s: float, rng: np.random.Generator) -> np.ndarray:
+    weights = np.arange(1, experts + 1, dtype=float) ** -float(zipf_s)
+    return rng.permutation(weights / weights.sum())
+
+
+def synthetic_model(layers: int, experts: int, zipf_s: float, concentration: float, rng: np.random.Generator,
+                    top_k: int = 1) -> RoutingModel:
+    """A random model with the given skew and affinity; every draw from ``rng``."""
+    if layers < 1 or experts < 1:
+        raise PlacementError(f"need layers >= 1 and experts >= 1, got {layers}, {experts}")
+    if zipf_s < 0 or concentration <= 0:
+        raise PlacementError(f"need zipf_s >= 0 and concentration > 0, got {zipf_s}, {concentration}")
+    popularity = np.stack([zipf_popularity(experts, zipf_s, rng) for _ in range(layers)])
+    return RoutingModel(popularity, _transitions(popularity, concentration, rng), top_k)
+
+
+_SINKHORN_STEPS = 200
+
+
+def _transitions(popularity: np.ndarray, concentration: float, rng: np.random.Generator) -> np.ndarray:
+    layers, experts = popularity.shape
+    out = np.empty((max(layers - 1, 0), experts, experts))
+    for l in range(layers - 1):
+        alpha = np.maximum(concentration * popularity[l + 1], 1e-3)
+        rows = rng.dirichlet(alpha, size=experts)
+        # Sinkhorn scaling: rows stay distributions and the chain keeps layer l+1's popularity
+        # as its marginal, so the loads the chain produces are the popularity asked for
+        for _ in range(_SINKHORN_STEPS):
+            marginal = popularity[l] @ rows
+            rows = rows * (popularity[l + 1] / np.maximum(marginal, 1e-300))[None, :]
+            rows = rows / rows.sum(axis=1, keepdims=True)
+            if np.max(np.abs(popularity[l] @ rows - popularity[l + 1])) < 1e-12:
+                break
+        out[l] = rows
+    return out
+
+
+def sample_trace(model: RoutingModel, token_slots: int, rng: np.random.Generator) -> RoutingTrace:
+    """Push ``token_slots`` slots through the chain."""
+    L, E = model.layers, model.experts
+    loads = np.zeros((L, E))
+    routing = np.zeros((max(L - 1, 0), E, E))
+    counts = rng.multinomial(token_slots, model.popularity[0])
+    loads[0] = counts
+    for l in range(L - 1):
+        for a in np.flatnonzero(counts):
+            routing[l, a] = rng.multinomial(int(counts[a]), model.transitions[l, a])
+        counts = routing[l].sum(axis=0).astype(np.int64)
+        loads[l + 1] = counts
+    return RoutingTrace(loads, routing, model.top_k)
+
+
+# ---------------------------------------------------------------------------------------------
+# real data
+
+@dataclass(frozen=True, eq=False)
+class RealRouting:
+    """One ``<model>_<domain>.npz`` file."""
+
+    name: str
+    num_experts: int
+    top_k: int
+    num_layers: int
+    layers: np.ndarray          # recorded layers
+    expert_counts: np.ndarray   # [len(layers), E]
+    cross_pairs: np.ndarray     # [P, 2] layer pairs
+    cross_counts: np.ndarray    # [P, E, E]
+
+
+_KEYS = ("num_experts", "top_k", "num_layers", "layers", "expert_counts", "cross_pairs", "cross_counts")
+
+
+def load_routing(path: str | Path) -> RealRouting:
+    """Load a real routing-statistics file (plain arrays; pickle refused)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in _KEYS if k not in data.files]
+            if missing:
+                raise PlacementError(f"{path}: missing arrays {missing}")
+            arrays = {k: np.asarray(data[k]) for k in _KEYS}
+    except (OSError, ValueError) as exc:
+        raise PlacementError(f"{path}: cannot read routing statistics ({exc})") from None
+    e = int(arrays["num_experts"])
+    counts, cross = arrays["expert_counts"].astype(float), arrays["cross_counts"].astype(float)
+    if counts.shape != (len(arrays["layers"]), e) or cross.shape[1:] != (e, e) or cross.shape[0] != len(arrays["cross_pairs"]):
+        raise PlacementError(f"{path}: array shapes disagree with num_experts={e}")
+    return RealRouting(path.stem, e, int(arrays["top_k"]), int(arrays["num_layers"]), arrays["layers"].astype(int),
+                       counts, arrays["cross_pairs"].astype(int), cross)
+
+
+def load_cv(counts: np.ndarray) -> float:
+    """Mean over layers of the coefficient of variation of per-expert load."""
+    counts = np.atleast_2d(np.asarray(counts, dtype=float))
+    return float(np.mean(counts.std(axis=1) / counts.mean(axis=1)))
+
+
+def affinity(joint: np.ndarray) -> float:
+    """Normalised mutual information I(A;B)/H(B) of a joint count matrix (0: independent, 1: determined)."""
+    p = np.asarray(joint, dtype=float)
+    p = p / p.sum()
+    pa, pb = p.sum(axis=1), p.sum(axis=0)
+    nz = p > 0
+    mi = float((p[nz] * np.log(p[nz] / (pa[:, None] * pb[None, :])[nz])).sum())
+    hb = float(-(pb[pb > 0] * np.log(pb[pb > 0])).sum())
+    return mi / hb if hb > 0 else 0.0
+
+
+def _chain_joint(model: RoutingModel, first: int, last: int) -> np.ndarray:
+    """Expected joint distribution of a slot's experts at layers ``first`` and ``last``."""
+    t = np.eye(model.experts)
+    for l in range(first, last):
+        t = t @ model.transitions[l]
+    return model.popularity[first][:, None] * t
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """How close the fitted generator gets to a real file."""
+
+    name: str
+    zipf_s: float
+    concentration: float
+    real_cv: float
+    fitted_cv: float
+    real_affinity: float
+    fitted_affinity: float
+
+
+def _bisect(f, lo: float, hi: float, steps: int = 30) -> float:
+    """Root of a monotone ``f`` on [lo, hi] (clamped to an end when there is none)."""
+    flo, fhi = f(lo), f(hi)
+    if flo * fhi > 0:
+        return lo if abs(flo) < abs(fhi) else hi
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if f(mid) * flo > 0:
+            lo, flo = mid, f(mid)
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def fit_model(real: RealRouting, structure_seed: int, layers: int | None = None) -> tuple[RoutingModel, FitReport]:
+    """A full-depth model whose statistics match ``real``.
+
+    Layers the file recorded keep their real popularity; the others get Zipf popularity with the
+    fitted exponent. The random structure (rankings, Dirichlet draws) comes from ``structure_seed``
+    only, so two domains of one model fitted with one seed share it and differ only where the data
+    (recorded layers, skew, affinity) differ.
+    """
+    L = layers or real.num_layers
+    E = real.num_experts
+    real_cv = load_cv(real.expert_counts)
+    real_aff = float(np.mean([affinity(c) for c in real.cross_counts]))
+
+    def zipf_cv(s: float) -> float:
+        w = np.arange(1, E + 1, dtype=float) ** -s
+        return float(w.std() / w.mean())
+
+    zipf_s = _bisect(lambda s: zipf_cv(s) - real_cv, 0.0, 4.0)
+
+    def build(conc: float) -> RoutingModel:
+        rng = np.random.default_rng(structure_seed)
+        popularity = np.stack([zipf_popularity(E, zipf_s, rng) for _ in range(L)])
+        for i, layer in enumerate(real.layers):
+            if layer < L:
+                popularity[layer] = real.expert_counts[i] / real.expert_counts[i].sum()
+        return RoutingModel(popularity, _transitions(popularity, conc, rng), real.top_k)
+
+    def model_aff(log_conc: float) -> float:
+        m = build(float(np.exp(log_conc)))
+        vals = [affinity(_chain_joint(m, int(a), int(b))) for a, b in real.cross_pairs if b < L]
+        return float(np.mean(vals)) - real_aff
+
+    log_conc = _bisect(model_aff, np.log(1e-3), np.log(1e4), steps=25)
+    model = build(float(np.exp(log_conc)))
+    fitted_aff = model_aff(log_conc) + real_aff
+    report = FitReport(real.name, zipf_s, float(np.exp(log_conc)), real_cv, load_cv(model.popularity), real_aff, fitted_aff)
+    return model, report
