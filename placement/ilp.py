@@ -165,81 +165,119 @@ def local_search(problem: PlacementProblem, gpu_of: np.ndarray, max_rounds: int 
 # ---------------------------------------------------------------------------------------------
 # the ILPs
 
-def _balance_layer(loads: np.ndarray, gpus: int, capacity: int, backend: str, time_limit_s: float,
-                   gap_rel: float) -> tuple[np.ndarray, float, str]:
-    """Stage 1: group a layer's experts into ``gpus`` clusters of <= capacity, min max cluster load.
+def balance_layers(loads: np.ndarray, gpus: int, capacity: int, backend: str, time_limit_s: float,
+                   gap_rel: float) -> tuple[np.ndarray, np.ndarray, str]:
+    """Stage 1: per layer, group the experts into ``gpus`` clusters of <= capacity, min max cluster load.
 
-    Returns (cluster of each expert, relative gap to the mean/heaviest bound, status)."""
-    E = len(loads)
-    start = greedy_layer(loads, gpus, capacity)
-    bound = max(loads.sum() / gpus, loads.max())
-    greedy_max = np.bincount(start, weights=loads, minlength=gpus).max()
-    if bound <= 0 or greedy_max <= bound * (1 + gap_rel):
-        return start, (greedy_max - bound) / greedy_max if greedy_max > 0 else 0.0, "greedy within tolerance"
+    The layers are independent blocks of one ILP (one solver call, not one per layer); layers where
+    greedy is already within ``gap_rel`` of the bound max(mean, heaviest expert) are left out.
+    Returns (cluster of each expert [L, E], relative gap to that bound per layer, status)."""
+    L, E = loads.shape
+    clusters = np.stack([greedy_layer(loads[l], gpus, capacity) for l in range(L)])
+    bound = np.maximum(loads.sum(axis=1) / gpus, loads.max(axis=1))
+    best = np.array([np.bincount(clusters[l], weights=loads[l], minlength=gpus).max() for l in range(L)])
+
+    def gaps() -> np.ndarray:
+        return np.where(best > 0, (best - bound) / np.maximum(best, 1e-300), 0.0)
+
+    todo = [l for l in range(L) if best[l] > bound[l] * (1 + gap_rel)]
+    if not todo:
+        return clusters, gaps(), "greedy within tolerance"
     prob = pulp.LpProblem("balance", pulp.LpMinimize)
-    x = {(e, c): pulp.LpVariable(f"x_{e}_{c}", cat="Binary") for e in range(E) for c in range(gpus)}
-    m = pulp.LpVariable("m", lowBound=0)
-    prob += m
-    for e in range(E):
-        prob += pulp.lpSum(x[e, c] for c in range(gpus)) == 1
-    for c in range(gpus):
-        prob += pulp.lpSum(float(loads[e]) * x[e, c] for e in range(E)) <= m
-        prob += pulp.lpSum(x[e, c] for e in range(E)) <= capacity
-    # symmetry breaking: clusters are unlabelled here, so the heaviest expert opens cluster 0
-    heavy = int(np.argmax(loads))
-    prob += x[heavy, 0] == 1
-    relabel = {int(start[heavy]): 0, 0: int(start[heavy])}
-    for (e, c), v in x.items():
-        v.setInitialValue(1 if relabel.get(int(start[e]), int(start[e])) == c else 0)
-    m.setInitialValue(float(greedy_max))
+    x = {(l, e, c): pulp.LpVariable(f"x_{l}_{e}_{c}", cat="Binary") for l in todo for e in range(E) for c in range(gpus)}
+    m = {l: pulp.LpVariable(f"m_{l}", lowBound=0) for l in todo}
+    prob += pulp.lpSum(m.values())
+    for l in todo:
+        for e in range(E):
+            prob += pulp.lpSum(x[l, e, c] for c in range(gpus)) == 1
+        for c in range(gpus):
+            prob += pulp.lpSum(float(loads[l, e]) * x[l, e, c] for e in range(E)) <= m[l]
+            prob += pulp.lpSum(x[l, e, c] for e in range(E)) <= capacity
+        # symmetry breaking: clusters are unlabelled here, so the heaviest expert opens cluster 0
+        heavy = int(np.argmax(loads[l]))
+        prob += x[l, heavy, 0] == 1
+        g0 = int(clusters[l, heavy])
+        relabel = np.arange(gpus)
+        relabel[[0, g0]] = relabel[[g0, 0]]
+        start = relabel[clusters[l]]
+        for e in range(E):
+            for c in range(gpus):
+                x[l, e, c].setInitialValue(1 if start[e] == c else 0)
+        m[l].setInitialValue(float(best[l]))
     prob.solve(_make_solver(backend, time_limit_s, gap_rel, warm=True))
     if not _has_solution(prob):
-        return start, (greedy_max - bound) / greedy_max, "solver found nothing; greedy kept"
-    cluster = np.array([max(range(gpus), key=lambda c: x[e, c].value() or 0.0) for e in range(E)], dtype=np.int64)
-    best = np.bincount(cluster, weights=loads, minlength=gpus).max()
-    if best > greedy_max:
-        cluster, best = start, greedy_max
+        return clusters, gaps(), "solver found nothing; greedy kept"
+    for l in todo:
+        cl = np.array([max(range(gpus), key=lambda c: x[l, e, c].value() or 0.0) for e in range(E)], dtype=np.int64)
+        value = np.bincount(cl, weights=loads[l], minlength=gpus).max()
+        if value < best[l] and np.bincount(cl, minlength=gpus).max() <= capacity:
+            clusters[l], best[l] = cl, value
     status = "optimal" if prob.sol_status == pulp.LpSolutionOptimal else "time limit with incumbent"
-    return cluster, (best - bound) / best, status
+    return clusters, gaps(), status
 
 
-def _assign_clusters(cost: np.ndarray, backend: str) -> np.ndarray:
-    """Stage 2: cluster c -> GPU, a permutation minimising sum cost[c, g] (an assignment ILP)."""
+def assignment(cost: np.ndarray) -> np.ndarray:
+    """Stage 2: row -> column permutation of least total cost (Hungarian algorithm with potentials).
+
+    The assignment ILP's LP is integral, so this is the ILP's exact optimum without a solver call."""
     n = cost.shape[0]
-    prob = pulp.LpProblem("assign", pulp.LpMinimize)
-    y = {(c, g): pulp.LpVariable(f"y_{c}_{g}", cat="Binary") for c in range(n) for g in range(n)}
-    prob += pulp.lpSum(float(cost[c, g]) * y[c, g] for c in range(n) for g in range(n))
-    for c in range(n):
-        prob += pulp.lpSum(y[c, g] for g in range(n)) == 1
-    for g in range(n):
-        prob += pulp.lpSum(y[c, g] for c in range(n)) == 1
-    prob.solve(_make_solver(backend, 30.0, None, warm=False))
-    if not _has_solution(prob):
-        return np.arange(n)
-    return np.array([max(range(n), key=lambda g: y[c, g].value() or 0.0) for c in range(n)], dtype=np.int64)
+    inf = float("inf")
+    u, v = np.zeros(n + 1), np.zeros(n + 1)
+    match = np.zeros(n + 1, dtype=np.int64)  # match[col] = row (1-based), 0 = free
+    way = np.zeros(n + 1, dtype=np.int64)
+    for i in range(1, n + 1):
+        match[0] = i
+        j0 = 0
+        minv = np.full(n + 1, inf)
+        used = np.zeros(n + 1, dtype=bool)
+        while True:
+            used[j0] = True
+            i0 = match[j0]
+            delta, j1 = inf, 0
+            for j in range(1, n + 1):
+                if not used[j]:
+                    cur = cost[i0 - 1, j - 1] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j], way[j] = cur, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(n + 1):
+                if used[j]:
+                    u[match[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if match[j0] == 0:
+                break
+        while True:
+            j1 = way[j0]
+            match[j0] = match[j1]
+            j0 = j1
+            if j0 == 0:
+                break
+    out = np.zeros(n, dtype=np.int64)
+    for j in range(1, n + 1):
+        out[match[j] - 1] = j - 1
+    return out
 
 
 def two_stage(problem: PlacementProblem, backend: str, deadline: float, gap_rel: float) -> tuple[np.ndarray, dict]:
     L, G = problem.layers, problem.gpus
     d = problem.cost_matrix()
     gpu_of = np.zeros((L, problem.experts), dtype=np.int64)
-    stage1_gaps, statuses = [], []
+    left = max(deadline - time.perf_counter(), 1.0)
+    clusters, gaps, status = balance_layers(problem.loads, G, problem.capacity, backend, 0.6 * left, gap_rel)
     for l in range(L):
-        left = max(deadline - time.perf_counter(), 1.0)
-        cluster, gap, status = _balance_layer(problem.loads[l], G, problem.capacity, backend,
-                                              min(left / max(L - l, 1) * 0.5, left), gap_rel)
-        stage1_gaps.append(gap)
-        statuses.append(status)
         if l == 0:
             perm = np.arange(G)
         else:
             # cost of cluster c on GPU g: traffic from layer l-1 (already placed) into c's experts
-            member = _one_hot(cluster, G)  # [E, c]
+            member = _one_hot(clusters[l], G)  # [E, c]
             from_gpu = _one_hot(gpu_of[l - 1], G).T @ problem.routing[l - 1] @ member  # [h, c]
-            cost = (d.T @ from_gpu).T  # [c, g] = sum_h from_gpu[h, c] * d[h, g]
-            perm = _assign_clusters(cost, backend)
-        gpu_of[l] = perm[cluster]
-    info = {"stage1_gap_max": float(max(stage1_gaps)), "stage1_status": sorted(set(statuses))}
+            perm = assignment(from_gpu.T @ d)  # [c, g] = sum_h from_gpu[h, c] * d[h, g]
+        gpu_of[l] = perm[clusters[l]]
+    info = {"stage1_gap_max": float(gaps.max()), "stage1_status": status}
     return gpu_of, info
 
 
@@ -331,7 +369,7 @@ class MoETunerSolver:
     time_limit_s: float = 60.0
     hard_timeout_s: float | None = None   # default: time_limit_s + 30
     gap_rel: float = 0.005
-    joint_max_vars: int = 20_000
+    joint_max_vars: int = 4_000
     subprocess: bool = True
 
     def solve(self, problem: PlacementProblem) -> Placement:
@@ -371,7 +409,7 @@ class MoETunerSolver:
                 proc.communicate()
                 gpu_of = np.stack([greedy_layer(problem.loads[l], problem.gpus, problem.capacity) for l in range(problem.layers)])
                 gpu_of = local_search(problem, gpu_of, deadline=time.perf_counter() + 5.0)
-                return gpu_of, {"status": f"hard time limit {hard:g} s hit; greedy + local search incumbent kept"}
+                return gpu_of, {"method": "greedy + local search (fallback)", "status": f"hard time limit {hard:g} s hit; greedy + local search incumbent kept"}
             if proc.returncode != 0:
                 last = (err or b"").decode(errors="replace").strip().splitlines()
                 raise PlacementError(f"moetuner solver worker failed: {last[-1] if last else f'exit {proc.returncode}'}")

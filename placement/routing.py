@@ -120,6 +120,19 @@ class RealRouting:
     cross_counts: np.ndarray    # [P, E, E]
 
 
+ROUTING_DIR = Path(__file__).resolve().parent / "data" / "routing"
+"""Copies of the real files, shipped with the package."""
+
+
+def routing_file(model: str, domain: str) -> Path:
+    """The shipped real file for ``model`` (mixtral-8x7b, olmoe-1b-7b) on ``domain`` (arxiv, github)."""
+    path = ROUTING_DIR / f"{model}_{domain}.npz"
+    if not path.exists():
+        known = sorted(p.stem for p in ROUTING_DIR.glob("*.npz"))
+        raise PlacementError(f"no routing statistics for {model!r} on {domain!r}; known: {', '.join(known)}")
+    return path
+
+
 _KEYS = ("num_experts", "top_k", "num_layers", "layers", "expert_counts", "cross_pairs", "cross_counts")
 
 

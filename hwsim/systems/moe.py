@@ -7,14 +7,16 @@ Per MoE layer, on every GPU of the topology:
    :class:`SharedBandwidth` per link, weighted max-min fair);
 3. grouped expert GEMMs on each GPU, sized by the token-slots it received (one launch; weights of every
    expert that got tokens are read once);
-4. combine all-to-all: each slot's GPU receives the partial outputs of its token's other k-1 slots;
+4. combine all-to-all: the partial outputs of a token's k slots are summed on its leader slot's GPU;
 5. the layer ends when its slowest GPU ends (the tail).
 
 Modelling assumption (MoETuner's premise, and the only way its cross-layer term can matter):
 token-slots *follow their experts*. After layer l, slot j of a token lives on the GPU of its j-th
 expert, and the next dispatch leaves from there; the slot at layer l+1 is the rank-paired choice, as
 in the real cross-layer counts. Layer 0's slots start evenly spread. The combine's byte matrix assumes a
-token's k choices are independent given the per-GPU loads (the data gives no within-token pairs).
+token's k choices are independent given the per-GPU loads (the data gives no within-token pairs); the
+leader's broadcast of the summed state back to the slots' GPUs is folded into the next dispatch (an
+approximation: it keeps the bytes per slot at one dispatch plus (k-1)/k combine, as in standard EP).
 A message crosses every link of its route at once, each shared with that link's other flows; it is
 done when its slowest link is (a per-link, not per-path, fairness approximation), plus the route's
 largest latency once.
@@ -171,11 +173,12 @@ def dispatch_slots(split_prev: np.ndarray | None, split: np.ndarray, loads: np.n
 
 
 def combine_slots(gpu_slots: np.ndarray, top_k: int) -> np.ndarray:
-    """``[g, h]`` partial outputs sent from g to h: each slot gets its token's other k-1 partials."""
+    """``[g, h]`` partial outputs sent from g to h: each token's k-1 other slots send theirs to its
+    leader slot's GPU, which sums them (the leader is on h with probability load_h / total)."""
     total = gpu_slots.sum()
     if total <= 0 or top_k < 2:
         return np.zeros((len(gpu_slots), len(gpu_slots)))
-    m = (top_k - 1) * np.outer(gpu_slots, gpu_slots) / total
+    m = (top_k - 1) / top_k * np.outer(gpu_slots, gpu_slots) / total
     np.fill_diagonal(m, 0.0)
     return m
 
@@ -222,6 +225,7 @@ def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarr
     cross_node = node[:, None] != node[None, :]
     off = ~np.eye(G, dtype=bool)
     results = []
+    clock_s = 0.0
     for l in range(L):
         scale = slots_per_layer / loads[l].sum() if loads[l].sum() > 0 else 0.0
         layer_loads = loads[l] * scale
@@ -233,8 +237,12 @@ def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarr
         c_slots = combine_slots(gpu_slots, model.top_k)
         compute = np.array([grouped_gemm_s(model, hardware, per_expert_gpu[:, g]) for g in range(G)])
 
-        sim = Simulation(tracer=tracer)
+        # each layer is its own simulation (the layer ends at a barrier), started where the last ended
+        sim = Simulation(tracer=tracer, env=simpy.Environment(initial_time=clock_s + att_s))
         env = sim.env
+        t0 = env.now
+        if tracer is not None:
+            tracer.span(f"{track}/attention", f"L{l} attention", clock_s, t0, "compute")
         links = {lid: sim.bandwidth(topo.link_for(lid).bandwidth_bytes_per_s, f"{track}/link {lid[0]} {lid[1]}->{lid[2]}")
                  for lid in topo.link_ids()}
         start = env.event().succeed()
@@ -245,11 +253,11 @@ def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarr
 
         def expert(g: int) -> Generator[simpy.events.Event, object, None]:
             yield simpy.AllOf(env, dispatched[g])
-            dispatch_done[g] = env.now
-            t0 = env.now
+            dispatch_done[g] = env.now - t0
+            c0 = env.now
             yield env.timeout(compute[g])
             if tracer is not None:
-                tracer.span(f"{track}/gpu{g}", f"L{l} experts ({gpu_slots[g]:.0f} slots)", t0, env.now, "compute")
+                tracer.span(f"{track}/gpu{g}", f"L{l} experts ({gpu_slots[g]:.0f} slots)", c0, env.now, "compute")
             computed[g].succeed()
 
         for g in range(G):
@@ -258,11 +266,12 @@ def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarr
 
         def finish(g: int) -> Generator[simpy.events.Event, object, None]:
             yield simpy.AllOf(env, combined[g] + [computed[g]])
-            ends[g] = env.now
+            ends[g] = env.now - t0
 
         for g in range(G):
             env.process(finish(g))
         sim.run()
+        clock_s += att_s + float(ends.max())
         moved = (d_slots + c_slots) * slot_bytes(model)
         results.append(LayerResult(
             time_s=att_s + float(ends.max()), attention_s=att_s, dispatch_tail_s=float(dispatch_done.max()),
