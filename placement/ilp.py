@@ -112,7 +112,7 @@ def local_search(problem: PlacementProblem, gpu_of: np.ndarray, max_rounds: int 
             if deadline is not None and time.perf_counter() > deadline:
                 return gpu_of
             p = problem.loads[l]
-            while True:
+            while deadline is None or time.perf_counter() < deadline:
                 t = _placement_cost(problem, gpu_of, l, d)
                 g_of = gpu_of[l]
                 load = np.bincount(g_of, weights=p, minlength=G)
@@ -142,7 +142,13 @@ def local_search(problem: PlacementProblem, gpu_of: np.ndarray, max_rounds: int 
                 for h in np.flatnonzero(count < C):
                     new_load_h = load[h] + p
                     new_load_src = load[g_of] - p
-                    others = np.array([np.max(np.delete(load, [g_of[e], h])) if G > 2 else 0.0 for e in range(E)])
+                    others = np.zeros(E)  # max load over GPUs other than g_of[e] and h
+                    filled = np.zeros(E, dtype=bool)
+                    for k in range(min(3, G)):
+                        gk = order[k]
+                        take = ~filled & (g_of != gk) & (gk != h)
+                        others[take] = top[k]
+                        filled |= take
                     nm = np.maximum(others, np.maximum(new_load_h, new_load_src))
                     dm = t[:, h] - here + nm - load.max()
                     dm[g_of == h] = np.inf
@@ -180,9 +186,32 @@ def balance_layers(loads: np.ndarray, gpus: int, capacity: int, backend: str, ti
     def gaps() -> np.ndarray:
         return np.where(best > 0, (best - bound) / np.maximum(best, 1e-300), 0.0)
 
-    todo = [l for l in range(L) if best[l] > bound[l] * (1 + gap_rel)]
-    if not todo:
+    todo_all = [l for l in range(L) if best[l] > bound[l] * (1 + gap_rel)]
+    if not todo_all:
         return clusters, gaps(), "greedy within tolerance"
+    # blocks of layers small enough for the solver; later blocks share what time is left
+    per_layer = E * gpus
+    size = max(1, STAGE1_MAX_BINARIES // per_layer)
+    blocks = [todo_all[i:i + size] for i in range(0, len(todo_all), size)]
+    deadline = time.perf_counter() + time_limit_s
+    statuses = []
+    for index, todo in enumerate(blocks):
+        left = deadline - time.perf_counter()
+        if left < 1.0:
+            statuses.append("time budget spent; greedy kept")
+            break
+        statuses.append(_balance_block(loads, todo, clusters, best, gpus, capacity, backend,
+                                       left / (len(blocks) - index), gap_rel))
+    return clusters, gaps(), ", ".join(sorted(set(statuses)))
+
+
+STAGE1_MAX_BINARIES = 20_000
+
+
+def _balance_block(loads: np.ndarray, todo: list[int], clusters: np.ndarray, best: np.ndarray, gpus: int,
+                   capacity: int, backend: str, time_limit_s: float, gap_rel: float) -> str:
+    """One stage-1 ILP over the layers ``todo``; improves ``clusters`` and ``best`` in place."""
+    E = loads.shape[1]
     prob = pulp.LpProblem("balance", pulp.LpMinimize)
     x = {(l, e, c): pulp.LpVariable(f"x_{l}_{e}_{c}", cat="Binary") for l in todo for e in range(E) for c in range(gpus)}
     m = {l: pulp.LpVariable(f"m_{l}", lowBound=0) for l in todo}
@@ -206,14 +235,13 @@ def balance_layers(loads: np.ndarray, gpus: int, capacity: int, backend: str, ti
         m[l].setInitialValue(float(best[l]))
     prob.solve(_make_solver(backend, time_limit_s, gap_rel, warm=True))
     if not _has_solution(prob):
-        return clusters, gaps(), "solver found nothing; greedy kept"
+        return "solver found nothing; greedy kept"
     for l in todo:
         cl = np.array([max(range(gpus), key=lambda c: x[l, e, c].value() or 0.0) for e in range(E)], dtype=np.int64)
         value = np.bincount(cl, weights=loads[l], minlength=gpus).max()
         if value < best[l] and np.bincount(cl, minlength=gpus).max() <= capacity:
             clusters[l], best[l] = cl, value
-    status = "optimal" if prob.sol_status == pulp.LpSolutionOptimal else "time limit with incumbent"
-    return clusters, gaps(), status
+    return "optimal" if prob.sol_status == pulp.LpSolutionOptimal else "time limit with incumbent"
 
 
 def assignment(cost: np.ndarray) -> np.ndarray:

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trace", type=Path, help="write a Chrome trace-event JSON of the simulation (open in Perfetto)")
     run.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
 
+    place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver")
+    place.add_argument("--solver", required=True, help="solver name (built-in or from the hwsim.placement entry points)")
+    place.add_argument("--problem", required=True, type=Path, help="problem file (YAML or JSON; see suites/place.py)")
+    place.add_argument("--out", type=Path, help="write the placement as JSON here")
+    place.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="solver option (repeatable)")
+
     cmp_ = sub.add_parser("compare", help="simulated vs measured, with the error of every row")
     cmp_.add_argument("files", nargs="+", type=Path, help="results files (simulated and measured records, any mix)")
     cmp_.add_argument("--format", choices=compare_mod.FORMATS, default="table")
@@ -188,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 console.print(table)
                 return 0
             return _run_suites(console, args)
+        if args.command == "place":
+            from suites.place import place_command
+            place_command(console, args.solver, args.problem, args.out, args.option)
+            return 0
         return _compare(console, args)
     except HwsimError as exc:
         print(f"hwsim: error: {exc}", file=sys.stderr)
