@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,19 @@ def backend_name(preferred: str = "auto") -> str:
 def _make_solver(backend: str, time_limit_s: float, gap_rel: float | None, warm: bool):
     if backend == "highs":
         return pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=gap_rel)
-    return pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, int(round(time_limit_s))), gapRel=gap_rel, warmStart=warm, threads=1)
+    with warnings.catch_warnings():
+        # PuLP 3.x warns that the bundled-CBC class goes away in 4.0; the version range is pinned for it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, int(round(time_limit_s))), gapRel=gap_rel,
+                                 warmStart=warm, threads=1)
+
+
+def _var(prob: pulp.LpProblem, name: str, low: float | None = None, up: float | None = None,
+         cat: str = "Continuous") -> pulp.LpVariable:
+    """A variable owned by ``prob`` (PuLP >= 3.3 asks for this; older versions build it directly)."""
+    if hasattr(prob, "add_variable"):
+        return prob.add_variable(name, low, up, cat)
+    return pulp.LpVariable(name, low, up, cat)
 
 
 def _has_solution(prob: pulp.LpProblem) -> bool:
@@ -213,8 +226,8 @@ def _balance_block(loads: np.ndarray, todo: list[int], clusters: np.ndarray, bes
     """One stage-1 ILP over the layers ``todo``; improves ``clusters`` and ``best`` in place."""
     E = loads.shape[1]
     prob = pulp.LpProblem("balance", pulp.LpMinimize)
-    x = {(l, e, c): pulp.LpVariable(f"x_{l}_{e}_{c}", cat="Binary") for l in todo for e in range(E) for c in range(gpus)}
-    m = {l: pulp.LpVariable(f"m_{l}", lowBound=0) for l in todo}
+    x = {(l, e, c): _var(prob, f"x_{l}_{e}_{c}", cat="Binary") for l in todo for e in range(E) for c in range(gpus)}
+    m = {l: _var(prob, f"m_{l}", 0) for l in todo}
     prob += pulp.lpSum(m.values())
     for l in todo:
         for e in range(E):
@@ -312,14 +325,14 @@ def two_stage(problem: PlacementProblem, backend: str, deadline: float, gap_rel:
 def joint_ilp(problem: PlacementProblem, backend: str, time_limit_s: float, gap_rel: float | None,
               start: np.ndarray | None = None) -> tuple[np.ndarray | None, dict]:
     """The whole model as one ILP (exact for small problems)."""
-    if problem.inter_node_cost < problem.intra_node_cost:
+    if problem.nodes > 1 and problem.inter_node_cost < problem.intra_node_cost:
         raise PlacementError("the MoETuner ILP needs inter_node_cost >= intra_node_cost "
                              f"(got {problem.inter_node_cost} < {problem.intra_node_cost})")
     L, E, G, C = problem.layers, problem.experts, problem.gpus, problem.capacity
     per_node, nodes = int(problem.gpus_per_node), problem.nodes  # type: ignore[arg-type]
     prob = pulp.LpProblem("moetuner", pulp.LpMinimize)
-    x = {(l, e, g): pulp.LpVariable(f"x_{l}_{e}_{g}", cat="Binary") for l in range(L) for e in range(E) for g in range(G)}
-    m = [pulp.LpVariable(f"m_{l}", lowBound=0) for l in range(L)]
+    x = {(l, e, g): _var(prob, f"x_{l}_{e}_{g}", cat="Binary") for l in range(L) for e in range(E) for g in range(G)}
+    m = [_var(prob, f"m_{l}", 0) for l in range(L)]
     objective_terms = list(m)
     constant = 0.0
     for l in range(L):
@@ -336,7 +349,7 @@ def joint_ilp(problem: PlacementProblem, backend: str, time_limit_s: float, gap_
             if problem.intra_node_cost > 0:
                 constant += r * problem.intra_node_cost
                 for g in range(G):
-                    w = pulp.LpVariable(f"w_{l}_{a}_{b}_{g}", lowBound=0, upBound=1)
+                    w = _var(prob, f"w_{l}_{a}_{b}_{g}", 0, 1)
                     prob += w <= x[l, a, g]
                     prob += w <= x[l + 1, b, g]
                     objective_terms.append(-r * problem.intra_node_cost * w)
@@ -344,7 +357,7 @@ def joint_ilp(problem: PlacementProblem, backend: str, time_limit_s: float, gap_
                 constant += r * extra
                 for n in range(nodes):
                     gs = range(n * per_node, (n + 1) * per_node)
-                    v = pulp.LpVariable(f"v_{l}_{a}_{b}_{n}", lowBound=0, upBound=1)
+                    v = _var(prob, f"v_{l}_{a}_{b}_{n}", 0, 1)
                     prob += v <= pulp.lpSum(x[l, a, g] for g in gs)
                     prob += v <= pulp.lpSum(x[l + 1, b, g] for g in gs)
                     objective_terms.append(-r * extra * v)

@@ -1,0 +1,297 @@
+"""Placement: the validator, the solvers against brute force, the registry and plug-ins."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from placement import (Placement, PlacementError, PlacementProblem, get_solver, objective, solve, solver_targets,
+                       validate)
+from placement.heuristics import EplbSolver, GreedySolver
+from placement.ilp import MoETunerSolver, lower_bound
+
+HEURISTICS = ("contiguous", "round-robin", "greedy", "eplb")
+
+
+def random_problem(seed: int, layers: int, experts: int, gpus: int, capacity: int, per_node: int | None = None,
+                   intra: float = 0.05, inter: float = 0.2) -> PlacementProblem:
+    rng = np.random.default_rng(seed)
+    loads = rng.integers(1, 100, size=(layers, experts)).astype(float) * rng.random((layers, experts)) ** 2
+    routing = rng.integers(0, 30, size=(layers - 1, experts, experts)).astype(float)
+    routing *= rng.random(routing.shape) < 0.5  # sparse affinity
+    return PlacementProblem(loads=loads, routing=routing, gpus=gpus, capacity=capacity, gpus_per_node=per_node,
+                            intra_node_cost=intra, inter_node_cost=inter)
+
+
+def brute_force(problem: PlacementProblem) -> float:
+    """Exact optimum over every single-copy placement (small problems only)."""
+    per_layer = [a for a in itertools.product(range(problem.gpus), repeat=problem.experts)
+                 if max(np.bincount(a, minlength=problem.gpus)) <= problem.capacity]
+    best = np.inf
+    for combo in itertools.product(per_layer, repeat=problem.layers):
+        p = Placement.from_assignment(np.array(combo, dtype=np.int64), problem.gpus)
+        best = min(best, objective(problem, p).total)
+    return best
+
+
+@pytest.mark.parametrize("seed,shape", [
+    (0, dict(layers=2, experts=4, gpus=2, capacity=2)),
+    (1, dict(layers=3, experts=4, gpus=2, capacity=2)),
+    (2, dict(layers=2, experts=4, gpus=4, capacity=1, per_node=2)),
+    (3, dict(layers=2, experts=5, gpus=2, capacity=3, intra=0.3)),
+])
+def test_ilp_matches_brute_force_and_beats_heuristics(seed, shape):
+    problem = random_problem(seed, **shape)
+    exact = brute_force(problem)
+    placement = MoETunerSolver(method="joint", subprocess=False, time_limit_s=30).solve(problem)
+    validate(problem, placement)
+    ilp = objective(problem, placement).total
+    assert ilp == pytest.approx(exact, rel=1e-9)
+    assert placement.info["gap"] == pytest.approx(0.0, abs=1e-9)
+    assert lower_bound(problem) <= exact + 1e-9
+    for name in HEURISTICS:
+        assert ilp <= objective(problem, solve(problem, name)).total + 1e-9, name
+
+
+def test_ilp_in_worker_process_matches_in_process():
+    problem = random_problem(5, layers=2, experts=4, gpus=2, capacity=2)
+    a = MoETunerSolver(method="joint", subprocess=True, time_limit_s=30).solve(problem)
+    b = MoETunerSolver(method="joint", subprocess=False, time_limit_s=30).solve(problem)
+    assert objective(problem, a).total == pytest.approx(objective(problem, b).total)
+
+
+def test_two_stage_beats_greedy_on_traffic_and_bound_holds():
+    problem = random_problem(7, layers=6, experts=16, gpus=4, capacity=4, per_node=2, intra=0.5, inter=2.0)
+    greedy = objective(problem, solve(problem, "greedy"))
+    tuned = solve(problem, "moetuner", method="two-stage", time_limit_s=20)
+    value = objective(problem, tuned)
+    assert value.total < greedy.total
+    assert lower_bound(problem) <= value.total
+    assert 0.0 <= tuned.info["gap"] < 1.0
+
+
+def test_hard_timeout_kills_the_worker_and_keeps_a_valid_incumbent():
+    problem = random_problem(8, layers=8, experts=32, gpus=8, capacity=4)
+    placement = MoETunerSolver(time_limit_s=30, hard_timeout_s=0.05).solve(problem)
+    validate(problem, placement)
+    assert "hard time limit" in placement.info["status"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the validator
+
+@pytest.fixture
+def small():
+    return random_problem(0, layers=2, experts=4, gpus=2, capacity=2)
+
+
+def _good(problem):
+    return Placement.from_assignment(np.array([[0, 0, 1, 1], [1, 0, 1, 0]]), problem.gpus, "test")
+
+
+def _edit(placement, copies=None, split=None):
+    return Placement(copies=placement.copies.copy() if copies is None else copies,
+                     split=placement.split.copy() if split is None else split, solver="test")
+
+
+def test_validator_accepts_a_good_placement(small):
+    validate(small, _good(small))
+
+
+def test_validator_rejects_wrong_shape(small):
+    p = _good(small)
+    with pytest.raises(PlacementError, match="shape"):
+        validate(small, _edit(p, copies=p.copies[:, :3], split=p.split[:, :3]))
+
+
+def test_validator_rejects_unplaced_expert(small):
+    p = _good(small)
+    c, s = p.copies.copy(), p.split.copy()
+    c[1, 2] = False
+    s[1, 2] = 0.0
+    with pytest.raises(PlacementError, match="layer 1: expert 2 is not placed"):
+        validate(small, _edit(p, c, s))
+
+
+def test_validator_rejects_capacity_overflow(small):
+    p = Placement.from_assignment(np.array([[0, 0, 0, 1], [0, 1, 0, 1]]), 2, "test")
+    with pytest.raises(PlacementError, match="layer 0: GPU 0 holds 3 experts, over its capacity of 2"):
+        validate(small, p)
+
+
+def test_validator_rejects_share_without_copy(small):
+    p = _good(small)
+    s = p.split.copy()
+    s[0, 0] = [0.5, 0.5]  # GPU 1 holds no copy of expert 0
+    with pytest.raises(PlacementError, match="holds no copy"):
+        validate(small, _edit(p, split=s))
+
+
+def test_validator_rejects_shares_not_summing_to_one(small):
+    p = _good(small)
+    s = p.split.copy()
+    s[1, 3, 0] = 0.7
+    with pytest.raises(PlacementError, match="sum to 0.7"):
+        validate(small, _edit(p, split=s))
+
+
+def test_validator_rejects_negative_share(small):
+    small = PlacementProblem(small.loads, small.routing, gpus=2, capacity=3)
+    p = _good(small)
+    c, s = p.copies.copy(), p.split.copy()
+    c[0, 2] = True
+    s[0, 2] = [-0.5, 1.5]
+    with pytest.raises(PlacementError, match="outside \\[0, 1\\]"):
+        validate(small, _edit(p, c, s))
+
+
+def test_validator_rejects_unused_replica(small):
+    problem = PlacementProblem(small.loads, small.routing, gpus=2, capacity=3)
+    p = _good(problem)
+    c = p.copies.copy()
+    c[0, 0, 1] = True  # a replica on GPU 1 that gets no tokens
+    with pytest.raises(PlacementError, match="replica of expert 0 on GPU 1 gets no tokens"):
+        validate(problem, _edit(p, copies=c))
+
+
+def test_validator_rejects_non_boolean_copies(small):
+    p = _good(small)
+    with pytest.raises(PlacementError, match="boolean"):
+        validate(small, _edit(p, copies=p.copies.astype(int)))
+
+
+def test_assignment_out_of_range():
+    with pytest.raises(PlacementError, match="layer 0: expert 1 assigned to GPU 5"):
+        Placement.from_assignment(np.array([[0, 5]]), 2)
+
+
+def test_problem_errors():
+    with pytest.raises(PlacementError, match="infeasible: 8 experts per layer do not fit on 2 GPUs x capacity 3"):
+        PlacementProblem(np.ones((1, 8)), np.zeros((0, 8, 8)), gpus=2, capacity=3)
+    with pytest.raises(PlacementError, match="routing must have shape \\(1, 4, 4\\)"):
+        PlacementProblem(np.ones((2, 4)), np.zeros((1, 4, 3)), gpus=2, capacity=2)
+    with pytest.raises(PlacementError, match="gpus_per_node must be a positive divisor"):
+        PlacementProblem(np.ones((1, 4)), np.zeros((0, 4, 4)), gpus=4, capacity=1, gpus_per_node=3)
+    with pytest.raises(PlacementError, match="loads must be >= 0"):
+        PlacementProblem(-np.ones((1, 4)), np.zeros((0, 4, 4)), gpus=4, capacity=1)
+
+
+@pytest.mark.parametrize("name", HEURISTICS + ("moetuner",))
+def test_every_solver_passes_the_validator(name):
+    problem = random_problem(11, layers=3, experts=12, gpus=4, capacity=4, per_node=2)
+    placement = solve(problem, name, **({"time_limit_s": 10} if name == "moetuner" else {}))
+    assert placement.solver == name
+
+
+# ---------------------------------------------------------------------------------------------
+# baselines
+
+def test_contiguous_and_round_robin_layouts():
+    problem = random_problem(0, layers=2, experts=8, gpus=4, capacity=2)
+    assert solve(problem, "contiguous").primary()[0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert solve(problem, "round-robin").primary()[1].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_greedy_is_largest_first_onto_least_loaded():
+    loads = np.array([[10.0, 9, 2, 1]])
+    problem = PlacementProblem(loads, np.zeros((0, 4, 4)), gpus=2, capacity=2)
+    # 10 -> GPU0, 9 -> GPU1, 2 -> GPU1 (9 < 10), 1 -> GPU0
+    assert GreedySolver().solve(problem).primary()[0].tolist() == [0, 1, 1, 0]
+
+
+def test_eplb_replicates_the_hot_expert_and_balances():
+    loads = np.array([[100.0, 10, 10, 10, 10, 10, 10, 10]])
+    problem = PlacementProblem(loads, np.zeros((0, 8, 8)), gpus=4, capacity=3)  # 4 spare slots
+    placement = EplbSolver().solve(problem)
+    validate(problem, placement)
+    assert placement.copies[0, 0].sum() == 4  # the hot expert on every GPU
+    assert placement.replicas() == 4
+    eplb_tail = objective(problem, placement).tail_load
+    greedy_tail = objective(problem, GreedySolver().solve(problem)).tail_load
+    assert eplb_tail < greedy_tail
+    # copies of 25 x4, 10 x6, 5 x2 packed 3 per GPU heaviest first: 25+10+10, 25+10+10, 25+10+5, 25+10+5
+    assert eplb_tail == pytest.approx(45.0)
+
+
+def test_eplb_hierarchical_keeps_copies_in_their_node():
+    rng = np.random.default_rng(3)
+    loads = rng.random((2, 8)) * 100
+    problem = PlacementProblem(loads, np.zeros((1, 8, 8)), gpus=4, capacity=3, gpus_per_node=2)
+    placement = EplbSolver().solve(problem)
+    validate(problem, placement)
+    assert placement.info["hierarchical"]
+    node_of = np.arange(4) // 2
+    for l in range(2):
+        for e in range(8):
+            assert len(set(node_of[placement.copies[l, e]])) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# registry and plug-ins
+
+def test_unknown_solver_lists_known():
+    with pytest.raises(PlacementError, match="unknown placement solver 'nope'; known: contiguous"):
+        get_solver("nope")
+
+
+PLUGIN = textwrap.dedent('''
+    import numpy as np
+    from placement import Placement
+
+    class ReverseSolver:
+        """Expert i on GPU G-1-(i mod G): a third-party solver for the plug-in test."""
+        name = "reverse"
+
+        def solve(self, problem):
+            row = problem.gpus - 1 - (np.arange(problem.experts) % problem.gpus)
+            return Placement.from_assignment(np.tile(row, (problem.layers, 1)), problem.gpus, self.name)
+''')
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A tiny package 'hwsim-reverse' installed into a directory on sys.path (module + dist-info)."""
+    (tmp_path / "hwsim_reverse.py").write_text(PLUGIN)
+    info = tmp_path / "hwsim_reverse-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hwsim-reverse\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[hwsim.placement]\nreverse = hwsim_reverse:ReverseSolver\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_plugin_found_through_entry_point(plugin_dir):
+    assert solver_targets()["reverse"] == ("hwsim_reverse:ReverseSolver", "hwsim-reverse")
+    problem = random_problem(0, layers=2, experts=4, gpus=2, capacity=2)
+    assert solve(problem, "reverse").primary()[0].tolist() == [1, 0, 1, 0]
+
+
+def test_plugin_cannot_shadow_a_builtin(plugin_dir):
+    (plugin_dir / "hwsim_reverse-0.1.dist-info" / "entry_points.txt").write_text(
+        "[hwsim.placement]\ngreedy = hwsim_reverse:ReverseSolver\n")
+    assert solver_targets()["greedy"][0] == "placement.heuristics:GreedySolver"
+
+
+def test_cli_place_runs_a_plugin_in_a_fresh_process(plugin_dir, tmp_path):
+    problem = tmp_path / "p.json"
+    problem.write_text('{"gpus": 2, "capacity": 2, "loads": [[1, 2, 3, 4], [4, 3, 2, 1]]}')
+    out = tmp_path / "out.json"
+    env_path = f"{plugin_dir}{__import__('os').pathsep}{__import__('os').getcwd()}"
+    run = subprocess.run([sys.executable, "-m", "suites.cli", "place", "--solver", "reverse", "--problem", str(problem),
+                          "--out", str(out)], capture_output=True, text=True, env={**__import__('os').environ,
+                                                                                  "PYTHONPATH": env_path})
+    assert run.returncode == 0, run.stderr
+    import json
+    doc = json.loads(out.read_text())
+    assert doc["solver"] == "reverse"
+    assert [e["gpus"] for e in doc["layers"][0]] == [[1], [0], [1], [0]]
+
+
+def test_placement_imports_neither_simpy_nor_hwsim():
+    code = "import sys, placement, placement.ilp, placement.routing; assert 'simpy' not in sys.modules, 'simpy'"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
