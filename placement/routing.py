@@ -1,10 +1,11 @@
 """Routing traces: a seeded synthetic generator and a loader for the real statistics.
 
 Generator: each layer's expert popularity is Zipf-skewed (``p_e ∝ rank^-zipf_s`` over a random
-ranking); a token-slot's next-layer expert follows a Markov matrix whose rows are drawn
-``Dirichlet(concentration * p_next)``: a small concentration makes each row peaked (strong cross-layer
-affinity), a large one makes the next choice independent of the current one. Token-slots are then
-sampled through the chain (multinomial), so loads and routing counts carry sampling noise.
+ranking); a token-slot's next-layer expert follows a Markov matrix whose rows mix the next layer's
+popularity with a sparse random coupling of the two layers: ``concentration`` in [0, 1] is the weight of
+the coupling (0: the next choice is independent of the current one; 1: each expert feeds only one or a
+few experts of the next layer). The chain keeps every layer's popularity exactly. Token-slots are then
+sampled through it (multinomial), so loads and routing counts carry sampling noise.
 
 Real data: ``<model>_<domain>.npz`` from the allenai/OLMoE routing analysis (scripts/routing_output/,
 Apache-2.0; converted to plain arrays in ../shared/data/routing, README there), loaded without pickle.
@@ -61,30 +62,42 @@ def synthetic_model(layers: int, experts: int, zipf_s: float, concentration: flo
     """A random model with the given skew and affinity; every draw from ``rng``."""
     if layers < 1 or experts < 1:
         raise PlacementError(f"need layers >= 1 and experts >= 1, got {layers}, {experts}")
-    if zipf_s < 0 or concentration <= 0:
-        raise PlacementError(f"need zipf_s >= 0 and concentration > 0, got {zipf_s}, {concentration}")
+    if zipf_s < 0 or not 0 <= concentration <= 1:
+        raise PlacementError(f"need zipf_s >= 0 and 0 <= concentration <= 1, got {zipf_s}, {concentration}")
     popularity = np.stack([zipf_popularity(experts, zipf_s, rng) for _ in range(layers)])
     return RoutingModel(popularity, _transitions(popularity, concentration, rng), top_k)
 
 
-_SINKHORN_STEPS = 200
+def _coupling(p: np.ndarray, q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A sparse joint distribution with marginals p and q: the north-west-corner coupling of the two
+    under random orderings (each expert of one layer feeds one or a few experts of the next)."""
+    order_p, order_q = rng.permutation(len(p)), rng.permutation(len(q))
+    joint = np.zeros((len(p), len(q)))
+    i = j = 0
+    left_p, left_q = p[order_p[0]], q[order_q[0]]
+    while i < len(p) and j < len(q):
+        mass = min(left_p, left_q)
+        joint[order_p[i], order_q[j]] += mass
+        left_p -= mass
+        left_q -= mass
+        if left_p <= 1e-15:
+            i += 1
+            left_p = p[order_p[i]] if i < len(p) else 0.0
+        if left_q <= 1e-15:
+            j += 1
+            left_q = q[order_q[j]] if j < len(q) else 0.0
+    return joint
 
 
 def _transitions(popularity: np.ndarray, concentration: float, rng: np.random.Generator) -> np.ndarray:
+    """Rows ``(1 - c) * p_next + c * coupling_row``: every row mixes the next layer's popularity with a
+    sparse affinity, so the chain keeps each layer's popularity exactly, for any concentration c."""
     layers, experts = popularity.shape
     out = np.empty((max(layers - 1, 0), experts, experts))
     for l in range(layers - 1):
-        alpha = np.maximum(concentration * popularity[l + 1], 1e-3)
-        rows = rng.dirichlet(alpha, size=experts)
-        # Sinkhorn scaling: rows stay distributions and the chain keeps layer l+1's popularity
-        # as its marginal, so the loads the chain produces are the popularity asked for
-        for _ in range(_SINKHORN_STEPS):
-            marginal = popularity[l] @ rows
-            rows = rows * (popularity[l + 1] / np.maximum(marginal, 1e-300))[None, :]
-            rows = rows / rows.sum(axis=1, keepdims=True)
-            if np.max(np.abs(popularity[l] @ rows - popularity[l + 1])) < 1e-12:
-                break
-        out[l] = rows
+        joint = _coupling(popularity[l], popularity[l + 1], rng)
+        affine = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-300)
+        out[l] = (1 - concentration) * popularity[l + 1][None, :] + concentration * affine
     return out
 
 
@@ -234,13 +247,13 @@ def fit_model(real: RealRouting, structure_seed: int, layers: int | None = None)
                 popularity[layer] = real.expert_counts[i] / real.expert_counts[i].sum()
         return RoutingModel(popularity, _transitions(popularity, conc, rng), real.top_k)
 
-    def model_aff(log_conc: float) -> float:
-        m = build(float(np.exp(log_conc)))
+    def model_aff(conc: float) -> float:
+        m = build(conc)
         vals = [affinity(_chain_joint(m, int(a), int(b))) for a, b in real.cross_pairs if b < L]
         return float(np.mean(vals)) - real_aff
 
-    log_conc = _bisect(model_aff, np.log(1e-3), np.log(1e4), steps=25)
-    model = build(float(np.exp(log_conc)))
-    fitted_aff = model_aff(log_conc) + real_aff
-    report = FitReport(real.name, zipf_s, float(np.exp(log_conc)), real_cv, load_cv(model.popularity), real_aff, fitted_aff)
+    conc = _bisect(model_aff, 0.0, 1.0, steps=30)
+    model = build(conc)
+    fitted_aff = model_aff(conc) + real_aff
+    report = FitReport(real.name, zipf_s, conc, real_cv, load_cv(model.popularity), real_aff, fitted_aff)
     return model, report
