@@ -80,10 +80,15 @@ def _has_solution(prob: pulp.LpProblem) -> bool:
 # ---------------------------------------------------------------------------------------------
 # bounds and local search (numpy only)
 
-def lower_bound(problem: PlacementProblem) -> float:
-    """A proven lower bound of the objective for single-copy placements."""
+def lower_bound(problem: PlacementProblem, tail_bound: float | None = None) -> float:
+    """A proven lower bound of the objective for single-copy placements.
+
+    ``tail_bound``: a proven bound on the sum of the layers' tails from stage 1 (the min-max ILP's own
+    bound); the default is the sum of max(mean GPU load, heaviest expert)."""
     G, C = problem.gpus, problem.capacity
     load_lb = float(np.maximum(problem.loads.sum(axis=1) / G, problem.loads.max(axis=1)).sum())
+    if tail_bound is not None:
+        load_lb = max(load_lb, tail_bound)
     traffic_lb = 0.0
     per_node = int(problem.gpus_per_node)  # type: ignore[arg-type]
     for l in range(problem.layers - 1):
@@ -190,18 +195,21 @@ def balance_layers(loads: np.ndarray, gpus: int, capacity: int, backend: str, ti
 
     The layers are independent blocks of one ILP (one solver call, not one per layer); layers where
     greedy is already within ``gap_rel`` of the bound max(mean, heaviest expert) are left out.
-    Returns (cluster of each expert [L, E], relative gap to that bound per layer, status)."""
+    Returns (cluster of each expert [L, E], relative gap per layer to max(mean, heaviest), status,
+    a proven lower bound on the sum over layers of the tail)."""
     L, E = loads.shape
     clusters = np.stack([greedy_layer(loads[l], gpus, capacity) for l in range(L)])
     bound = np.maximum(loads.sum(axis=1) / gpus, loads.max(axis=1))
     best = np.array([np.bincount(clusters[l], weights=loads[l], minlength=gpus).max() for l in range(L)])
+
+    proven_sum = 0.0  # what the ILP proves beyond the simple bounds, summed over layers
 
     def gaps() -> np.ndarray:
         return np.where(best > 0, (best - bound) / np.maximum(best, 1e-300), 0.0)
 
     todo_all = [l for l in range(L) if best[l] > bound[l] * (1 + gap_rel)]
     if not todo_all:
-        return clusters, gaps(), "greedy within tolerance"
+        return clusters, gaps(), "greedy within tolerance", float(bound.sum())
     # blocks of layers small enough for the solver; later blocks share what time is left
     per_layer = E * gpus
     size = max(1, STAGE1_MAX_BINARIES // per_layer)
@@ -213,9 +221,14 @@ def balance_layers(loads: np.ndarray, gpus: int, capacity: int, backend: str, ti
         if left < 1.0:
             statuses.append("time budget spent; greedy kept")
             break
-        statuses.append(_balance_block(loads, todo, clusters, best, gpus, capacity, backend,
-                                       left / (len(blocks) - index), gap_rel))
-    return clusters, gaps(), ", ".join(sorted(set(statuses)))
+        status = _balance_block(loads, todo, clusters, best, gpus, capacity, backend,
+                                left / (len(blocks) - index), gap_rel)
+        if status == "optimal":
+            # CBC stopped within gap_rel of its own bound on the block's sum of tails: a bound on that sum
+            proven_sum += max(0.0, (1 - gap_rel) * float(best[todo].sum()) - float(bound[todo].sum()))
+        statuses.append(status)
+    gap_of = np.where(best > 0, (best - bound) / np.maximum(best, 1e-300), 0.0)
+    return clusters, gap_of, ", ".join(sorted(set(statuses))), float(bound.sum()) + proven_sum
 
 
 STAGE1_MAX_BINARIES = 20_000
@@ -308,7 +321,7 @@ def two_stage(problem: PlacementProblem, backend: str, deadline: float, gap_rel:
     d = problem.cost_matrix()
     gpu_of = np.zeros((L, problem.experts), dtype=np.int64)
     left = max(deadline - time.perf_counter(), 1.0)
-    clusters, gaps, status = balance_layers(problem.loads, G, problem.capacity, backend, 0.6 * left, gap_rel)
+    clusters, gaps, status, proven = balance_layers(problem.loads, G, problem.capacity, backend, 0.6 * left, gap_rel)
     for l in range(L):
         if l == 0:
             perm = np.arange(G)
@@ -318,7 +331,7 @@ def two_stage(problem: PlacementProblem, backend: str, deadline: float, gap_rel:
             from_gpu = _one_hot(gpu_of[l - 1], G).T @ problem.routing[l - 1] @ member  # [h, c]
             perm = assignment(from_gpu.T @ d)  # [c, g] = sum_h from_gpu[h, c] * d[h, g]
         gpu_of[l] = perm[clusters[l]]
-    info = {"stage1_gap_max": float(gaps.max()), "stage1_status": status}
+    info = {"stage1_gap_max": float(gaps.max()), "stage1_status": status, "tail_bound": proven}
     return gpu_of, info
 
 
@@ -424,7 +437,7 @@ class MoETunerSolver:
             gpu_of, info = solve_gpu_of(problem, self, backend)
         placement = Placement.from_assignment(gpu_of, problem.gpus, self.name)
         value = objective(problem, placement).total
-        lb = lower_bound(problem)
+        lb = lower_bound(problem, info.get("tail_bound"))
         if info.get("joint_optimal"):
             lb = value
         info.update(backend=backend, solve_s=time.perf_counter() - started, objective=value, lower_bound=lb,

@@ -1,0 +1,63 @@
+"""MoE kernels: the Numba CPU versions against the NumPy reference; GPU versions skip without CuPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernels import moe
+from kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
+
+
+@pytest.mark.parametrize("skew", [0.0, 1.0, 2.5])
+def test_dispatch_numba_matches_reference(skew):
+    inp = moe.make_inputs(300, 8, 2, 16, 32, skew, seed=1)
+    ref = moe.dispatch_ref(inp.x, inp.experts, 8)
+    got = moe.dispatch_numba(inp.x, inp.experts, 8)
+    for a, b in zip(ref, got):
+        assert np.array_equal(a, b)
+    rows, token, offsets = ref
+    assert np.array_equal(np.diff(offsets), inp.counts)
+    for e in range(8):  # every row in expert e's group really chose e
+        assert all(e in inp.experts[t] for t in token[offsets[e]:offsets[e + 1]])
+    assert np.array_equal(rows, inp.x[token])
+
+
+@pytest.mark.parametrize("skew", [0.0, 2.0])
+def test_grouped_ffn_numba_matches_reference(skew):
+    inp = moe.make_inputs(200, 6, 2, 24, 40, skew, seed=2)
+    xp, _, offsets = moe.dispatch_ref(inp.x, inp.experts, 6)
+    ref = moe.grouped_ffn_ref(xp, offsets, inp.w1, inp.w2)
+    for impl in (moe.grouped_ffn_numba, moe.grouped_ffn_blas):
+        assert np.allclose(impl(xp, offsets, inp.w1, inp.w2), ref, rtol=1e-4, atol=1e-4)
+    # expert 0's rows are relu(x @ w1[0]) @ w2[0]
+    rows = xp[offsets[0]:offsets[1]]
+    assert np.allclose(ref[offsets[0]:offsets[1]], np.maximum(rows @ inp.w1[0], 0) @ inp.w2[0], rtol=1e-5, atol=1e-5)
+
+
+def test_skew_concentrates_load_and_choices_are_distinct():
+    flat = moe.make_inputs(4000, 8, 2, 4, 4, 0.0, seed=3).counts
+    skewed = moe.make_inputs(4000, 8, 2, 4, 4, 2.0, seed=3)
+    assert skewed.counts.max() / skewed.counts.mean() > 1.5 * flat.max() / flat.mean()
+    assert np.all(skewed.experts[:, 0] != skewed.experts[:, 1])
+    assert moe.ffn_flops(skewed.counts, 4, 4) == 4.0 * 8000 * 16
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match="top_k"):
+        moe.make_inputs(10, 4, 5, 8, 8, 0.0, seed=0)
+
+
+@pytest.mark.gpu
+def test_gpu_versions_match_or_skip():
+    if not gpu_available():
+        with pytest.raises(GpuUnavailable):
+            moe.dispatch_cupy(None, None, 4)
+        pytest.skip(f"no GPU: {gpu_unavailable_reason()}")
+    import cupy as cp
+    inp = moe.make_inputs(300, 8, 2, 16, 32, 1.0, seed=1)
+    xp, token, offsets = moe.dispatch_cupy(cp.asarray(inp.x), cp.asarray(inp.experts), 8)
+    ref = moe.dispatch_ref(inp.x, inp.experts, 8)
+    assert np.array_equal(cp.asnumpy(xp), ref[0])
+    out = moe.grouped_ffn_cupy(xp, offsets, cp.asarray(inp.w1), cp.asarray(inp.w2))
+    assert np.allclose(cp.asnumpy(out), moe.grouped_ffn_ref(ref[0], ref[2], inp.w1, inp.w2), rtol=1e-3, atol=1e-3)
