@@ -184,7 +184,7 @@ def test_problem_errors():
 @pytest.mark.parametrize("name", HEURISTICS + ("moetuner",))
 def test_every_solver_passes_the_validator(name):
     problem = random_problem(11, layers=3, experts=12, gpus=4, capacity=4, per_node=2)
-    placement = solve(problem, name, **({"time_limit_s": 10} if name == "moetuner" else {}))
+    placement = solve(problem, name, **({"time_limit_s": 5, "method": "two-stage"} if name == "moetuner" else {}))
     assert placement.solver == name
 
 

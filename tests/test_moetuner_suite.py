@@ -1,0 +1,38 @@
+"""The moetuner suite end to end (quick): every case reported, speedups consistent with the times,
+the ILP no worse than the heuristics on the routing it was solved on, and the figure written."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from rich.console import Console
+
+from suites.moetuner import PAPER_SPEEDUP, SOLVERS, SUITE
+from suites.registry import SuiteContext, get_suite
+
+
+def test_quick_suite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert get_suite("moetuner") is SUITE
+    out = StringIO()
+    result = SUITE.run(SuiteContext(hardware=None, quick=True, seed=0, console=Console(file=out, width=120)))
+    rows: dict[tuple, dict[str, float]] = {}
+    for r in result.records:
+        if "solver" in r.case:
+            rows.setdefault((r.case["model"], r.case["scale"], r.case["solver"]), {})[r.metric] = r.value
+    cases = {(m, s) for m, s, _ in rows}
+    assert cases == {(m, s) for m in ("mixtral-8x7b", "olmoe-1b-7b") for s in PAPER_SPEEDUP}
+    for model, scale in cases:
+        base = rows[model, scale, "contiguous"]["e2e_time"]
+        for solver in SOLVERS:
+            row = rows[model, scale, solver]
+            assert row["speedup_vs_contiguous"] == pytest.approx(base / row["e2e_time"] - 1)
+            assert row["max_over_mean_gpu_load"] >= 1.0
+            assert row["p99_layer_time"] <= row["e2e_time"]
+            assert (row["cross_node_bytes"] > 0) == (scale == "multi")
+        tuned = rows[model, scale, "moetuner"]
+        assert tuned["objective_solve_domain"] <= rows[model, scale, "greedy"]["objective_solve_domain"] + 1e-6
+        assert 0 <= tuned["optimality_gap"] < 1
+    assert "paper" in out.getvalue() and "+17.5%" in out.getvalue()
+    assert (tmp_path / "results" / "moetuner" / "gpu_load.png").stat().st_size > 10_000
