@@ -53,6 +53,16 @@ STRUCTURE_SEED = 20250210        # the model's own routing structure, shared by 
 class Scale:
     name: str                    # "single" | "multi"
     hardware: Hardware
+    tp: int = 1                  # GPUs per expert-parallel rank (tensor parallelism inside it)
+
+    @property
+    def label(self) -> str:
+        g = self.hardware.topology.devices
+        return f"{self.name} EP{g}" + (f"xTP{self.tp}" if self.tp > 1 else "")
+
+    @property
+    def key(self) -> str:
+        return self.name + (f"-tp{self.tp}" if self.tp > 1 else "")
 
 
 def _multi_node(base: Hardware, nodes: int, per_node: int, inter: Hardware) -> Hardware:
@@ -62,15 +72,28 @@ def _multi_node(base: Hardware, nodes: int, per_node: int, inter: Hardware) -> H
     return replace(base, name=f"{base.name}-{nodes}x{per_node}", topology=topo)
 
 
+def tp_rank(hw: Hardware, tp: int) -> Hardware:
+    """An expert-parallel rank of ``tp`` GPUs: its GEMMs split ``tp`` ways (compute and HBM add up), while
+    every GPU of the rank still sends and receives the rank's whole token stream (Megatron-style expert
+    tensor parallelism all-gathers tokens inside the TP group), so its network port stays one GPU's."""
+    d = hw.device
+    device = replace(d, peak_flops_per_s={k: v * tp for k, v in d.peak_flops_per_s.items()},
+                     memory=replace(d.memory, capacity_bytes=d.memory.capacity_bytes * tp,
+                                    bandwidth_bytes_per_s=d.memory.bandwidth_bytes_per_s * tp))
+    return replace(hw, name=f"{hw.name}-tp{tp}", device=device)
+
+
 def scales_for(model: MoEModel, single: Hardware) -> list[Scale]:
     multi = load_hardware("h100-sxm-2x8")
     if model.experts >= multi.topology.devices:
         return [Scale("single", single), Scale("multi", multi)]
-    # Mixtral's 8 experts: the paper's 4-way expert parallelism (EP4xTP2 on one node, EP4xTP4 on two),
-    # one EP rank per GPU here (tensor parallelism inside a rank is not modelled): 4 GPUs, or 2 nodes x 2.
+    # Mixtral's 8 experts: the paper's 4-way expert parallelism, one EP rank per GPU (4 GPUs, or 2 nodes x 2),
+    # and the paper's own layout, EP4xTP2 on one node and EP4xTP4 on two (MoETuner Section 6)
     ep = 4
     one_node = replace(single, name=f"{single.name}-ep{ep}", topology=replace(single.topology, devices=ep))
-    return [Scale("single", one_node), Scale("multi", _multi_node(single, 2, ep // 2, multi))]
+    two_nodes = _multi_node(single, 2, ep // 2, multi)
+    return [Scale("single", one_node), Scale("multi", two_nodes),
+            Scale("single", tp_rank(one_node, 2), tp=2), Scale("multi", tp_rank(two_nodes, 4), tp=4)]
 
 
 _FIT_CACHE: dict[tuple[str, int], tuple[RoutingModel, RoutingModel, list[dict]]] = {}
@@ -166,7 +189,7 @@ def _run_case(ctx: SuiteContext, model: MoEModel, scale: Scale, batches: int, qu
         for i, tr in enumerate(eval_traces):
             tracer = ctx.tracer if i == 0 else None
             runs.append(simulate(model, hw, batch, placement.split, tr.loads, tr.routing, tracer=tracer,
-                                 track=f"{model.name} {scale.name} {name}"))
+                                 track=f"{model.name} {scale.key} {name}"))
         gap = placement.info.get("gap") if name == "moetuner" else None
         info = dict(placement.info)
         info["objective_solve_domain"] = objective(problem, placement).total
@@ -180,8 +203,12 @@ def _figure(curves: dict[str, dict[str, np.ndarray]], out_dir: Path) -> Path:
     import matplotlib.pyplot as plt
 
     keys = list(curves)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    cols = min(4, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.1 * rows), squeeze=False)
+    for ax in axes.ravel()[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.ravel(), keys):
         for solver, curve in curves[key].items():
             ax.plot(np.arange(len(curve)), curve, marker="o", ms=3, label=solver)
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
@@ -283,11 +310,11 @@ class MoETunerSuite:
                             records.append(Record(self.name, {"routing_file": f["name"]}, metric, float(f[metric]), "1",
                                                   "simulated", "none"))
                 base = outcomes[0].time_s
-                curves[f"{model.name} {scale.name} ({scale.hardware.topology.devices} GPUs)"] = {
+                curves[f"{model.name} {scale.label}"] = {
                     o.solver: o.mean_sorted_load() for o in outcomes}
                 for o in outcomes:
                     speedup = base / o.time_s - 1.0
-                    case = {"model": model.name, "scale": scale.name, "hardware": scale.hardware.name, "solver": o.solver,
+                    case = {"model": model.name, "scale": scale.key, "hardware": scale.hardware.name, "solver": o.solver,
                             "gpus": scale.hardware.topology.devices}
                     runs = o.runs
                     values = {
@@ -304,14 +331,14 @@ class MoETunerSuite:
                         records.append(Record(self.name, case, metric, float(value), unit, "simulated", scale.hardware.name))
                     paper = PAPER_SPEEDUP[scale.name] if o.solver == "moetuner" else None
                     within = "—" if paper is None else ("yes" if abs(speedup - paper) <= 0.25 * paper else "no")
-                    table.add_row(model.name, f"{scale.name} {scale.hardware.topology.devices}", o.solver,
+                    table.add_row(model.name, scale.label, o.solver,
                                   f"{o.time_s * 1e3:.2f}", f"{speedup * 100:+.1f}%",
                                   "—" if paper is None else f"+{paper * 100:.1f}%", within,
                                   f"{o.p99_layer_s() * 1e3:.3f}", f"{o.max_over_mean():.3f}",
                                   f"{values['cross_gpu_bytes'][0] / 1e9:.2f}", f"{values['cross_node_bytes'][0] / 1e9:.2f}",
                                   f"{o.info['objective_solve_domain']:.4g}", f"{o.solve_s:.2f}", "—" if o.gap is None else f"{o.gap * 100:.1f}%")
                     if o.solver == "moetuner":
-                        notes.append(f"{model.name} {scale.name}: moetuner {o.info.get('method')} via {o.info.get('backend')}, "
+                        notes.append(f"{model.name} {scale.label}: moetuner {o.info.get('method')} via {o.info.get('backend')}, "
                                      f"status {o.info.get('status')}, gap {o.gap * 100:.1f}% to a proven bound" if o.gap is not None else "")
         wide = _wide(ctx)
         wide.print(fit_table)
