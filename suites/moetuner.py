@@ -19,7 +19,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from hwsim.costs import memcpy
+from hwsim.costs import itemsize, memcpy
 from hwsim.hardware import Hardware, Topology, load_hardware
 from hwsim.records import Record
 from hwsim.systems.moe import (MODELS, Batch, MoEModel, RunResult, grouped_gemm_s, simulate, slot_bytes,
@@ -141,6 +141,14 @@ def placement_problem(model: MoEModel, hw: Hardware, loads: np.ndarray, routing:
     return PlacementProblem(loads=loads, routing=routing, gpus=g, capacity=model.experts // g + SPARE_SLOTS_PER_GPU,
                             gpus_per_node=per_node, intra_node_cost=intra_s / g / unit_s,
                             inter_node_cost=inter_s / g / unit_s, name=f"{model.name} on {hw.name}")
+
+
+def weight_bytes_per_gpu(model: MoEModel, hw: Hardware) -> float:
+    """Weights one GPU holds when every expert slot is used (memory capacity is not part of the timing)."""
+    w = itemsize(model.weight_dtype)
+    slots = model.experts // hw.topology.devices + SPARE_SLOTS_PER_GPU
+    per_layer = (slots * model.expert_ffn + model.shared_ffn) * model.ffn_matrices * model.hidden + model.attention_params
+    return per_layer * model.moe_layers * w
 
 
 @dataclass
@@ -301,6 +309,12 @@ class MoETunerSuite:
             model = MODELS[model_name]
             for scale in scales_for(model, single):
                 outcomes, fits = _run_case(ctx, model, scale, batches, ctx.quick)
+                weights = weight_bytes_per_gpu(model, scale.hardware)
+                if weights > scale.hardware.device.memory.capacity_bytes:
+                    notes.append(f"{model.name} {scale.label}: up to {weights / 1e9:.0f} GB of weights per GPU "
+                                 f"(expert slots incl. the spare one, attention, shared experts) exceed its "
+                                 f"{scale.hardware.device.memory.capacity_bytes / 1e9:.0f} GB: timed anyway, "
+                                 "but a real deployment needs more or larger GPUs")
                 for f in fits:
                     if f["name"] not in seen_fits:
                         seen_fits.add(f["name"])
