@@ -1,4 +1,4 @@
-"""The ``hwsim`` command line: hardware, suites, compare.
+"""The ``hwsim`` command line: hardware, suites, sweeps, compare.
 
 Every error a user can cause ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -51,6 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help=f"results file (a directory for 'all'; default {DEFAULT_OUT_DIR}/)")
     run.add_argument("--trace", type=Path, help="write a Chrome trace-event JSON of the simulation (open in Perfetto)")
     run.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+
+    sweep = sub.add_parser("sweep", help="run a suite over a grid of suite and hardware parameters, in parallel")
+    sweep.add_argument("name", metavar="SUITE", help="suite name")
+    sweep.add_argument("--grid", type=Path, required=True, help="grid YAML: axes (cartesian), zip groups, explicit cases")
+    sweep.add_argument("--out", type=Path, help=f"sweep directory (default {DEFAULT_OUT_DIR}/sweeps/SUITE-GRID/); "
+                                                "rerunning into it skips finished cases")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: one per CPU)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://HOST:8786")
+    sweep.add_argument("--executor", default="auto", choices=("auto", "dask", "process", "serial"),
+                       help="auto: Dask when installed, else a process pool; serial: in this process")
+    sweep.add_argument("--seed", type=int, help="sweep seed; each case's seed derives from it and the case (default: the grid's, else 0)")
+    sweep.add_argument("--quick", action="store_true", default=None, help="run every case in the suite's quick form")
+    sweep.add_argument("--metric", help="metric of the summary and figure (default: the grid's, else the first)")
+    sweep.add_argument("--list", action="store_true", help="print the cases and exit without running")
 
     cmp_ = sub.add_parser("compare", help="simulated vs measured, with the error of every row")
     cmp_.add_argument("files", nargs="+", type=Path, help="results files (simulated and measured records, any mix)")
@@ -146,6 +160,28 @@ def _run_suites(console: Console, args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(console: Console, args: argparse.Namespace) -> int:
+    from suites.sweep import expand, make_backend, read_grid_file, run_sweep
+    from suites.sweep.grid import SweepError
+
+    if args.seed is not None and args.seed < 0:
+        raise SweepError(f"--seed must be non-negative, got {args.seed}")
+    suite = get_suite(args.name)
+    grid = expand(read_grid_file(args.grid), str(args.grid), suite, seed=args.seed, quick=args.quick)
+    if args.list:
+        table = Table(title=f"{len(grid.cases)} cases of {suite.name} (seed {grid.seed}{', quick' if grid.quick else ''})")
+        for column in ("id", "seed", "case"):
+            table.add_column(column)
+        for case in grid.cases:
+            table.add_row(case.case_id, str(case.seed), ", ".join(f"{k}={v}" for k, v in case.params.items()))
+        console.print(table)
+        return 0
+    backend = make_backend(args.executor, args.workers, args.scheduler)
+    out = args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}"
+    rep = run_sweep(grid, out, backend, console, metric=args.metric)
+    return 1 if rep.failed else 0
+
+
 def _compare(console: Console, args: argparse.Namespace) -> int:
     records = [r for path in args.files for r in read_results(path)]
     comparison = compare_mod.compare(records)
@@ -188,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 console.print(table)
                 return 0
             return _run_suites(console, args)
+        if args.command == "sweep":
+            return _sweep(console, args)
         return _compare(console, args)
     except HwsimError as exc:
         print(f"hwsim: error: {exc}", file=sys.stderr)
