@@ -131,3 +131,16 @@ def get_suite(name: str) -> Suite:
         raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
     target, origin = targets[name]
     return _load(target, origin)
+
+
+def suite_target(name: str) -> str:
+    """The import target (``module:attribute``) of a suite, for processes that load it by themselves."""
+    targets = suite_targets()
+    if name not in targets:
+        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
+    return targets[name][0]
+
+
+def load_suite_target(target: str) -> Suite:
+    """The suite object at ``module:attribute`` (what a sweep worker loads)."""
+    return _load(target, "a sweep")

@@ -31,10 +31,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from hwsim.errors import HwsimError
+from hwsim.errors import HwsimError, SuiteError
 from hwsim.hardware import Hardware, load_hardware
 from hwsim.records import CaseValue
-from suites.registry import Suite, resolve_params
+from suites.registry import Suite, resolve_params, suite_target
 from suites.sweep import overrides as ov
 
 HARDWARE_KEY = "hardware"
@@ -68,6 +68,7 @@ class Case:
 class Grid:
     path: str
     suite: str
+    suite_target: str                     # module:attribute the workers load
     cases: tuple[Case, ...]
     axes: tuple[str, ...]                 # canonical keys that take more than one value, in grid order
     quick: bool
@@ -208,7 +209,10 @@ def expand(document: Any, path: str, suite: Suite, *, seed: int | None = None, q
     cases: list[Case] = []
     by_id: dict[str, str] = {}
     for point in points:
-        case = _case(point, path, suite, sweep_seed, sweep_quick, hardware_cache)
+        try:
+            case = _case(point, path, suite, sweep_seed, sweep_quick, hardware_cache)
+        except (SuiteError, ov.OverrideError) as exc:  # already names the file and field; one error type out
+            raise SweepError(str(exc)) from None
         where = next(iter(o for _, o in point.values()), "grid")
         if case.case_id in by_id:
             raise _fail(path, where, f"case {case.slug} appears twice (also from {by_id[case.case_id]})")
@@ -219,9 +223,10 @@ def expand(document: Any, path: str, suite: Suite, *, seed: int | None = None, q
     for key in _canonical_order(cases):
         if len({json.dumps(c.params.get(key)) for c in cases}) > 1:
             varying.append(key)
-    return Grid(path=path, suite=suite.name, cases=tuple(cases), axes=tuple(varying), quick=sweep_quick,
-                seed=sweep_seed, metric=metric, hardware_name=str(base.get(HARDWARE_KEY, (suite.default_hardware,))[0]),
-                document=top)
+    hardware_name = str(base.get(HARDWARE_KEY, (suite.default_hardware,))[0])
+    return Grid(path=path, suite=suite.name, suite_target=suite_target(suite.name), cases=tuple(cases),
+                axes=tuple(varying), quick=sweep_quick, seed=sweep_seed, metric=metric,
+                hardware_name=hardware_name, document=top)
 
 
 def _canonical_order(cases: list[Case]) -> list[str]:

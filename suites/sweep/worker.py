@@ -20,14 +20,14 @@ from rich.console import Console
 
 from hwsim.hardware import load_hardware
 from hwsim.records import CaseValue, Provenance, Record
-from suites.registry import SuiteContext, get_suite
+from suites.registry import SuiteContext, load_suite_target
 from suites.sweep import overrides as ov
 from suites.sweep.grid import Case
 
 
 @dataclass(frozen=True)
 class Task:
-    suite: str
+    suite_target: str   # module:attribute, resolved where the sweep started, so any registered suite runs
     case: Case
     quick: bool
 
@@ -70,7 +70,7 @@ def run_case(task: Task) -> Outcome:
     started = time.perf_counter()
     case = task.case
     try:
-        suite = get_suite(task.suite)
+        suite = load_suite_target(task.suite_target)
         base = load_hardware(case.hardware or suite.default_hardware)
         hardware = ov.apply(base, list(case.overrides), f"case {case.slug}")
         console = Console(file=io.StringIO(), width=120)  # a case's tables are not shown mid-sweep
