@@ -17,6 +17,13 @@ from suites.sweep.grid import SweepError
 from suites.sweep.worker import Outcome, Task, error_info, run_case
 
 OnDone = Callable[[Outcome], None]
+# A case is pure-Python CPU work: the worker's statistical profiler (a stack walk every 10 ms
+# under the GIL) and a 20 ms event-loop tick slowed cases measurably on a 2-core machine.
+LOCAL_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "200ms",
+    "distributed.admin.system-monitor.gil.enabled": False,
+}
 EXECUTORS = ("auto", "dask", "process", "serial")
 
 
@@ -88,8 +95,11 @@ class DaskBackend:
                 except (OSError, TimeoutError) as exc:
                     raise SweepError(f"--scheduler {self.address}: cannot connect ({exc})") from None
             else:
-                cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                import dask
+
+                with dask.config.set(LOCAL_WORKER_CONFIG):  # the nanny hands this config to its workers
+                    cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
                 client = Client(cluster)
         except SweepError:
             raise

@@ -74,8 +74,24 @@ class Grid:
     quick: bool
     seed: int
     metric: str | None
-    hardware_name: str
+    hardware_name: str                    # the base hardware named by the grid, else the suite's default
+    default_hardware: str = ""            # the suite's own default
     document: Mapping[str, Any] = field(default_factory=dict)
+
+    def hardware_for(self, case: Case, cache: dict[str, Hardware] | None = None) -> Hardware | None:
+        """The case's hardware, loaded here where the sweep starts, so workers on other machines need
+        neither this machine's files nor its ``~/.hwsim``. None: the suite's default, and it does not
+        load here (``host`` before calibration), so the suite decides, as in ``hwsim suite run``."""
+        cache = cache if cache is not None else {}
+        name = case.hardware or self.default_hardware
+        if name not in cache:
+            try:
+                cache[name] = load_hardware(name)
+            except HwsimError:
+                if case.hardware is None and not case.overrides:
+                    return None
+                raise
+        return ov.apply(cache[name], list(case.overrides), f"{self.path}: case {case.slug}")
 
 
 def _fail(path: str, where: str, message: str) -> SweepError:
@@ -226,7 +242,7 @@ def expand(document: Any, path: str, suite: Suite, *, seed: int | None = None, q
     hardware_name = str(base.get(HARDWARE_KEY, (suite.default_hardware,))[0])
     return Grid(path=path, suite=suite.name, suite_target=suite_target(suite.name), cases=tuple(cases),
                 axes=tuple(varying), quick=sweep_quick, seed=sweep_seed, metric=metric,
-                hardware_name=hardware_name, document=top)
+                hardware_name=hardware_name, default_hardware=suite.default_hardware, document=top)
 
 
 def _canonical_order(cases: list[Case]) -> list[str]:

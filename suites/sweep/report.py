@@ -116,10 +116,13 @@ def figure(grid: Grid, records: Mapping[str, list[Record]], metric: str, path: P
         xs = [float(c.params[x_key]) for c in grid.cases]  # type: ignore[arg-type]
         if min(xs) > 0 and max(xs) / min(xs) > 100:
             ax.set_xscale("log")
+        ys = [p[1] for points in lines.values() for p in points]
+        if min(ys) > 0 and max(ys) / min(ys) > 30:
+            ax.set_yscale("log")
         ax.set_xlabel(x_key)
         ax.set_ylabel(f"{metric} ({unit})")
         if len(lines) > 1 or next(iter(lines)):
-            ax.legend(fontsize="small")
+            ax.legend(fontsize="x-small", loc="best")
         drawn = f"line plot of {metric} over {x_key}"
     else:
         if others or any(inner for _, inner, _ in rows):

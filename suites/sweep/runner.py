@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hwsim.fileio import write_text_atomic
+from hwsim.hardware import Hardware
 from hwsim.records import Record, write_results
 from suites.sweep import report
 from suites.sweep.executors import Backend
@@ -33,6 +34,8 @@ class SweepReport:
     figure_note: str = ""
     metric: str | None = None
     elapsed_s: float = 0.0
+    case_s: float = 0.0          # sum of the cases' own run times: case_s / elapsed_s is the parallelism reached
+    case_cpu_s: float = 0.0      # sum of the cases' CPU times: case_s well above it means the cores were shared
 
 
 def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | None = None, *,
@@ -43,7 +46,8 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
     by_id = {c.case_id: c for c in grid.cases}
     rep = SweepReport(grid=grid, out=out)
     rep.skipped = [c.case_id for c in grid.cases if out.is_done(c)]
-    tasks = [Task(grid.suite_target, c, grid.quick) for c in grid.cases if not out.is_done(c)]
+    loaded: dict[str, Hardware] = {}
+    tasks = [Task(grid.suite_target, c, grid.quick, grid.hardware_for(c, loaded)) for c in grid.cases if not out.is_done(c)]
     console.print(f"sweep {grid.suite}: {len(grid.cases)} cases, {len(rep.skipped)} already done, "
                   f"{len(tasks)} to run on {backend.description}; results in {out.root}")
     started = time.perf_counter()
@@ -60,6 +64,8 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
             case = by_id[outcome.case_id]
             out.write_outcome(case, outcome)
             rep.ran.append(case.case_id)
+            rep.case_s += outcome.elapsed_s
+            rep.case_cpu_s += outcome.cpu_s
             if not outcome.ok:
                 assert outcome.error is not None
                 rep.failed[case.case_id] = f"{outcome.error['type']}: {outcome.error['message']}"
@@ -103,6 +109,9 @@ def finish(rep: SweepReport, console: Console, metric: str | None) -> None:
     console.print(f"{len(by_case)} of {len(grid.cases)} cases done ({len(rep.ran) - len(rep.failed)} run now, "
                   f"{len(rep.skipped)} from before), {len(rep.failed)} failed; {len(rep.records)} records in "
                   f"{out.merged} ({rep.elapsed_s:.1f} s)")
+    if rep.ran and rep.elapsed_s > 0:
+        console.print(f"cases ran {rep.case_s:.1f} s in all ({rep.case_cpu_s:.1f} s of CPU) in {rep.elapsed_s:.1f} s: "
+                      f"{rep.case_s / rep.elapsed_s:.2f} cases at a time on average")
     if rep.figure is not None:
         console.print(f"figure: {rep.figure} ({rep.figure_note})")
     elif rep.figure_note:

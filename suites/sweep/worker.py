@@ -18,18 +18,18 @@ from typing import Mapping
 
 from rich.console import Console
 
-from hwsim.hardware import load_hardware
+from hwsim.hardware import Hardware
 from hwsim.records import CaseValue, Provenance, Record
 from suites.registry import SuiteContext, load_suite_target
-from suites.sweep import overrides as ov
 from suites.sweep.grid import Case
 
 
 @dataclass(frozen=True)
 class Task:
-    suite_target: str   # module:attribute, resolved where the sweep started, so any registered suite runs
+    suite_target: str          # module:attribute, resolved where the sweep started, so any registered suite runs
     case: Case
     quick: bool
+    hardware: Hardware | None  # loaded and overridden where the sweep started; None: the suite's default
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Outcome:
     provenance: Provenance | None = None
     error: Mapping[str, str] | None = None   # type, message, traceback
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0                       # the worker process's CPU time for this case
     host: str = ""
 
     @property
@@ -67,23 +68,22 @@ def _tag(record: Record, params: Mapping[str, CaseValue]) -> Record:
 
 def run_case(task: Task) -> Outcome:
     """Run one case of a suite; an exception becomes the outcome's error, never a lost sweep."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     case = task.case
     try:
         suite = load_suite_target(task.suite_target)
-        base = load_hardware(case.hardware or suite.default_hardware)
-        hardware = ov.apply(base, list(case.overrides), f"case {case.slug}")
         console = Console(file=io.StringIO(), width=120)  # a case's tables are not shown mid-sweep
-        ctx = SuiteContext(hardware=hardware, quick=task.quick, seed=case.seed, console=console,
+        ctx = SuiteContext(hardware=task.hardware, quick=task.quick, seed=case.seed, console=console,
                            params=dict(case.suite_params))
         result = suite.run(ctx)
         provenance = replace(_process_provenance(),
                              created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         records = tuple(_tag(r, case.params) for r in result.records)
-        return Outcome(case.case_id, records, provenance, None, time.perf_counter() - started, socket.gethostname())
+        return Outcome(case.case_id, records, provenance, None, time.perf_counter() - started,
+                       time.process_time() - cpu_started, socket.gethostname())
     except Exception as exc:  # noqa: BLE001 - a failing case is data for the sweep, not a crash
         return Outcome(case.case_id, error=error_info(exc), elapsed_s=time.perf_counter() - started,
-                       host=socket.gethostname())
+                       cpu_s=time.process_time() - cpu_started, host=socket.gethostname())
 
 
 def error_info(exc: BaseException) -> dict[str, str]:
