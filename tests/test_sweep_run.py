@@ -18,7 +18,7 @@ from hwsim.records import read_results
 from suites import registry
 from suites.cli import main
 from suites.sweep import expand, run_sweep
-from suites.sweep.executors import DaskBackend, ProcessBackend, SerialBackend, dask_available
+from suites.sweep.executors import DaskBackend, ProcessBackend, SerialBackend, dask_available, make_backend
 
 REPO = Path(__file__).resolve().parents[1]
 # small but real: link-sharing simulates every flow of every case on the engine
@@ -175,3 +175,39 @@ def test_cli_sweep_errors_are_one_line(argv, fragment, tmp_path, capsys):
     code = main([a.replace("{g}", str(grid_file)) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("hwsim: error:") and fragment in err and "\n" not in err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not dask_available(), reason="dask[distributed] is not installed (pip install 'hwsim[dist]')")
+def test_sweep_on_a_running_dask_cluster_via_scheduler_address(serial_run, tmp_path):
+    """The README's multi-machine commands, on one machine: dask scheduler, dask worker, hwsim sweep --scheduler."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(REPO), os.environ.get("PYTHONPATH", "")] if p)}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "cwd": tmp_path}
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", address.rsplit(":", 1)[1], "--no-dashboard"], **quiet)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                               "--no-nanny", "--no-dashboard"], **quiet)  # one process: terminate ends it all
+    try:
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:  # wait until the worker has joined
+            client.wait_for_workers(1, timeout=30)
+        rep = run_sweep(_link_grid(), tmp_path / "out",
+                        make_backend("auto", None, address), _quiet(), progress=False)
+        assert _rows(rep.records) == _rows(serial_run.records)
+    finally:
+        for proc in (worker, scheduler):
+            proc.terminate()
+        for proc in (worker, scheduler):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
