@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -21,7 +22,7 @@ from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware, list_hardware, load_hardware
 from hwsim.records import Provenance, read_results, write_results
 from suites import compare as compare_mod
-from suites.registry import SuiteContext, get_suite, suite_targets
+from suites.registry import SuiteContext, get_suite, resolve_params, suite_targets
 
 DEFAULT_OUT_DIR = Path("results/latest")
 EXIT_USER_ERROR = 2
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help=f"results file (a directory for 'all'; default {DEFAULT_OUT_DIR}/)")
     run.add_argument("--trace", type=Path, help="write a Chrome trace-event JSON of the simulation (open in Perfetto)")
     run.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="set a parameter the suite declares (repeatable); 'hwsim sweep' varies them over a grid")
 
     sweep = sub.add_parser("sweep", help="run a suite over a grid of suite and hardware parameters, in parallel")
     sweep.add_argument("name", metavar="SUITE", help="suite name")
@@ -122,12 +125,34 @@ def _hw_show(console: Console, name: str) -> None:
     console.print(table)
 
 
+def _params(items: list[str]) -> dict[str, str | int | float | bool]:
+    """``--param load=0.7 --param size_dist=lognormal``: values read as YAML scalars (numbers, true/false, text)."""
+    from suites.sweep.grid import SweepError, case_value
+
+    params: dict[str, str | int | float | bool] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SuiteError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(text) if text else ""
+            params[key] = case_value(value, "--param", key)
+        except (yaml.YAMLError, SweepError):
+            raise SuiteError(f"--param {item!r}: the value must be a number, true/false or text") from None
+    return params
+
+
 def _run_suites(console: Console, args: argparse.Namespace) -> int:
     names = list(suite_targets()) if args.name == "all" else [args.name]
     suites = [get_suite(n) for n in names]  # fail on an unknown name before running anything
     hardware: Hardware | None = load_hardware(args.hw) if args.hw else None
     if args.seed < 0:
         raise SuiteError(f"--seed must be non-negative, got {args.seed}")
+    params = _params(args.param)
+    if params and args.name == "all":
+        raise SuiteError("--param needs one suite, not 'all' (parameters belong to a suite)")
+    for suite in suites:
+        resolve_params(suite, params, where="--param")  # a typo fails before anything runs
     provenance = Provenance.collect()
     for suite in suites:
         if args.name == "all":
@@ -136,7 +161,7 @@ def _run_suites(console: Console, args: argparse.Namespace) -> int:
             out = args.out or DEFAULT_OUT_DIR / f"{suite.name}.json"
         tracer = Tracer() if args.trace else None
         ctx = SuiteContext(hardware=hardware, measure=args.measure, quick=args.quick, seed=args.seed,
-                           tracer=tracer, console=console, figures_dir=out.parent)
+                           tracer=tracer, console=console, figures_dir=out.parent, params=params)
         console.rule(f"suite {suite.name}")
         started = time.perf_counter()
         result = suite.run(ctx)

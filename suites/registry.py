@@ -57,7 +57,8 @@ class Parameter:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; expected a {kind.__name__}")
+            wanted = {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(kind, kind.__name__)
+            raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; expected {wanted}")
         if self.choices is not None and value not in self.choices:
             raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; choose one of "
                              f"{', '.join(map(str, self.choices))}")

@@ -49,7 +49,7 @@ def test_case_identity_and_seed_do_not_depend_on_order_or_spelling():
     ({"axes": {"lod": [0.5]}}, "grid.yaml: axes.lod[0]: suite 'link-sharing' has no parameter 'lod'"),
     ({"axes": {"load": [0.5, 1.5]}}, "grid.yaml: axes.load[1]: parameter 'load' has value 1.5; must be at most 0.99"),
     ({"axes": {"size_dist": ["pareto"]}}, "axes.size_dist[0]: parameter 'size_dist' has value 'pareto'; choose one of"),
-    ({"axes": {"flows": [10.5]}}, "parameter 'flows' has value 10.5; expected a int"),
+    ({"axes": {"flows": [10.5]}}, "parameter 'flows' has value 10.5; expected an integer"),
     ({"axes": {"load": []}}, "grid.yaml: axes.load: expected a non-empty list"),
     ({"zip": [{"load": [0.5, 0.6], "flows": [100]}]}, "grid.yaml: zip[0]: zipped lists must be non-empty and of equal length"),
     ({"fixed": {"load": 0.5}, "axes": {"load": [0.6]}}, "key 'load' is set twice"),

@@ -99,7 +99,7 @@ class DaskBackend:
 
                 with dask.config.set(LOCAL_WORKER_CONFIG):  # the nanny hands this config to its workers
                     cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+                                           dashboard_address=None, silence_logs=logging.CRITICAL)
                 client = Client(cluster)
         except SweepError:
             raise

@@ -98,7 +98,7 @@ def _fail(path: str, where: str, message: str) -> SweepError:
     return SweepError(f"{path}: {where}: {message}" if where else f"{path}: {message}")
 
 
-def _scalar(value: Any, path: str, where: str) -> CaseValue:
+def case_value(value: Any, path: str, where: str) -> CaseValue:
     """A case value: string, number or boolean. YAML reads '1e6' as text, so plain numbers in text become numbers."""
     if isinstance(value, str) and _NUMBER.match(value.strip()):
         number = float(value)
@@ -120,7 +120,7 @@ def _mapping(node: Any, path: str, where: str) -> dict[str, Any]:
 def _values(node: Any, path: str, where: str) -> list[tuple[CaseValue, str]]:
     if not isinstance(node, list) or not node:
         raise _fail(path, where, f"expected a non-empty list of values, got {node!r}")
-    return [(_scalar(v, path, f"{where}[{i}]"), f"{where}[{i}]") for i, v in enumerate(node)]
+    return [(case_value(v, path, f"{where}[{i}]"), f"{where}[{i}]") for i, v in enumerate(node)]
 
 
 def stable_hash(payload: Any) -> str:
@@ -181,9 +181,9 @@ def expand(document: Any, path: str, suite: Suite, *, seed: int | None = None, q
 
     base: dict[str, tuple[CaseValue, str]] = {}
     if "hardware" in top:
-        base[HARDWARE_KEY] = (_scalar(top["hardware"], path, "field 'hardware'"), "field 'hardware'")
+        base[HARDWARE_KEY] = (case_value(top["hardware"], path, "field 'hardware'"), "field 'hardware'")
     for key, value in _mapping(top.get("fixed", {}), path, "field 'fixed'").items():
-        base[key] = (_scalar(value, path, f"fixed.{key}"), f"fixed.{key}")
+        base[key] = (case_value(value, path, f"fixed.{key}"), f"fixed.{key}")
 
     # each dimension is a list of points; a point is {key: (value, origin)}
     dimensions: list[list[dict[str, tuple[CaseValue, str]]]] = []
@@ -217,7 +217,7 @@ def expand(document: Any, path: str, suite: Suite, *, seed: int | None = None, q
     if not isinstance(explicit, list):
         raise _fail(path, "field 'cases'", f"expected a list of mappings, got {explicit!r}")
     for i, item in enumerate(explicit):
-        point = {key: (_scalar(value, path, f"cases[{i}].{key}"), f"cases[{i}].{key}")
+        point = {key: (case_value(value, path, f"cases[{i}].{key}"), f"cases[{i}].{key}")
                  for key, value in _mapping(item, path, f"cases[{i}]").items()}
         points.append({**point, **{k: v for k, v in base.items() if k not in point}})
 
@@ -296,4 +296,4 @@ def _case(point: dict[str, tuple[CaseValue, str]], path: str, suite: Suite, swee
                 seed=case_seed(sweep_seed, suite.name, params))
 
 
-__all__ = ["Case", "Grid", "SweepError", "case_seed", "expand", "read_grid_file", "slug", "stable_hash"]
+__all__ = ["Case", "Grid", "SweepError", "case_seed", "case_value", "expand", "read_grid_file", "slug", "stable_hash"]
