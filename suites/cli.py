@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help=f"results file (a directory for 'all'; default {DEFAULT_OUT_DIR}/)")
     run.add_argument("--trace", type=Path, help="write a Chrome trace-event JSON of the simulation (open in Perfetto)")
     run.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
-    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+    run.add_argument("--param", action="append", metavar="KEY=VALUE",
                      help="set a parameter the suite declares (repeatable); 'hwsim sweep' varies them over a grid")
 
     sweep = sub.add_parser("sweep", help="run a suite over a grid of suite and hardware parameters, in parallel")
@@ -148,7 +148,7 @@ def _run_suites(console: Console, args: argparse.Namespace) -> int:
     hardware: Hardware | None = load_hardware(args.hw) if args.hw else None
     if args.seed < 0:
         raise SuiteError(f"--seed must be non-negative, got {args.seed}")
-    params = _params(args.param)
+    params = _params(args.param or [])  # no mutable default: argparse appends to it in place
     if params and args.name == "all":
         raise SuiteError("--param needs one suite, not 'all' (parameters belong to a suite)")
     for suite in suites:

@@ -140,8 +140,10 @@ def test_killed_sweep_process_reruns_only_the_unfinished_cases(serial_run, tmp_p
     assert 2 <= len(finished) < 9, "the sweep should have been stopped midway"
     for name in finished:
         assert read_results(out / "cases" / name)  # whole files only
+    (out / "cases" / f".{sorted(finished)[0]}.abc123.tmp").write_text('{"half": ')  # as a kill mid-write leaves
     grid = _link_grid(doc)
     rep = run_sweep(grid, out, SerialBackend(), _quiet(), progress=False)
+    assert not list((out / "cases").glob(".*.tmp"))
     by_file = {f"{c.file_stem}.json": c.case_id for c in grid.cases}
     assert set(rep.skipped) == {by_file[n] for n in finished}
     assert sorted(rep.ran) == sorted(set(by_file.values()) - set(rep.skipped))

@@ -42,6 +42,7 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
               metric: str | None = None, progress: bool = True) -> SweepReport:
     console = console or Console()
     out = SweepDir(Path(out_dir))
+    out.remove_stale_temporaries()  # one sweep per directory at a time: a temporary here is a killed run's
     out.write_manifest(grid)
     by_id = {c.case_id: c for c in grid.cases}
     rep = SweepReport(grid=grid, out=out)

@@ -51,6 +51,15 @@ class SweepDir:
     def is_done(self, case: Case) -> bool:
         return self.result_path(case).is_file()
 
+    def remove_stale_temporaries(self) -> int:
+        """Delete half-written temporaries a killed sweep left (``.<name>.json.*.tmp``); never a finished file."""
+        if not self.cases_dir.is_dir():
+            return 0
+        stale = list(self.cases_dir.glob(".*.json.*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def write_manifest(self, grid: Grid) -> None:
         write_json_atomic(self.manifest, {
             "schema": MANIFEST_SCHEMA, "suite": grid.suite, "grid": grid.path, "seed": grid.seed, "quick": grid.quick,
