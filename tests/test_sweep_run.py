@@ -119,23 +119,29 @@ def test_interrupted_case_stops_the_sweep_and_a_rerun_runs_only_the_rest(flaky, 
     assert sorted(r.value for r in rep.records if r.metric == "square") == [x * x for x in range(6)]
 
 
-def test_killed_sweep_process_reruns_only_the_unfinished_cases(serial_run, tmp_path):
-    """SIGKILL the CLI mid-sweep: every case file on disk is whole, and the rerun runs exactly the others."""
+@pytest.mark.parametrize("executor, sig", [
+    ("serial", signal.SIGKILL),  # the process dies at once, perhaps mid-write
+    pytest.param("dask", signal.SIGINT, marks=pytest.mark.skipif(not dask_available(), reason="dask is not installed")),
+])
+def test_stopped_sweep_process_reruns_only_the_unfinished_cases(executor, sig, tmp_path):
+    """Kill the CLI, or Ctrl-C it, mid-sweep: every case file on disk is whole, and the rerun runs exactly the others."""
     grid_file = tmp_path / "grid.yaml"
     doc = {**LINK_GRID, "fixed": {"flows": 12000}}
     grid_file.write_text(json.dumps(doc))  # JSON is YAML
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "suites.cli", "sweep", "link-sharing", "--grid", str(grid_file),
-                             "--out", str(out), "--executor", "serial"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--out", str(out), "--executor", executor, "--workers", "2"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if len(list((out / "cases").glob("*--*[0-9a-f].json"))) >= 2:
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in err
     finished = {p.name for p in (out / "cases").glob("*.json")}
     assert 2 <= len(finished) < 9, "the sweep should have been stopped midway"
     for name in finished:
