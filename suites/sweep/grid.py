@@ -179,47 +179,7 @@ def expand(document: Any, path: str, suite: Suite, *, seed: int | None = None, q
     sweep_seed = grid_seed if seed is None else seed
     sweep_quick = grid_quick if quick is None else quick
 
-    base: dict[str, tuple[CaseValue, str]] = {}
-    if "hardware" in top:
-        base[HARDWARE_KEY] = (case_value(top["hardware"], path, "field 'hardware'"), "field 'hardware'")
-    for key, value in _mapping(top.get("fixed", {}), path, "field 'fixed'").items():
-        base[key] = (case_value(value, path, f"fixed.{key}"), f"fixed.{key}")
-
-    # each dimension is a list of points; a point is {key: (value, origin)}
-    dimensions: list[list[dict[str, tuple[CaseValue, str]]]] = []
-    for key, values in _mapping(top.get("axes", {}), path, "field 'axes'").items():
-        dimensions.append([{key: v} for v in _values(values, path, f"axes.{key}")])
-    zips = top.get("zip", [])
-    if not isinstance(zips, list):
-        raise _fail(path, "field 'zip'", f"expected a list of groups, got {zips!r}")
-    for g, group in enumerate(zips):
-        columns = {k: _values(v, path, f"zip[{g}].{k}") for k, v in _mapping(group, path, f"zip[{g}]").items()}
-        lengths = {k: len(v) for k, v in columns.items()}
-        if not columns or len(set(lengths.values())) != 1:
-            raise _fail(path, f"zip[{g}]", f"zipped lists must be non-empty and of equal length, got {lengths}")
-        dimensions.append([{k: columns[k][i] for k in columns} for i in range(next(iter(lengths.values())))])
-    seen_keys: dict[str, str] = {}
-    for dim_index, dim in enumerate(dimensions):
-        for key in dim[0]:
-            if key in seen_keys or key in base:
-                raise _fail(path, dim[0][key][1].split("[")[0], f"key {key!r} is set twice "
-                            f"(also in {seen_keys.get(key) or base[key][1]})")
-            seen_keys[key] = dim[0][key][1].split("[")[0]
-
-    points: list[dict[str, tuple[CaseValue, str]]] = []
-    if dimensions or "cases" not in top:
-        for combo in itertools.product(*dimensions):
-            point: dict[str, tuple[CaseValue, str]] = {}
-            for part in combo:
-                point.update(part)
-            points.append({**point, **base})  # varying keys first: they lead the case's slug
-    explicit = top.get("cases", [])
-    if not isinstance(explicit, list):
-        raise _fail(path, "field 'cases'", f"expected a list of mappings, got {explicit!r}")
-    for i, item in enumerate(explicit):
-        point = {key: (case_value(value, path, f"cases[{i}].{key}"), f"cases[{i}].{key}")
-                 for key, value in _mapping(item, path, f"cases[{i}]").items()}
-        points.append({**point, **{k: v for k, v in base.items() if k not in point}})
+    points = _points(top, path)
 
     hardware_cache: dict[str, Hardware] = {}
     cases: list[Case] = []
@@ -239,10 +199,60 @@ def expand(document: Any, path: str, suite: Suite, *, seed: int | None = None, q
     for key in _canonical_order(cases):
         if len({json.dumps(c.params.get(key)) for c in cases}) > 1:
             varying.append(key)
-    hardware_name = str(base.get(HARDWARE_KEY, (suite.default_hardware,))[0])
+    hardware_name = str(top.get(HARDWARE_KEY, suite.default_hardware))
     return Grid(path=path, suite=suite.name, suite_target=suite_target(suite.name), cases=tuple(cases),
                 axes=tuple(varying), quick=sweep_quick, seed=sweep_seed, metric=metric,
                 hardware_name=hardware_name, default_hardware=suite.default_hardware, document=top)
+
+
+Point = dict[str, tuple[CaseValue, str]]  # key -> (value, where in the file it came from)
+
+
+def _points(top: Mapping[str, Any], path: str) -> list[Point]:
+    """The grid's points: the product of the axes and zip groups, then the explicit cases, each over 'fixed'."""
+    base: Point = {}
+    if "hardware" in top:
+        base[HARDWARE_KEY] = (case_value(top["hardware"], path, "field 'hardware'"), "field 'hardware'")
+    for key, value in _mapping(top.get("fixed", {}), path, "field 'fixed'").items():
+        base[key] = (case_value(value, path, f"fixed.{key}"), f"fixed.{key}")
+
+    # each dimension is a list of points; a point is {key: (value, origin)}
+    dimensions: list[list[Point]] = []
+    for key, values in _mapping(top.get("axes", {}), path, "field 'axes'").items():
+        dimensions.append([{key: v} for v in _values(values, path, f"axes.{key}")])
+    zips = top.get("zip", [])
+    if not isinstance(zips, list):
+        raise _fail(path, "field 'zip'", f"expected a list of groups, got {zips!r}")
+    for g, group in enumerate(zips):
+        columns = {k: _values(v, path, f"zip[{g}].{k}") for k, v in _mapping(group, path, f"zip[{g}]").items()}
+        lengths = {k: len(v) for k, v in columns.items()}
+        if not columns or len(set(lengths.values())) != 1:
+            raise _fail(path, f"zip[{g}]", f"zipped lists must be non-empty and of equal length, got {lengths}")
+        dimensions.append([{k: columns[k][i] for k in columns} for i in range(next(iter(lengths.values())))])
+    seen_keys: dict[str, str] = {}
+    for dim in dimensions:
+        for key in dim[0]:
+            if key in seen_keys or key in base:
+                raise _fail(path, dim[0][key][1].split("[")[0], f"key {key!r} is set twice "
+                            f"(also in {seen_keys.get(key) or base[key][1]})")
+            seen_keys[key] = dim[0][key][1].split("[")[0]
+
+    points: list[Point] = []
+    if dimensions or "cases" not in top:
+        for combo in itertools.product(*dimensions):
+            point: Point = {}
+            for part in combo:
+                point.update(part)
+            points.append({**point, **base})  # varying keys first: they lead the case's slug
+    explicit = top.get("cases", [])
+    if not isinstance(explicit, list):
+        raise _fail(path, "field 'cases'", f"expected a list of mappings, got {explicit!r}")
+    for i, item in enumerate(explicit):
+        point = {key: (case_value(value, path, f"cases[{i}].{key}"), f"cases[{i}].{key}")
+                 for key, value in _mapping(item, path, f"cases[{i}]").items()}
+        points.append({**point, **{k: v for k, v in base.items() if k not in point}})
+
+    return points
 
 
 def _canonical_order(cases: list[Case]) -> list[str]:
