@@ -22,7 +22,7 @@ from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware, list_hardware, load_hardware
 from hwsim.records import Provenance, read_results, write_results
 from suites import compare as compare_mod
-from suites.registry import SuiteContext, get_suite, resolve_params, suite_targets
+from suites.registry import SuiteContext, get_suite, resolve_params, suite_parameters, suite_targets
 
 DEFAULT_OUT_DIR = Path("results/latest")
 EXIT_USER_ERROR = 2
@@ -238,14 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "suite":
             if args.suite_command == "list":
                 table = Table(title="suites")
-                for column in ("name", "default hardware", "from", "description"):
+                for column in ("name", "default hardware", "from", "description", "parameters (--param, sweeps)"):
                     table.add_column(column)
                 for name, (target, origin) in suite_targets().items():
                     try:
                         s = get_suite(name)
-                        table.add_row(name, s.default_hardware, origin, s.description)
+                        params = ", ".join(f"{k}={v.default}" for k, v in suite_parameters(s).items()) or "—"
+                        table.add_row(name, s.default_hardware, origin, s.description, params)
                     except HwsimError as exc:
-                        table.add_row(name, "?", origin, f"[red]{exc}[/red]")
+                        table.add_row(name, "?", origin, f"[red]{exc}[/red]", "")
                 console.print(table)
                 return 0
             return _run_suites(console, args)
