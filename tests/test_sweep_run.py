@@ -140,9 +140,10 @@ def test_stopped_sweep_process_reruns_only_the_unfinished_cases(executor, sig, t
         time.sleep(0.02)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
+    finished = {p.name for p in (out / "cases").glob("*.json")}
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "interrupted" in err
-    finished = {p.name for p in (out / "cases").glob("*.json")}
+        assert len(read_results(out / "results.json")) == 4 * len(finished)  # merged up to the interrupt
     assert 2 <= len(finished) < 9, "the sweep should have been stopped midway"
     for name in finished:
         assert read_results(out / "cases" / name)  # whole files only

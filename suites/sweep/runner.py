@@ -80,7 +80,9 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
             try:
                 backend.run(tasks, on_done)
             except KeyboardInterrupt:
-                kept = len(rep.skipped) + len(rep.ran) - len(rep.failed)
+                by_case = out.records(grid)  # the merged file of what is finished, so far
+                write_results(out.merged, [r for c in grid.cases for r in by_case.get(c.case_id, [])])
+                kept = len(by_case)
                 console.print(f"[yellow]interrupted[/yellow]: {kept} finished cases are on disk in {out.cases_dir}; "
                               f"run the same command again to run the other {len(grid.cases) - kept}")
                 raise
