@@ -9,6 +9,7 @@ benchmarks disabled (CI) the same code runs a small grid once and only checks th
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 import pytest
@@ -31,6 +32,12 @@ def _grid(flows: int, cases: int):
     return expand(doc, "bench-grid", get_suite("link-sharing"))
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its children that have exited (the cluster, once closed)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _quiet() -> Console:
     return Console(file=open(os.devnull, "w"), width=120)
 
@@ -49,10 +56,12 @@ def test_sweep_two_workers_vs_serial(benchmark, tmp_path):
     def parallel():
         return run_sweep(grid, tmp_path / f"dask-{next(runs)}", DaskBackend(workers=WORKERS), _quiet(), progress=False)
 
+    cpu_before = _cpu_s()
     rep = benchmark.pedantic(parallel, rounds=1, iterations=1)
-    started = time.perf_counter()
+    parallel_cpu_s = _cpu_s() - cpu_before  # this process (client, scheduler) plus the exited cluster processes
+    started, cpu_before = time.perf_counter(), _cpu_s()
     serial = run_sweep(grid, tmp_path / "serial", SerialBackend(), _quiet(), progress=False)
-    serial_s = time.perf_counter() - started
+    serial_s, serial_cpu_s = time.perf_counter() - started, _cpu_s() - cpu_before
     assert len(grid.cases) == (64 if full else 4)
     assert not rep.failed and _rows(rep) == _rows(serial)
     if full:
@@ -61,8 +70,10 @@ def test_sweep_two_workers_vs_serial(benchmark, tmp_path):
                                     serial_s=serial_s, parallel_s=parallel_s, speedup=serial_s / parallel_s,
                                     serial_case_s=serial.case_s, parallel_case_s=rep.case_s,
                                     serial_case_cpu_s=serial.case_cpu_s, parallel_case_cpu_s=rep.case_cpu_s,
+                                    serial_total_cpu_s=serial_cpu_s, parallel_total_cpu_s=parallel_cpu_s,
                                     cpu_count=os.cpu_count(), load_average=os.getloadavg()[0])
         print(f"\nsweep of {len(grid.cases)} cases: serial {serial_s:.1f} s, {WORKERS} Dask workers {parallel_s:.1f} s, "
               f"speed-up {serial_s / parallel_s:.2f}x; sum of case times serial {serial.case_s:.1f} s, "
               f"on the workers {rep.case_s:.1f} s; case CPU time serial {serial.case_cpu_s:.1f} s, "
-              f"workers {rep.case_cpu_s:.1f} s (load average {os.getloadavg()[0]:.2f})")
+              f"workers {rep.case_cpu_s:.1f} s; all CPU serial {serial_cpu_s:.1f} s, Dask run {parallel_cpu_s:.1f} s "
+              f"(load average {os.getloadavg()[0]:.2f})")
