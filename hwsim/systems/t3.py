@@ -124,8 +124,8 @@ STRATEGIES: dict[str, Strategy] = {
 class T3Params:
     """Modelling knobs that are not hardware: GEMM tile shape, MCA numbers, and contention on/off.
 
-    ``contention=False`` gives the GEMM and the collective a private HBM each at full bandwidth and
-    lets no collective take CUs: the overlap is then limited only by dependencies.
+    ``contention=False`` gives the GEMM and the collective a private HBM each at full bandwidth (CUs
+    a software collective takes are the strategy's ``collective_cus``: set 0 for no CU contention).
     ASSUMPTION: 128x128 output tiles (a common fp16 macro-tile in rocBLAS/CUTLASS); a wave's tiles are
     rasterised as a near-square block (grouped ordering) and L2 keeps a wave's A and B panels but
     nothing across waves, so a wave reads each distinct A row-panel and B column-panel once.
@@ -328,7 +328,7 @@ def simulate_sublayer(hw: Hardware, gemm: TPGemm, strategy: Strategy, params: T3
     n_dev = gemm.tp
     if n_dev < 2:
         raise T3Error(f"a tensor-parallel ring needs at least 2 GPUs, got tp={n_dev}")
-    taken = strategy.collective_cus if (strategy.overlap == "software" and params.contention) else 0
+    taken = strategy.collective_cus if strategy.overlap == "software" else 0
     if taken >= hw.device.compute_units:
         raise T3Error(f"strategy {strategy.name!r} takes {taken} CUs of {hw.device.compute_units}: none left for the GEMM")
     sim = sim if sim is not None else Simulation()
