@@ -183,6 +183,13 @@ def _host_bandwidth(ctx: SuiteContext) -> tuple[str, float, float, list[str]]:
             "no 'host' calibration found: DRAM bandwidth measured now by a triad (run 'hwsim hw calibrate' to keep one)"]
 
 
+def _load_average() -> str:
+    try:
+        return Path("/proc/loadavg").read_text(encoding="utf-8").split()[0]
+    except OSError:
+        return "unknown"
+
+
 def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str]]:
     import os
 
@@ -205,6 +212,7 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str]]:
         pred = predict_concurrent(KernelFootprint("reduce", p.reduce_alone_s, reduce_dram, 1),
                                   KernelFootprint("compute", p.compute_alone_s, compute_dram, 1), units, capacity)
         case = {"device": "cpu", "kernel_pair": "fma+add", "buffer_mib": round(p.buffer_bytes / 2**20, 1)}
+        load_note = f"load average {_load_average()} while measured"
         pairs = {
             "compute_concurrent": (p.compute_concurrent_s, pred.second_s, "s"),
             "reduce_concurrent": (p.reduce_concurrent_s, pred.first_s, "s"),
@@ -214,7 +222,7 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str]]:
             "overlap_efficiency": (p.efficiency, pred.efficiency(p.reduce_alone_s, p.compute_alone_s), "fraction"),
         }
         for metric, (measured, predicted, unit) in pairs.items():
-            records.append(Record(SUITE_NAME, case, metric, measured, unit, "measured", name))
+            records.append(Record(SUITE_NAME, case, metric, measured, unit, "measured", name, note=load_note))
             records.append(Record(SUITE_NAME, case, metric, predicted, unit, "simulated", name,
                                   note="predicted from the alone-times by hwsim.systems.overlap"))
         table.add_row(f"{p.buffer_bytes / 2**20:.0f} MiB", f"{p.compute_alone_s * 1e3:.1f} ms", f"{p.reduce_alone_s * 1e3:.1f} ms",
@@ -223,7 +231,10 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str]]:
                       f"{p.efficiency:.2f} / {pred.efficiency(p.reduce_alone_s, p.compute_alone_s):.2f}",
                       f"{(pred.both_s - p.both_s) / p.both_s * 100:+.1f}%")
     ctx.console.print(table)
-    notes.append("CPU contention measured on a machine shared with other jobs: the alone and concurrent times are noisy")
+    load = _load_average()
+    notes.append(f"CPU contention measured with a 1-minute load average of {load} on {units} cores: other jobs "
+                 "competing for the cores inflate the concurrent times, which the predictor (one core per thread) "
+                 "does not know about")
     return records, notes
 
 
@@ -358,7 +369,7 @@ class T3Suite:
         records = []
         for c in cases:
             for name in list(c.results) + ["ideal"]:
-                case = {**c.params, "strategy": name}
+                case = {**c.params, "strategy": name, "hw": hardware}
                 records.append(Record(SUITE_NAME, case, "time", c.time_s(name), "s", "simulated", hardware))
                 records.append(Record(SUITE_NAME, case, "speedup", c.speedup(name), "x", "simulated", hardware))
                 if name != "ideal":
