@@ -343,7 +343,8 @@ class T3Suite:
 
         figures = []
         if ctx.figures_dir is not None:
-            target = Path("results") / "t3" / f"timeline-{hw.name}.png"
+            # committed copy: hwsim suite run t3 --out results/t3/t3.json
+            target = ctx.figures_dir / f"t3-timeline-{hw.name}.png"
             figures.append(timeline_figure(hw, target, STRATEGIES))
         if ctx.tracer is not None:
             model_name, tp, sublayer = TIMELINE_CASE
