@@ -262,7 +262,8 @@ def gpu_overlap_points(grid_blocks: Sequence[int] = GPU_GRID_BLOCKS, buffer_byte
         a, b, c = (cp.ones(n, dtype=cp.float32) for _ in range(3))
         for grid in grid_blocks:
             def launch(stream: Any, grid: int = grid) -> None:
-                kernel((grid,), (GPU_REDUCE_THREADS,), (a, b, c, np.int64(n)), stream=stream)
+                with stream:
+                    kernel((grid,), (GPU_REDUCE_THREADS,), (a, b, c, np.int64(n)))
 
             reduce_alone = median_of(False, True, launch)[1]
             t_g, t_r, both = median_of(True, True, launch)
