@@ -45,7 +45,9 @@ class TransformerShape:
 # Model dimensions (hidden, layers, heads) from each model's paper; seq_len x batch is the tokens
 # per GEMM. ASSUMPTION: T3's exact sequence length x batch could not be checked here; we take each
 # model's training sequence length and a batch of 8. Both the GEMM and the collective scale
-# linearly with tokens, so the speedups barely depend on it (only through wave quantization).
+# linearly with tokens, so the speedups change little from batch 8 to 32 (checked: geomeans within
+# 3 points); at batch 2 a TP-32 ring stage is under one 128-row tile, the staggered GEMM re-reads
+# its weights per stage, and T3's simulated benefit falls sharply (see the t3 notes).
 # PaLM is modelled in the Megatron GPT layout (QKV = 3H, FFN = 4H) as T3 does; its real SwiGLU
 # MLP and multi-query attention are not modelled.
 MODELS: dict[str, TransformerShape] = {
