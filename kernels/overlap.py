@@ -36,6 +36,7 @@ __all__ = [
     "fma_stream_reference",
     "vector_add",
     "cpu_overlap_points",
+    "cpu_control_slowdown",
     "gpu_overlap_points",
     "time_pair",
 ]
@@ -202,6 +203,21 @@ def cpu_overlap_points(buffer_bytes: Sequence[int] = CPU_BUFFER_BYTES, seed: int
             compute_blocks=1,
         ))
     return points
+
+
+def cpu_control_slowdown(seed: int = 0, repeats: int = 7, target_s: float = 0.02) -> float:
+    """Slowdown of two FMA threads run together: they share no memory traffic, so anything above 1
+    is lost cores (other jobs, SMT siblings, clock limits), not memory contention. A control for
+    reading :func:`cpu_overlap_points` on a busy machine."""
+    x = np.random.default_rng(seed).random(FMA_ELEMENTS)
+    out1, out2 = np.empty_like(x), np.empty_like(x)
+    fma_stream(x, out1, FMA_STEPS, 1)
+    one_pass_s = _alone(lambda: fma_stream(x, out1, FMA_STEPS, 1), repeats)
+    passes = max(1, int(round(target_s / max(one_pass_s, 1e-9))))
+    alone = _alone(lambda: _fma_stream(x, out1, FMA_STEPS, passes), repeats)
+    first, second, _ = time_pair(lambda: _fma_stream(x, out1, FMA_STEPS, passes),
+                                 lambda: _fma_stream(x, out2, FMA_STEPS, passes), repeats)
+    return max(first, second) / alone
 
 
 # --------------------------------------------------------------------------------------- GPU

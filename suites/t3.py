@@ -193,7 +193,7 @@ def _load_average() -> str:
 def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str]]:
     import os
 
-    from kernels.overlap import CPU_BUFFER_BYTES, QUICK_CPU_BUFFER_BYTES, cpu_overlap_points
+    from kernels.overlap import CPU_BUFFER_BYTES, QUICK_CPU_BUFFER_BYTES, cpu_control_slowdown, cpu_overlap_points
 
     name, bandwidth, llc, notes = _host_bandwidth(ctx)
     units = max(2, os.cpu_count() or 2)
@@ -231,6 +231,11 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str]]:
                       f"{p.efficiency:.2f} / {pred.efficiency(p.reduce_alone_s, p.compute_alone_s):.2f}",
                       f"{(pred.both_s - p.both_s) / p.both_s * 100:+.1f}%")
     ctx.console.print(table)
+    control = cpu_control_slowdown(seed=ctx.seed, repeats=5 if ctx.quick else 7)
+    records.append(Record(SUITE_NAME, {"device": "cpu", "kernel_pair": "fma+fma"}, "control_slowdown", control, "x",
+                          "measured", name, note=f"load average {_load_average()} while measured"))
+    notes.append(f"control: two FMA threads together run {control:.2f}x slower than one alone; they share no "
+                 "memory traffic, so that much of every slowdown above is lost cores, not memory contention")
     load = _load_average()
     notes.append(f"CPU contention measured with a 1-minute load average of {load} on {units} cores: other jobs "
                  "competing for the cores inflate the concurrent times, which the predictor (one core per thread) "
