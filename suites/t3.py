@@ -9,7 +9,7 @@ with ``--measure`` checks the contention model against a real compute + memory-b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
