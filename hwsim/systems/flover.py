@@ -222,6 +222,7 @@ class BatchState:
     dead_ctx: int = 0                               # their (frozen) attended context, summed
     live_ctx: int = 0                               # sum of live contexts as of ``iteration``
     iteration: int = 0
+    horizon: int = 0                                # iterations until the next request finishes
 
 
 class BatchScheduler(Scheduler):
@@ -305,11 +306,13 @@ class BatchScheduler(Scheduler):
                 yield env.timeout(until - now)
                 continue
             # a run of iterations with a fixed batch
+            while heap[0][2].gone:
+                heapq.heappop(heap)
+            n = state.horizon = heap[0][0] - state.iteration
             limit = self.max_iterations(run, state)
             if limit == 0:
                 self.preempt(run, state)
                 continue
-            n = heap[0][0] - state.iteration
             if limit is not None:
                 n = min(n, limit)
             rows = len(state.live) + state.dead_rows
@@ -603,9 +606,11 @@ class ContinuousPaged(BatchScheduler):
         def extra(k: int) -> int:  # pages needed to run k iterations
             return int(np.maximum(-(-(ctx + k) // self.block_tokens) - held, 0).sum())
 
+        if extra(state.horizon) <= free:
+            return None
         if extra(1) > free:
             return 0
-        lo, hi = 1, 1 << 20
+        lo, hi = 1, state.horizon
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if extra(mid) <= free:

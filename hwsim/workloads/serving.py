@@ -79,8 +79,9 @@ def _positive_count(name: str, value: int) -> None:
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 
-def _timestamp_s(text: str) -> float:
-    """'YYYY-MM-DD HH:MM:SS[.fraction]' to seconds since 0001-01-01 (7 fractional digits kept)."""
+def _timestamp_s(text: str) -> tuple[int, float]:
+    """'YYYY-MM-DD HH:MM:SS[.fraction]' to (whole seconds since 0001-01-01, fraction): kept apart so
+    that the 7 fractional digits survive (a float of ~6e10 s keeps only ~1e-5 s)."""
     day, clock = text.strip().split(" ")
     year, month, dom = (int(x) for x in day.split("-"))
     whole, _, fraction = clock.partition(".")
@@ -89,7 +90,7 @@ def _timestamp_s(text: str) -> float:
         raise ValueError(text)
     ordinal = _dt.date(year, month, dom).toordinal()
     frac = int(fraction) / 10 ** len(fraction) if fraction else 0.0
-    return ordinal * 86400.0 + hours * 3600.0 + minutes * 60.0 + seconds + frac
+    return ordinal * 86400 + hours * 3600 + minutes * 60 + seconds, frac
 
 
 def load_azure_trace(path: str | Path, limit: int | None = None) -> list[Request]:
@@ -103,7 +104,7 @@ def load_azure_trace(path: str | Path, limit: int | None = None) -> list[Request
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
         raise WorkloadError(f"{path}: cannot read trace ({exc.strerror})") from None
-    rows: list[tuple[float, int, int]] = []
+    rows: list[tuple[tuple[int, float], int, int]] = []
     with handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -131,5 +132,26 @@ def load_azure_trace(path: str | Path, limit: int | None = None) -> list[Request
     if not rows:
         raise WorkloadError(f"{path}: no requests")
     rows.sort(key=lambda r: r[0])
-    start = rows[0][0]
-    return [Request(i, a - start, p, g) for i, (a, p, g) in enumerate(rows)]
+    (whole0, frac0) = rows[0][0]
+    return [Request(i, (w - whole0) + (f - frac0), p, g) for i, ((w, f), p, g) in enumerate(rows)]
+
+
+AZURE_CONV_TRACE = "traces/azure_llm_2023_conv.csv"
+DATA_ENV = "HWSIM_DATA"
+
+
+def find_data_file(relative: str) -> Path:
+    """A file of the shared data folder: ``$HWSIM_DATA/<relative>``, else ``shared/data/<relative>``
+    in the nearest parent of this checkout that has one (the data are not shipped in the package)."""
+    import os
+
+    tried = []
+    root = os.environ.get(DATA_ENV)
+    if root:
+        tried.append(Path(root) / relative)
+    for parent in Path(__file__).resolve().parents:
+        tried.append(parent / "shared" / "data" / relative)
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate
+    raise WorkloadError(f"data file {relative!r} not found; set {DATA_ENV} to the folder that holds it")
