@@ -100,11 +100,8 @@ class IterationCost:
         return [(3 * m.hidden // tp, m.hidden), (m.hidden, m.hidden // tp),
                 ((m.mlp_matrices - 1) * m.ffn // tp, m.hidden), (m.hidden, m.ffn // tp)]
 
-    def dense(self, rows: int) -> tuple[float, float]:
-        """(seconds, bytes) of everything in a decode iteration except attention, for ``rows`` requests."""
-        hit = self._dense.get(rows)
-        if hit is not None:
-            return hit
+    def layer_dense(self, rows: int) -> tuple[float, float]:
+        """(seconds, bytes) of one layer's decode work except attention: weight GEMMs, maps, all-reduces."""
         m, dev = self.config.model, self.device
         time_s = nbytes = 0.0
         for n_out, k_in in self._matrices():
@@ -117,12 +114,24 @@ class IterationCost:
             ar = collectives.ring_all_reduce(self.topology, rows * m.hidden * self.size)
             time_s += ALL_REDUCES_PER_LAYER * ar.time_s
             nbytes += ALL_REDUCES_PER_LAYER * ar.hbm_bytes_per_device
-        time_s *= m.layers
-        nbytes *= m.layers
-        head = ops.gemm(dev, rows, m.vocab // self.config.tp, m.hidden, self.dtype)
-        result = (time_s + head.time_s, nbytes + head.bytes)
+        return time_s, nbytes
+
+    def dense(self, rows: int) -> tuple[float, float]:
+        """(seconds, bytes) of everything in a decode iteration except attention, for ``rows`` requests."""
+        hit = self._dense.get(rows)
+        if hit is not None:
+            return hit
+        m = self.config.model
+        time_s, nbytes = self.layer_dense(rows)
+        head = ops.gemm(self.device, rows, m.vocab // self.config.tp, m.hidden, self.dtype)
+        result = (m.layers * time_s + head.time_s, m.layers * nbytes + head.bytes)
         self._dense[rows] = result
         return result
+
+    def layer_decode_time(self, rows: int, kv_tokens: int) -> float:
+        """One layer of one decode iteration (what :mod:`kernels.decode` measures)."""
+        flops, nbytes = self.attention_work(rows, float(kv_tokens))
+        return self.layer_dense(rows)[0] + ops.roofline(self.device, "attention", flops, nbytes, self.dtype).time_s
 
     def attention_work(self, rows: int | np.ndarray, kv_tokens: float | np.ndarray) -> tuple:
         """(flops, bytes) of one layer's decode attention: ``rows`` queries over ``kv_tokens`` cached tokens
