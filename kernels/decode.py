@@ -8,7 +8,7 @@ up to its own length. The weight read sets a floor on the step time: the flat re
 Implementations share one calling convention, ``impl(inputs) -> y`` with ``inputs = make_inputs(...)``:
 
 * :func:`decode_ref` - NumPy, attention request by request: the ground truth.
-* :func:`decode_numba` - BLAS GEMMs (what a CPU user runs) + a Numba parallel attention over (request, head).
+* :func:`decode_numba` - Numba only: weight-streaming skinny GEMMs + a parallel attention over (request, head).
 * :func:`decode_cupy` - cuBLAS GEMMs + padded, masked batched attention on the GPU (``GpuUnavailable`` without one).
 
 Each call appends the new token's K and V at position ``lens[b]`` of request b's cache and attends
@@ -54,10 +54,10 @@ class LayerShape:
 @dataclass
 class DecodeInputs:
     x: Any          # [B, d] activations of the new tokens
-    w_qkv: Any      # [d, 3d]
+    w_qkv: Any      # [3d, d]  weights as [out, in] (the nn.Linear layout: each output's row is contiguous)
     w_o: Any        # [d, d]
-    w_1: Any        # [d, f]
-    w_2: Any        # [f, d]
+    w_1: Any        # [f, d]
+    w_2: Any        # [d, f]
     k_cache: Any    # [B, H, max_len, hd]
     v_cache: Any    # [B, H, max_len, hd]
     lens: Any       # [B] int64, tokens already cached per request (< max_len)
@@ -84,8 +84,8 @@ def make_inputs(shape: LayerShape, lens: np.ndarray, seed: int = 0, dtype: Any =
     d, f, h, hd = shape.hidden, shape.ffn, shape.heads, shape.head_dim
     batch, max_len = lens.size, int(lens.max()) + 1
 
-    def w(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols), dtype=np.float32) / math.sqrt(rows)).astype(dt)
+    def w(fan_in: int, fan_out: int) -> np.ndarray:
+        return (rng.standard_normal((fan_out, fan_in), dtype=np.float32) / math.sqrt(fan_in)).astype(dt)
 
     k_cache = np.zeros((batch, h, max_len, hd), dtype=dt)
     v_cache = np.zeros((batch, h, max_len, hd), dtype=dt)
@@ -109,7 +109,7 @@ def _gelu(x: Any, xp: Any = np) -> Any:
 def _project_and_append(inp: DecodeInputs, xp: Any = np) -> Any:
     """QKV projection; writes K and V of the new token into each request's cache; returns Q [B, H, hd]."""
     batch, h, _, hd = inp.k_cache.shape
-    qkv = (inp.x @ inp.w_qkv).reshape(batch, 3, h, hd)
+    qkv = (inp.x @ inp.w_qkv.T).reshape(batch, 3, h, hd)
     rows = xp.arange(batch)
     inp.k_cache[rows, :, inp.lens, :] = qkv[:, 1]
     inp.v_cache[rows, :, inp.lens, :] = qkv[:, 2]
@@ -118,8 +118,8 @@ def _project_and_append(inp: DecodeInputs, xp: Any = np) -> Any:
 
 def _finish(inp: DecodeInputs, att: Any, xp: Any = np) -> Any:
     """Output projection, residual, GELU MLP, residual."""
-    x1 = inp.x + att.reshape(inp.x.shape) @ inp.w_o
-    return x1 + _gelu(x1 @ inp.w_1, xp) @ inp.w_2
+    x1 = inp.x + att.reshape(inp.x.shape) @ inp.w_o.T
+    return x1 + _gelu(x1 @ inp.w_1.T, xp) @ inp.w_2.T
 
 
 def decode_ref(inp: DecodeInputs) -> np.ndarray:
@@ -167,12 +167,38 @@ def _attend(q, k_cache, v_cache, lens, out):  # pragma: no cover - compiled
                 out[b, h, d] += w * v_cache[b, h, t, d]
 
 
+@njit(parallel=True, fastmath=True, cache=True)
+def _linear(x, w, out):  # pragma: no cover - compiled
+    """out[B, n] = x[B, k] @ w[n, k].T: one output feature per step, its weight row read once and
+    reused from L1 by every request of the batch (the decode regime: weights stream, batch is cheap)."""
+    batch, depth = x.shape
+    for j in prange(w.shape[0]):
+        for b in range(batch):
+            acc = 0.0
+            for kk in range(depth):
+                acc += x[b, kk] * w[j, kk]
+            out[b, j] = acc
+
+
+def _mm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    out = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+    _linear(np.ascontiguousarray(x), w, out)
+    return out
+
+
 def decode_numba(inp: DecodeInputs) -> np.ndarray:
-    """BLAS for the weight GEMMs, Numba (parallel over request x head) for the ragged attention."""
-    q = np.ascontiguousarray(_project_and_append(inp))
+    """All in Numba: a weight-streaming skinny GEMM for the projections and a parallel attention over
+    (request, head). One thread pool only: mixing BLAS threads with Numba's oversubscribes a small CPU."""
+    batch, h, _, hd = inp.k_cache.shape
+    qkv = _mm(inp.x, inp.w_qkv).reshape(batch, 3, h, hd)
+    rows = np.arange(batch)
+    inp.k_cache[rows, :, inp.lens, :] = qkv[:, 1]
+    inp.v_cache[rows, :, inp.lens, :] = qkv[:, 2]
+    q = np.ascontiguousarray(qkv[:, 0])
     att = np.empty_like(q)
     _attend(q, inp.k_cache, inp.v_cache, inp.lens, att)
-    return _finish(inp, att)
+    x1 = inp.x + _mm(att.reshape(inp.x.shape), inp.w_o)
+    return x1 + _mm(_gelu(_mm(x1, inp.w_1)), inp.w_2)
 
 
 def decode_cupy(inp: DecodeInputs) -> Any:

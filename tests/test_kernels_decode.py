@@ -41,17 +41,17 @@ def test_single_token_context_is_a_plain_projection():
     x = inp.x.copy()
     k_old, v_old = inp.k_cache[0, :, 0].copy(), inp.v_cache[0, :, 0].copy()
     got = D.decode_ref(inp)
-    q, k, v = (x @ inp.w_qkv).reshape(3, 2, 4)
+    q, k, v = (x @ inp.w_qkv.T).reshape(3, 2, 4)
     att = np.empty((2, 4))
     for h in range(2):
         s = np.array([q[h] @ k_old[h], q[h] @ k[h]]) / 2.0
         p = np.exp(s - s.max())
         p /= p.sum()
         att[h] = p[0] * v_old[h] + p[1] * v[h]
-    x1 = x + att.reshape(1, 8) @ inp.w_o
-    u = x1 @ inp.w_1
+    x1 = x + att.reshape(1, 8) @ inp.w_o.T
+    u = x1 @ inp.w_1.T
     gelu = 0.5 * u * (1 + np.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u ** 3)))
-    np.testing.assert_allclose(got, x1 + gelu @ inp.w_2, rtol=1e-12)
+    np.testing.assert_allclose(got, x1 + gelu @ inp.w_2.T, rtol=1e-12)
 
 
 def test_bad_inputs_are_refused():
