@@ -589,19 +589,30 @@ class ContinuousPaged(BatchScheduler):
         return take
 
     def on_join(self, act: Active) -> None:
-        act.blocks = self._blocks(act.ctx0 + 1)  # type: ignore[attr-defined]
         self.order.append(act)
 
     def stop_on_arrival(self, state: BatchState) -> bool:
         return not state.waiting and len(state.live) < self.max_batch
 
+    def _held(self, acts: list[Active], now_iter: int) -> tuple[np.ndarray, np.ndarray]:
+        """(contexts, pages held) of ``acts``: a request holds the pages of its context, and from
+        admission those of its first new token (``ctx0 + 1``)."""
+        ctx = np.fromiter((a.ctx0 - a.at_iter for a in acts), dtype=np.int64, count=len(acts)) + now_iter
+        floor = np.fromiter((a.ctx0 + 1 for a in acts), dtype=np.int64, count=len(acts))
+        return ctx, -(-np.maximum(ctx, floor) // self.block_tokens)
+
+    def _sync(self, held: np.ndarray) -> None:
+        """Take the pages the live contexts have grown into since the last look."""
+        total = int(held.sum())
+        if total > self.used:
+            self.run.reserve((total - self.used) * self.run.cost.block_bytes)
+            self.used = total
+
     def max_iterations(self, run: ServingRun, state: BatchState) -> int | None:
         """Iterations until some request needs a page that is not there (exact, by bisection)."""
-        self.order = [a for a in self.order if not a.gone]
-        self._sync_blocks(state)
+        ctx, held = self._held(self.order, state.iteration)
+        self._sync(held)
         free = self.blocks - self.used
-        ctx = np.array([a.ctx(state.iteration) for a in self.order])
-        held = np.array([a.blocks for a in self.order])  # type: ignore[attr-defined]
 
         def extra(k: int) -> int:  # pages needed to run k iterations
             return int(np.maximum(-(-(ctx + k) // self.block_tokens) - held, 0).sum())
@@ -619,34 +630,26 @@ class ContinuousPaged(BatchScheduler):
                 hi = mid - 1
         return lo
 
-    def _sync_blocks(self, state: BatchState) -> None:
-        """Take the pages the live contexts have grown into since the last look."""
-        for a in self.order:
-            need = self._blocks(a.ctx(state.iteration))
-            if need > a.blocks:  # type: ignore[attr-defined]
-                grow = need - a.blocks  # type: ignore[attr-defined]
-                self.used += grow
-                self.run.reserve(grow * self.run.cost.block_bytes)
-                a.blocks = need  # type: ignore[attr-defined]
+    def _drop(self, run: ServingRun, state: BatchState, gone: list[Active]) -> None:
+        """Sync every page (the gone ones included, as of now), then free the pages of ``gone``."""
+        self._sync(self._held(self.order, state.iteration)[1])
+        freed = int(self._held(gone, state.iteration)[1].sum())
+        self.used -= freed
+        run.release(freed * run.cost.block_bytes)
+        self.order = [a for a in self.order if not a.gone]
 
     def retire(self, run: ServingRun, state: BatchState, finished: list[Active]) -> float:
-        self._sync_blocks(state)
-        for a in finished:
-            self.used -= a.blocks  # type: ignore[attr-defined]
-            run.release(a.blocks * run.cost.block_bytes)  # type: ignore[attr-defined]
-        self.order = [a for a in self.order if not a.gone]
+        self._drop(run, state, finished)
         return 0.0
 
     def preempt(self, run: ServingRun, state: BatchState) -> None:
-        victim = self.order.pop()
+        victim = self.order[-1]
         victim.gone = True
         del state.live[victim.req.rid]
         state.live_ctx -= victim.ctx(state.iteration)
-        self.used -= victim.blocks  # type: ignore[attr-defined]
-        run.release(victim.blocks * run.cost.block_bytes)  # type: ignore[attr-defined]
+        self._drop(run, state, [victim])
         left = victim.left0 - (state.iteration - victim.at_iter)
-        back = Active(victim.req, 0, left, 0, victim.start_s, victim.preemptions + 1)
-        state.waiting.insert(0, back)
+        state.waiting.insert(0, Active(victim.req, 0, left, 0, victim.start_s, victim.preemptions + 1))
 
 
 # ---------------------------------------------------------------------------------------------

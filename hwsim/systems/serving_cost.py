@@ -57,6 +57,7 @@ class IterationCost:
 
     config: ServingConfig
     _dense: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _prefill_cache: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         cfg, m = self.config, self.config.model
@@ -175,23 +176,37 @@ class IterationCost:
         """
         if not prompts:
             return 0.0, 0.0
-        m, dev, tp = self.config.model, self.device, self.config.tp
-        tokens = int(sum(prompts))
-        time_s = flops = 0.0
-        for n_out, k_in in self._matrices():
-            c = ops.gemm(dev, tokens, n_out, k_in, self.dtype)
-            time_s, flops = time_s + c.time_s, flops + c.flops
+        time_s, flops = self._prefill_dense(int(sum(prompts)))
         for p in prompts:
-            a = ops.attention(dev, self.heads_per_device, p, p, m.head_dim, self.dtype)
-            time_s, flops = time_s + a.time_s, flops + a.flops
-        e = ops.elementwise(dev, tokens * m.hidden, self.dtype, inputs=2, outputs=1)
-        time_s += ELEMENTWISE_PER_LAYER * e.time_s
-        if tp > 1:
-            time_s += ALL_REDUCES_PER_LAYER * collectives.ring_all_reduce(self.topology, tokens * m.hidden * self.size).time_s
-        time_s *= m.layers
-        flops *= m.layers
-        head = ops.gemm(dev, len(prompts), m.vocab // tp, m.hidden, self.dtype)  # logits of the last token only
+            a_s, a_flops = self._prefill_attention(p)
+            time_s, flops = time_s + a_s, flops + a_flops
+        m = self.config.model
+        head = ops.gemm(self.device, len(prompts), m.vocab // self.config.tp, m.hidden, self.dtype)  # last token's logits
         return time_s + head.time_s, flops + head.flops
+
+    def _prefill_dense(self, tokens: int) -> tuple[float, float]:
+        hit = self._prefill_cache.get(tokens)
+        if hit is None:
+            m, dev, tp = self.config.model, self.device, self.config.tp
+            time_s = flops = 0.0
+            for n_out, k_in in self._matrices():
+                c = ops.gemm(dev, tokens, n_out, k_in, self.dtype)
+                time_s, flops = time_s + c.time_s, flops + c.flops
+            time_s += ELEMENTWISE_PER_LAYER * ops.elementwise(dev, tokens * m.hidden, self.dtype, inputs=2, outputs=1).time_s
+            if tp > 1:
+                ar = collectives.ring_all_reduce(self.topology, tokens * m.hidden * self.size)
+                time_s += ALL_REDUCES_PER_LAYER * ar.time_s
+            hit = self._prefill_cache[tokens] = (m.layers * time_s, m.layers * flops)
+        return hit
+
+    def _prefill_attention(self, prompt: int) -> tuple[float, float]:
+        key = -prompt  # shares the cache dict with _prefill_dense under negative keys
+        hit = self._prefill_cache.get(key)
+        if hit is None:
+            m = self.config.model
+            a = ops.attention(self.device, self.heads_per_device, prompt, prompt, m.head_dim, self.dtype)
+            hit = self._prefill_cache[key] = (m.layers * a.time_s, m.layers * a.flops)
+        return hit
 
     def copy_time(self, nbytes: float) -> float:
         """A device-local copy (buffer reordering) of ``nbytes`` over HBM."""
