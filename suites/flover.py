@@ -337,50 +337,76 @@ def _measure_decode(ctx: SuiteContext, out: _Out, notes: list[str]) -> None:
                  "on a shared machine: treat the measured times as noisy")
 
 
-def _measure_decode_threads(ctx: SuiteContext, out: _Out, notes: list[str]) -> None:
+FLAT_TOLERANCE = 1.25  # "flat": within 25% of the batch-1 time
+
+
+def _decode_grid(ctx: SuiteContext, out: _Out, notes: list[str], hw: Hardware, device: str,
+                 kv_budget_bytes: float) -> None:
+    """Measure the decode step over the batch x context grid on ``device`` beside the model on ``hw``."""
     from kernels import decode as D
-    from kernels.gpu import gpu_available, gpu_unavailable_reason
     from kernels.measure import measure
 
-    host = _host_hardware(ctx)
     shape = D.LayerShape()
     layer = DecoderModel("decode-layer", layers=1, hidden=shape.hidden, heads=shape.heads, ffn=shape.ffn, vocab=1,
                          mlp_matrices=2, dtype="fp32")
-    cost = IterationCost(ServingConfig(layer, host, max_seq_tokens=8192))
+    cost = IterationCost(ServingConfig(layer, hw, max_seq_tokens=8192))
     batches = QUICK_DECODE_BATCHES if ctx.quick else DECODE_BATCHES
     contexts = QUICK_DECODE_CONTEXTS if ctx.quick else DECODE_CONTEXTS
+    impl = D.decode_numba if device == "cpu" else D.decode_cupy
     table = _table(f"Decode step of one layer (d={shape.hidden}, {shape.heads} heads, ffn {shape.ffn}, fp32), "
-                        f"measured on this CPU (Numba) vs cost model ({host.name}: "
-                        f"{host.device.memory.bandwidth_bytes_per_s / 1e9:.1f} GB/s, "
-                        f"{host.device.peak('fp32') / 1e9:.0f} GFLOP/s)",
+                   f"measured on {device} ({'Numba' if device == 'cpu' else 'CuPy'}) vs cost model ({hw.name}: "
+                   f"{hw.device.memory.bandwidth_bytes_per_s / 1e9:.1f} GB/s, {hw.device.peak('fp32') / 1e9:.0f} GFLOP/s)",
                    ("context", "batch", "measured ms", "model ms", "error", "measured x B=1", "model x B=1"))
-    skipped = []
+    skipped, flat = [], []
     for context in contexts:
         base_meas = base_model = None
+        flat_meas = flat_model = 0
         for batch in batches:
-            if D.kv_cache_bytes(shape, batch, context + 1) > DECODE_KV_BUDGET_BYTES:
+            if D.kv_cache_bytes(shape, batch, context + 1) > kv_budget_bytes:
                 skipped.append(f"B={batch}, context {context}")
                 continue
             rng = np.random.default_rng(ctx.seed + batch * 7919 + context)
             lens = rng.integers(context // 2, context + 1, size=batch)  # ragged: each request its own length
             inputs = D.make_inputs(shape, lens, seed=ctx.seed)
-            timing = measure(lambda: D.decode_numba(inputs), warmup=2, repeats=7 if ctx.quick else 11,
-                             max_time_s=1.0 if ctx.quick else 2.0)
+            if device == "gpu":
+                inputs = D.to_gpu(inputs)
+            timing = measure(lambda: impl(inputs), warmup=2, repeats=7 if ctx.quick else 11,
+                             max_time_s=1.0 if ctx.quick else 2.0, device=device)  # type: ignore[arg-type]
             model_s = cost.layer_decode_time(batch, int((lens + 1).sum()))
-            case = {"section": "decode-layer", "hidden": shape.hidden, "batch": batch, "context": context}
-            out.add(case, "time_s", timing.median_s, "s", source="measured", hardware="cpu-host")
-            out.add(case, "time_s", model_s, "s", hardware=host.name)
+            case = {"section": f"decode-layer-{device}", "hidden": shape.hidden, "batch": batch, "context": context}
+            out.add(case, "time_s", timing.median_s, "s", source="measured", hardware=f"{device}-host")
+            out.add(case, "time_s", model_s, "s", hardware=hw.name)
             base_meas = base_meas or timing.median_s
             base_model = base_model or model_s
+            if timing.median_s <= FLAT_TOLERANCE * base_meas:
+                flat_meas = batch
+            if model_s <= FLAT_TOLERANCE * base_model:
+                flat_model = batch
             table.add_row(str(context), str(batch), f"{timing.median_s * 1e3:.3f}", f"{model_s * 1e3:.3f}",
                           f"{model_s / timing.median_s - 1:+.0%}", f"{timing.median_s / base_meas:.2f}",
                           f"{model_s / base_model:.2f}")
             del inputs
+        flat.append(f"context {context}: measured B<={flat_meas}, model B<={flat_model}")
     ctx.console.print(table)
+    notes.append(f"flat region on {device} (largest batch within {FLAT_TOLERANCE}x of batch 1): " + "; ".join(flat))
     if skipped:
-        notes.append(f"decode kernel: skipped {', '.join(skipped)} (fp32 KV cache over "
-                     f"{DECODE_KV_BUDGET_BYTES / 1e9:.1f} GB on this machine)")
-    if not gpu_available():
+        notes.append(f"decode kernel on {device}: skipped {', '.join(skipped)} (fp32 KV cache over "
+                     f"{kv_budget_bytes / 1e9:.1f} GB)")
+
+
+GPU_KV_BUDGET_BYTES = 16e9  # fp32 KV of the largest grid point (B=256, context 4096) is 8.6 GB
+
+
+def _measure_decode_threads(ctx: SuiteContext, out: _Out, notes: list[str]) -> None:
+    from kernels.gpu import gpu_available, gpu_unavailable_reason
+
+    _decode_grid(ctx, out, notes, _host_hardware(ctx), "cpu", DECODE_KV_BUDGET_BYTES)
+    if gpu_available():
+        gpu_hw = ctx.hardware if ctx.hardware is not None and ctx.hardware.device.kind == "gpu" else \
+            load_hardware(SUITE.default_hardware)
+        _decode_grid(ctx, out, notes, gpu_hw, "gpu", GPU_KV_BUDGET_BYTES)
+        notes.append(f"GPU decode predicted on {gpu_hw.name}; pass --hw for the GPU actually present")
+    else:
         notes.append(f"decode kernel on GPU (CuPy) not measured: {gpu_unavailable_reason()}")
 
 
