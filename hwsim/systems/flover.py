@@ -223,6 +223,7 @@ class BatchState:
     live_ctx: int = 0                               # sum of live contexts as of ``iteration``
     iteration: int = 0
     horizon: int = 0                                # iterations until the next request finishes
+    seq: itertools.count = field(default_factory=itertools.count)  # join order, breaks heap ties
 
 
 class BatchScheduler(Scheduler):
@@ -238,9 +239,6 @@ class BatchScheduler(Scheduler):
     """
 
     name = "batch"
-
-    def __init__(self) -> None:
-        self._seq = itertools.count()
 
     # ---- hooks --------------------------------------------------------------------------
     def setup(self, run: ServingRun) -> None:
@@ -354,7 +352,7 @@ class BatchScheduler(Scheduler):
                          item.preemptions, item.slot)
         else:
             act = Active(item, item.prompt_tokens, item.gen_tokens, state.iteration, now_s)
-        act.seq = next(self._seq)
+        act.seq = next(state.seq)
         state.live[act.req.rid] = act
         state.live_ctx += act.ctx0
         self.on_join(act)
