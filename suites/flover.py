@@ -287,36 +287,14 @@ def _figures(ctx: SuiteContext, gap_rows, azure: dict[str, RunResult]) -> list[P
 
 
 def _host_hardware(ctx: SuiteContext) -> Hardware:
-    """This CPU as the cost model sees it: the user's CPU hardware if given, else fitted now from the
-    calibration microbenchmarks (STREAM triad in DRAM, FMA chains, dispatch), never from the decode cases."""
+    """This CPU as the cost model sees it: the user's CPU hardware if given, else calibrated now by the
+    project's microbenchmarks (:func:`suites.calibrate.cpu_hardware`: STREAM triad, FMA chains), never from
+    the decode cases, with the same thread count the decode kernel is measured with."""
     if ctx.hardware is not None and ctx.hardware.device.kind == "cpu":
         return ctx.hardware
-    from hwsim.costs.fit import fit_linear_time
-    from hwsim.errors import CostError
-    from kernels import microbench as mb
+    from suites.calibrate import cpu_hardware
 
-    reps = 3 if ctx.quick else 5
-    mib = 1 << 20
-    stream = mb.stream_triad_points((64 * mib, 256 * mib, 512 * mib), ctx.seed, reps)
-    fma = mb.fma_peak_points(np.float32, (2.0**27, 2.0**30, 2.0**32), reps)
-    overhead = mb.dispatch_overhead_s(reps)
-    rates = []
-    for points in (stream, fma):
-        try:
-            rates.append(fit_linear_time(points)[0])
-        except CostError:  # a loaded machine can make the line meaningless: take the best rate seen
-            rates.append(max(x / t for x, t in points))
-    bw, peak = rates
-    template = load_hardware("xeon-e5-2640v4")
-    # Only the rates are taken: points this large (DRAM-sized, >= 2^27 FLOP) cannot resolve a fixed cost,
-    # which is left to the measured dispatch overhead.
-    eff = dataclasses.replace(template.device.efficiency, compute_max=1.0, compute_half_flops=0.0, memory_max=1.0,
-                              memory_half_bytes=0.0)
-    memory = dataclasses.replace(template.device.memory, bandwidth_bytes_per_s=bw)
-    device = dataclasses.replace(template.device, name="host-cpu", peak_flops_per_s={"fp32": peak, "fp64": peak / 2},
-                                 memory=memory, launch_overhead_s=overhead, efficiency=eff)
-    return dataclasses.replace(template, name="host-cpu", description="this CPU, fitted by the flover suite",
-                               device=device, source="calibrated now")
+    return cpu_hardware("host-cpu", quick=ctx.quick, seed=ctx.seed)[0]
 
 
 MEASURE_THREADS = 1

@@ -148,6 +148,10 @@ class IterationCost:
         flops, nbytes = self.attention_work(rows, kv_tokens)
         compute_s = (flops + self._cmp_half) / self._cmp_rate
         memory_s = (nbytes + self._mem_half) / self._mem_rate
+        sram_bw = self.device.sram_bandwidth_bytes_per_s
+        if sram_bw is not None:  # ops.roofline: bytes that fit on chip go at the on-chip bandwidth
+            on_chip_s = (nbytes + self._mem_half) / (sram_bw * self.device.efficiency.memory_max)
+            memory_s = np.where(nbytes <= self.device.sram_bytes, on_chip_s, memory_s)
         return self.device.launch_overhead_s + np.maximum(compute_s, memory_s)
 
     def decode_times(self, rows: int, kv_tokens: np.ndarray) -> np.ndarray:
