@@ -367,6 +367,10 @@ def _decode_grid(ctx: SuiteContext, out: _Out, notes: list[str], hw: Hardware, d
         flat.append(f"context {context}: measured B<={flat_meas}, model B<={flat_model}")
     ctx.console.print(table)
     notes.append(f"flat region on {device} (largest batch within {FLAT_TOLERANCE}x of batch 1): " + "; ".join(flat))
+    if hw.device.sram_bandwidth_bytes_per_s is not None:
+        notes.append(f"the cost model takes an op whose bytes fit the {hw.device.sram_bytes / 2**20:.0f} MiB on-chip memory "
+                     f"as warm ({hw.device.sram_bandwidth_bytes_per_s / 1e9:.0f} GB/s); this layer's weights total "
+                     f"{D.weight_bytes(shape) / 2**20:.0f} MiB, so in a real step they are not")
     if skipped:
         notes.append(f"decode kernel on {device}: skipped {', '.join(skipped)} (fp32 KV cache over "
                      f"{kv_budget_bytes / 1e9:.1f} GB)")
