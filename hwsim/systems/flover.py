@@ -559,6 +559,8 @@ class ContinuousPaged(BatchScheduler):
         self.block_tokens = run.config.block_tokens
         self.used = 0
         self.order: list[Active] = []
+        self._base = np.zeros(0, dtype=np.int64)   # ctx0 - at_iter of each request in ``order``
+        self._floor = np.zeros(0, dtype=np.int64)  # ctx0 + 1: pages held from admission on
         self.run = run
 
     def _blocks(self, tokens: int) -> int:
@@ -588,15 +590,16 @@ class ContinuousPaged(BatchScheduler):
 
     def on_join(self, act: Active) -> None:
         self.order.append(act)
+        self._base = np.append(self._base, act.ctx0 - act.at_iter)
+        self._floor = np.append(self._floor, act.ctx0 + 1)
 
     def stop_on_arrival(self, state: BatchState) -> bool:
         return not state.waiting and len(state.live) < self.max_batch
 
-    def _held(self, acts: list[Active], now_iter: int) -> tuple[np.ndarray, np.ndarray]:
-        """(contexts, pages held) of ``acts``: a request holds the pages of its context, and from
-        admission those of its first new token (``ctx0 + 1``)."""
-        ctx = np.fromiter((a.ctx0 - a.at_iter for a in acts), dtype=np.int64, count=len(acts)) + now_iter
-        floor = np.fromiter((a.ctx0 + 1 for a in acts), dtype=np.int64, count=len(acts))
+    def _held(self, base: np.ndarray, floor: np.ndarray, now_iter: int) -> tuple[np.ndarray, np.ndarray]:
+        """(contexts, pages held): a request holds the pages of its context, and from admission those
+        of its first new token (``ctx0 + 1``)."""
+        ctx = base + now_iter
         return ctx, -(-np.maximum(ctx, floor) // self.block_tokens)
 
     def _sync(self, held: np.ndarray) -> None:
@@ -608,7 +611,7 @@ class ContinuousPaged(BatchScheduler):
 
     def max_iterations(self, run: ServingRun, state: BatchState) -> int | None:
         """Iterations until some request needs a page that is not there (exact, by bisection)."""
-        ctx, held = self._held(self.order, state.iteration)
+        ctx, held = self._held(self._base, self._floor, state.iteration)
         self._sync(held)
         free = self.blocks - self.used
 
@@ -630,11 +633,14 @@ class ContinuousPaged(BatchScheduler):
 
     def _drop(self, run: ServingRun, state: BatchState, gone: list[Active]) -> None:
         """Sync every page (the gone ones included, as of now), then free the pages of ``gone``."""
-        self._sync(self._held(self.order, state.iteration)[1])
-        freed = int(self._held(gone, state.iteration)[1].sum())
+        _, held = self._held(self._base, self._floor, state.iteration)
+        self._sync(held)
+        keep = np.fromiter((not a.gone for a in self.order), dtype=bool, count=len(self.order))
+        freed = int(held[~keep].sum())
         self.used -= freed
         run.release(freed * run.cost.block_bytes)
         self.order = [a for a in self.order if not a.gone]
+        self._base, self._floor = self._base[keep], self._floor[keep]
 
     def retire(self, run: ServingRun, state: BatchState, finished: list[Active]) -> float:
         self._drop(run, state, finished)

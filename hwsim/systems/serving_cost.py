@@ -58,6 +58,7 @@ class IterationCost:
     config: ServingConfig
     _dense: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
     _prefill_cache: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _head_cache: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         cfg, m = self.config, self.config.model
@@ -184,9 +185,16 @@ class IterationCost:
         for p in prompts:
             a_s, a_flops = self._prefill_attention(p)
             time_s, flops = time_s + a_s, flops + a_flops
-        m = self.config.model
-        head = ops.gemm(self.device, len(prompts), m.vocab // self.config.tp, m.hidden, self.dtype)  # last token's logits
-        return time_s + head.time_s, flops + head.flops
+        head_s, head_flops = self._prefill_head(len(prompts))  # logits of each prompt's last token
+        return time_s + head_s, flops + head_flops
+
+    def _prefill_head(self, rows: int) -> tuple[float, float]:
+        hit = self._head_cache.get(rows)
+        if hit is None:
+            m = self.config.model
+            head = ops.gemm(self.device, rows, m.vocab // self.config.tp, m.hidden, self.dtype)
+            hit = self._head_cache[rows] = (head.time_s, head.flops)
+        return hit
 
     def _prefill_dense(self, tokens: int) -> tuple[float, float]:
         hit = self._prefill_cache.get(tokens)
