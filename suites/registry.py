@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "hwsim.suites"
 BUILTIN_SUITES: dict[str, str] = {
     "kernels-basic": "suites.kernels_basic:SUITE",
     "t3": "suites.t3:SUITE",
+    "flover": "suites.flover:SUITE",
 }
 
 
