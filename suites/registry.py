@@ -20,6 +20,8 @@ ENTRY_POINT_GROUP = "hwsim.suites"
 # without being installed (entry points exist only after installation).
 BUILTIN_SUITES: dict[str, str] = {
     "kernels-basic": "suites.kernels_basic:SUITE",
+    "t3": "suites.t3:SUITE",
+    "flover": "suites.flover:SUITE",
     "link-sharing": "suites.link_sharing:SUITE",
 }
 
