@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seed", type=int, help="sweep seed; each case's seed derives from it and the case (default: the grid's, else 0)")
     sweep.add_argument("--quick", action="store_true", default=None, help="run every case in the suite's quick form")
     sweep.add_argument("--metric", help="metric of the summary and figure (default: the grid's, else the first)")
+    sweep.add_argument("--where", action="append", metavar="KEY=VALUE",
+                       help="show only records whose case has KEY=VALUE in the summary and figure (repeatable)")
     sweep.add_argument("--list", action="store_true", help="print the cases and exit without running")
 
     cmp_ = sub.add_parser("compare", help="simulated vs measured, with the error of every row")
@@ -203,7 +205,13 @@ def _sweep(console: Console, args: argparse.Namespace) -> int:
         return 0
     backend = make_backend(args.executor, args.workers, args.scheduler)
     out = args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}"
-    rep = run_sweep(grid, out, backend, console, metric=args.metric)
+    where: dict[str, str] = {}
+    for item in args.where or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SweepError(f"--where {item!r}: expected KEY=VALUE")
+        where[key] = value
+    rep = run_sweep(grid, out, backend, console, metric=args.metric, where=where)
     return 1 if rep.failed else 0
 
 

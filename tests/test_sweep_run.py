@@ -220,3 +220,22 @@ def test_sweep_on_a_running_dask_cluster_via_scheduler_address(serial_run, tmp_p
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_where_picks_records_and_overridden_hardware_names_do_not_split_lines(flaky):
+    from hwsim.records import Record
+    from suites.sweep import report
+
+    grid = expand({"axes": {"x": [1, 2]}}, "grid.yaml", flaky)
+    records = {}
+    for case in grid.cases:
+        x = case.params["x"]
+        records[case.case_id] = [
+            Record(flaky.name, {"x": x, "kernel": k, "hw": f"t3-gpu[topology.devices={x}]"}, "time", float(x * i), "s",
+                   "simulated", "t3-gpu")
+            for i, k in enumerate(["gemm", "gemv"], start=1)]
+    rows = report.metric_rows(grid, records, "time")
+    assert sorted({label for _, label, _ in rows}) == ["kernel=gemm", "kernel=gemv"]  # two lines, not four
+    shown = report.select(records, {"kernel": "gemv", "hw": "t3-gpu"})
+    assert sorted(r.value for rs in shown.values() for r in rs) == [2.0, 4.0]
+    assert report.select(records, {"x": "2.0"})[grid.cases[1].case_id] and not report.select(records, {"x": "3"})[grid.cases[1].case_id]

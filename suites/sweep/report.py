@@ -8,6 +8,7 @@ axes give a heat map (when nothing else varies). A record's own case keys beyond
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -23,10 +24,43 @@ def _numeric(values: Sequence[CaseValue]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
+_OVERRIDDEN = re.compile(r"^(?P<base>[^\[]+)\[[^\]]*=[^\]]*\]$")
+
+
+def _base_name(value: CaseValue) -> CaseValue:
+    """'t3-gpu[topology.link...=7.5e+10]' -> 't3-gpu': the overrides are the sweep's own axes already."""
+    if isinstance(value, str):
+        m = _OVERRIDDEN.match(value)
+        if m:
+            return m.group("base")
+    return value
+
+
 def _text(value: CaseValue | None) -> str:
     if value is None:
         return "—"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def matches(record: Record, where: Mapping[str, str]) -> bool:
+    """Whether the record's case has every ``key=value`` of ``where`` (numbers compare as numbers: 4096 = 4096.0)."""
+    for key, text in where.items():
+        if key not in record.case:
+            return False
+        value = record.case[key]
+        if str(value) == text or _text(value) == text or _base_name(value) == text:
+            continue
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and float(text) == float(value):
+                continue
+        except ValueError:
+            pass
+        return False
+    return True
+
+
+def select(records: Mapping[str, list[Record]], where: Mapping[str, str]) -> dict[str, list[Record]]:
+    return {cid: [r for r in rs if matches(r, where)] for cid, rs in records.items()} if where else dict(records)
 
 
 def default_metric(records: Mapping[str, list[Record]]) -> str | None:
@@ -39,13 +73,16 @@ def default_metric(records: Mapping[str, list[Record]]) -> str | None:
 def metric_rows(grid: Grid, records: Mapping[str, list[Record]], metric: str) -> list[tuple[Case, str, Record]]:
     """(case, inner label, record) for every record of ``metric``; the label names the record's own case keys."""
     picked = [(case, r) for case in grid.cases for r in records.get(case.case_id, []) if r.metric == metric]
-    seen: dict[str, set[str]] = {}
+    # a record key is a dimension of its own when it takes several values within one case (a kernel
+    # size); one that only follows the sweep (a hardware name with the overrides in it) is not
+    seen: dict[tuple[str, str], set[str]] = {}
     for case, r in picked:
         for k, v in r.case.items():
             if k not in case.params:
-                seen.setdefault(k, set()).add(repr(v))
-    varying = [k for k, values in seen.items() if len(values) > 1]  # a key fixed across records says nothing
-    return [(case, ",".join(f"{k}={_text(r.case[k])}" for k in varying if k in r.case), r) for case, r in picked]
+                seen.setdefault((case.case_id, k), set()).add(repr(_base_name(v)))
+    varying = list(dict.fromkeys(k for (_, k), values in seen.items() if len(values) > 1))
+    return [(case, ",".join(f"{k}={_text(_base_name(r.case[k]))}" for k in varying if k in r.case), r)
+            for case, r in picked]
 
 
 def summary_table(grid: Grid, records: Mapping[str, list[Record]], errors: Mapping[str, str], metric: str | None) -> Table:
@@ -157,4 +194,4 @@ def figure(grid: Grid, records: Mapping[str, list[Record]], metric: str, path: P
     return path, drawn
 
 
-__all__ = ["default_metric", "figure", "markdown_summary", "metric_rows", "summary_table"]
+__all__ = ["default_metric", "figure", "markdown_summary", "matches", "metric_rows", "select", "summary_table"]

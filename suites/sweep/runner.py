@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -39,7 +40,7 @@ class SweepReport:
 
 
 def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | None = None, *,
-              metric: str | None = None, progress: bool = True) -> SweepReport:
+              metric: str | None = None, where: Mapping[str, str] | None = None, progress: bool = True) -> SweepReport:
     console = console or Console()
     out = SweepDir(Path(out_dir))
     out.remove_stale_temporaries()  # one sweep per directory at a time: a temporary here is a killed run's
@@ -87,12 +88,16 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
                               f"run the same command again to run the other {len(grid.cases) - kept}")
                 raise
     rep.elapsed_s = time.perf_counter() - started
-    finish(rep, console, metric)
+    finish(rep, console, metric, where or {})
     return rep
 
 
-def finish(rep: SweepReport, console: Console, metric: str | None) -> None:
-    """Merge every finished case, print and write the summary, draw the figure."""
+def finish(rep: SweepReport, console: Console, metric: str | None, where: Mapping[str, str] | None = None) -> None:
+    """Merge every finished case, print and write the summary, draw the figure.
+
+    ``where`` picks the records the summary and figure show (a suite with many records per case,
+    such as one per kernel size); the merged file keeps them all.
+    """
     grid, out = rep.grid, rep.out
     by_case = out.records(grid)
     rep.records = [r for c in grid.cases for r in by_case.get(c.case_id, [])]
@@ -104,11 +109,14 @@ def finish(rep: SweepReport, console: Console, metric: str | None) -> None:
                 errors[case.case_id] = f"{info.get('type', '?')}: {info.get('message', '')}"
     rep.failed = {k: v for k, v in errors.items() if k not in by_case}
     write_results(out.merged, rep.records)
-    rep.metric = metric or grid.metric or report.default_metric(by_case)
-    console.print(report.summary_table(grid, by_case, rep.failed, rep.metric))
-    write_text_atomic(out.root / "summary.md", report.markdown_summary(grid, by_case, rep.failed, rep.metric))
+    shown = report.select(by_case, where or {})
+    rep.metric = metric or grid.metric or report.default_metric(shown)
+    if where and by_case and not any(shown.values()):
+        console.print(f"[yellow]note:[/yellow] no record matches --where {where}")
+    console.print(report.summary_table(grid, shown, rep.failed, rep.metric))
+    write_text_atomic(out.root / "summary.md", report.markdown_summary(grid, shown, rep.failed, rep.metric))
     if rep.metric is not None:
-        rep.figure, rep.figure_note = report.figure(grid, by_case, rep.metric, out.root / f"{rep.metric}.png")
+        rep.figure, rep.figure_note = report.figure(grid, shown, rep.metric, out.root / f"{rep.metric}.png")
     console.print(f"{len(by_case)} of {len(grid.cases)} cases done ({len(rep.ran) - len(rep.failed)} run now, "
                   f"{len(rep.skipped)} from before), {len(rep.failed)} failed; {len(rep.records)} records in "
                   f"{out.merged} ({rep.elapsed_s:.1f} s)")
