@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "hwsim.suites"
 # without being installed (entry points exist only after installation).
 BUILTIN_SUITES: dict[str, str] = {
     "kernels-basic": "suites.kernels_basic:SUITE",
+    "spatten": "suites.spatten:SUITE",
 }
 
 

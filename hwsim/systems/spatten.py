@@ -347,28 +347,25 @@ class _Accelerator:
             self.queries += queries
             per_query_qk = math.ceil(scored_per_query / self.keys_per_cycle)
             per_query_sm = math.ceil(scored_per_query / self.softmax_per_cycle)
-            stream = queries * max(per_query_qk, per_query_sm)
+            per_query = max(per_query_qk, per_query_sm)  # Q.K streams into softmax
+            progressive = self.c.dense_bits is None and self.c.progressive_quant and self.w.key_lsb_bits > 0
+            unsure = int(self.rng.binomial(queries, self.w.refetch_fraction)) if progressive else 0
             with self.qk_stage.request() as req:
                 yield req
                 t0 = self.env.now
-                yield self.cycles(stream + self.qk_latency + self.softmax_latency)
-                self.busy["qk+softmax"] += self.env.now - t0
+                yield self.cycles(queries * per_query + self.qk_latency + self.softmax_latency)
                 self._span("qk+softmax", label, t0, queries=queries, keys=tokens)
-
-            progressive = self.c.dense_bits is None and self.c.progressive_quant and self.w.key_lsb_bits > 0
-            if progressive:
-                unsure = int(self.rng.binomial(queries, self.w.refetch_fraction))
                 if unsure:
+                    # a query's max probability is below the threshold: the datapath waits for the keys'
+                    # LSBs (fetched once per head, then kept in SRAM) and recomputes the unsure queries
                     self.refetched += unsure
-                    t0 = self.env.now
+                    t1 = self.env.now
                     yield self.fetch(tokens, self.w.key_lsb_bits, "k_lsb", f"{label} K LSB")
-                    self._span("fetch", f"{label} K LSB", t0, tokens=tokens)
-                    with self.qk_stage.request() as req:
-                        yield req
-                        t0 = self.env.now
-                        yield self.cycles(unsure * max(per_query_qk, per_query_sm) + self.qk_latency + self.softmax_latency)
-                        self.busy["qk+softmax"] += self.env.now - t0
-                        self._span("qk+softmax", f"{label} recompute", t0, queries=unsure)
+                    self._span("fetch", f"{label} K LSB", t1, tokens=tokens)
+                    t1 = self.env.now
+                    yield self.cycles(unsure * per_query + self.qk_latency + self.softmax_latency)
+                    self._span("qk+softmax", f"{label} recompute", t1, queries=unsure)
+                self.busy["qk+softmax"] += self.env.now - t0
 
             values = scored_per_query  # prob.V runs over the keys each query scored
             if local_value_pruning:
