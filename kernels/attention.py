@@ -127,11 +127,14 @@ def _attention_rows(q, k_first, k_full, v, toks, heads, inv, threshold, use_full
                 refetch[hi, qi] = True
                 continue
             break
+        acc_v = np.zeros(d, dtype=np.float64)
+        for j in range(n):  # row-major over V: contiguous head_dim inner loop
+            t = toks[j]
+            w = s[j]
+            for c in range(d):
+                acc_v[c] += w * v[h, t, c]
         for c in range(d):
-            acc = 0.0
-            for j in range(n):
-                acc += s[j] * v[h, toks[j], c]
-            out[hi, qi, c] = acc
+            out[hi, qi, c] = acc_v[c]
 
 
 def attention_numba(q: np.ndarray, k: np.ndarray, v: np.ndarray, kept_tokens: Any, kept_heads: Any,

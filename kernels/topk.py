@@ -129,66 +129,95 @@ def _kth_largest(buf: np.ndarray, k: int) -> float:
     return buf[lo]
 
 
-_SAMPLE = 16        # sample size for choosing a bracket around the k-th largest value
-_BRACKET = 2        # bracket half-width in sample positions: keeps ~5/16 of the elements per pass
+_SAMPLE = 32        # sample size for choosing a bracket around the k-th largest value
+_BRACKET = 3        # bracket half-width in sample positions: keeps ~7/32 of the elements per pass
 _SMALL = 64         # below this many candidates, finish with the Hoare quick-select
 
 
 @njit(cache=True)
-def _select_kth(row: np.ndarray, k: int, buf: np.ndarray, samp: np.ndarray) -> float:
+def _band_pass(src: np.ndarray, m: int, dst: np.ndarray, lo: float, hi: float, has_lo: bool,
+               has_hi: bool) -> tuple[int, int]:
+    """Count ``src[:m]`` above ``hi`` and copy those in ``[lo, hi]`` to ``dst``, branch-free."""
+    above = 0
+    inside = 0
+    for j in range(m):
+        v = src[j]
+        above += (v > hi) & has_hi
+        dst[inside] = v
+        inside += ((v >= lo) | (not has_lo)) & ((v <= hi) | (not has_hi))
+    return above, inside
+
+
+@njit(cache=True)
+def _select_kth(row: np.ndarray, k: int, buf: np.ndarray, samp: np.ndarray, bracket: int, small: int) -> float:
     """k-th largest value of ``row`` (1-based). Sample-bracket quick-select: each pass sorts a small
-    strided sample, brackets the target rank with two sample values, counts what lies above the
-    bracket and compacts what lies inside it into ``buf``, all branch-free (so random data costs no
-    branch mispredictions). A pass that misses the bracket restarts with :func:`_kth_largest` on
-    the whole row; one that makes no progress (heavy ties) finishes with it on what is left."""
+    strided sample, brackets the target rank between two sample values, counts what lies above the
+    bracket and copies what lies inside it to the other half of ``buf`` (ping-pong), branch-free so
+    that random data costs no branch mispredictions. A pass whose bracket misses the target is
+    redone once with the bracket opened to infinity on the side the target lies; a pass that makes
+    no progress (heavy ties) finishes with :func:`_kth_largest` on what is left."""
     n = row.shape[0]
-    k0 = k
+    half = buf.shape[0] // 2
+    ns = samp.shape[0]  # tuning comes in as arguments, not globals: a stale JIT cache cannot disagree
     src = row
     m = n
-    while m > _SMALL:
-        step = m // _SAMPLE
-        for i in range(_SAMPLE):  # insertion sort, descending
+    flip = 0
+    while m > small:
+        step = m // ns
+        for i in range(ns):  # insertion sort, descending
             v = src[i * step]
             q = i
             while q > 0 and samp[q - 1] < v:
                 samp[q] = samp[q - 1]
                 q -= 1
             samp[q] = v
-        p = ((k - 1) * _SAMPLE) // m
-        has_hi = p - _BRACKET >= 0
-        has_lo = p + _BRACKET <= _SAMPLE - 1
-        hi = samp[p - _BRACKET] if has_hi else samp[0]
-        lo = samp[p + _BRACKET] if has_lo else samp[_SAMPLE - 1]
-        above = 0
-        inside = 0
-        for j in range(m):  # the write index never passes the read index, so in place is safe
-            v = src[j]
-            above += (v > hi) & has_hi
-            buf[inside] = v
-            inside += ((v >= lo) | (not has_lo)) & ((v <= hi) | (not has_hi))
-        if not (above < k <= above + inside):
-            for j in range(n):
-                buf[j] = row[j]
-            return _kth_largest(buf[:n], k0)
-        if inside == m:
-            return _kth_largest(buf[:m], k)
+        p = ((k - 1) * ns) // m
+        has_hi = p - bracket >= 0
+        has_lo = p + bracket <= ns - 1
+        hi = samp[p - bracket] if has_hi else samp[0]
+        lo = samp[p + bracket] if has_lo else samp[ns - 1]
+        dst = buf[flip * half:(flip + 1) * half]
+        above, inside = _band_pass(src, m, dst, lo, hi, has_lo, has_hi)
+        if k <= above:      # target above the bracket: keep everything above hi
+            above = 0
+            inside = 0
+            for j in range(m):
+                v = src[j]
+                dst[inside] = v
+                inside += v > hi
+        elif k > above + inside:  # target below the bracket: keep everything below lo
+            skipped = 0
+            inside = 0
+            for j in range(m):
+                v = src[j]
+                skipped += v >= lo
+                dst[inside] = v
+                inside += v < lo
+            above = skipped
+        if inside == m:     # no progress (ties)
+            for j in range(m):
+                dst[j] = src[j]
+            return _kth_largest(dst[:m], k)
         k -= above
         m = inside
-        src = buf
+        src = dst
+        flip ^= 1
     if m == n:  # a short row: nothing copied yet
         for j in range(n):
             buf[j] = row[j]
-    return _kth_largest(buf[:m], k)
+        return _kth_largest(buf[:n], k)
+    return _kth_largest(src[:m], k)
 
 
 @njit(parallel=True, cache=True)
-def _topk_rows(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, chunks: int) -> int:
+def _topk_rows(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, chunks: int, sample: int,
+               bracket: int, small: int) -> int:
     rows, n = x.shape
     bad = 0
     per = (rows + chunks - 1) // chunks
     for c in prange(chunks):  # one chunk of rows per thread: scratch allocated once per chunk
-        buf = np.empty(n + 1, dtype=x.dtype)
-        samp = np.empty(_SAMPLE, dtype=x.dtype)
+        buf = np.empty(2 * (n + 1), dtype=x.dtype)
+        samp = np.empty(sample, dtype=x.dtype)
         idx = np.empty(n + 1, dtype=np.int64)
         for r in range(c * per, min(rows, (c + 1) * per)):
             row = x[r]
@@ -198,7 +227,7 @@ def _topk_rows(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, chun
             if nan:
                 bad += 1
                 continue
-            t = _select_kth(row, k, buf, samp)
+            t = _select_kth(row, k, buf, samp, bracket, small)
             m = 0
             for j in range(n):  # branch-free compaction of v >= t in index order
                 idx[m] = j
@@ -230,7 +259,7 @@ def topk_numba(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     out_v = np.empty((rows, int(k)), dtype=x.dtype)
     out_i = np.empty((rows, int(k)), dtype=np.int64)
     chunks = max(1, min(rows, 4 * get_num_threads()))
-    if rows and _topk_rows(x, int(k), out_v, out_i, chunks):
+    if rows and _topk_rows(x, int(k), out_v, out_i, chunks, _SAMPLE, _BRACKET, _SMALL):
         raise ValueError("x contains NaN; top-k of NaN is undefined")
     return out_v, out_i
 

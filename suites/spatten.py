@@ -113,14 +113,18 @@ class SpAttenSuite:
             rec(case, "dram_reduction_vs_fp32", b.fp32.total_dram_bytes / b.full.total_dram_bytes, "x", hw.name)
             for (label, _), prev, cur in zip(BREAKDOWN[1:], breakdown, breakdown[1:]):
                 rec(case | {"technique": label}, "dram_reduction_factor", prev.total_dram_bytes / cur.total_dram_bytes, "x", hw.name)
-            rec(case | {"config": "spatten"}, "latency_s", b.full.latency_s, "s", hw.name)
-            rec(case | {"config": "spatten"}, "latency_s", b.eighth.latency_s, "s", eighth_hw.name)
-            rec(case | {"config": "dense-fp32"}, "latency_s", b.fp32.latency_s, "s", hw.name)
+            on = {"platform": hw.name}
+            rec(case | on | {"config": "spatten"}, "latency_s", b.full.latency_s, "s", hw.name)
+            rec(case | {"platform": eighth_hw.name, "config": "spatten"}, "latency_s", b.eighth.latency_s, "s",
+                eighth_hw.name)
+            rec(case | on | {"config": "dense-fp32"}, "latency_s", b.fp32.latency_s, "s", hw.name)
             for key, r in ablations.items():
-                rec(case | {"config": key}, "latency_s", r.latency_s, "s", hw.name)
+                rec(case | on | {"config": key}, "latency_s", r.latency_s, "s", hw.name)
                 rec(case | {"config": key}, "dram_bytes", r.total_dram_bytes, "B", hw.name)
-            rec(case, "latency_s", b.gpu_s, "s", gpu.name, note="dense fp32, cost model")
-            rec(case, "latency_s", b.cpu_s, "s", cpu.name, note="dense fp32, cost model")
+            rec(case | {"platform": gpu.name, "config": "dense-fp32"}, "latency_s", b.gpu_s, "s", gpu.name,
+                note="cost model")
+            rec(case | {"platform": cpu.name, "config": "dense-fp32"}, "latency_s", b.cpu_s, "s", cpu.name,
+                note="cost model")
             rec(case, "speedup_vs_titan_xp", b.gpu_s / b.full.latency_s, "x", hw.name)
             rec(case, "speedup_vs_xeon", b.cpu_s / b.full.latency_s, "x", hw.name)
             rec(case, "refetch_fraction", b.full.refetched_queries / max(1, b.full.queries), "", hw.name)
