@@ -18,8 +18,7 @@ import numpy as np
 from rich.table import Table
 
 from hwsim.costs import attention as attention_cost
-from hwsim.costs import fit_linear_time, topk as topk_cost
-from hwsim.costs.fit import efficiency_from_fit
+from hwsim.costs import topk as topk_cost
 from hwsim.hardware import Hardware, load_hardware
 from hwsim.hardware.model import Device, Efficiency
 from hwsim.records import Record
@@ -210,7 +209,7 @@ class SpAttenSuite:
             for p in TOPK_PS:
                 c = topk_engine_mean_cycles(n, n // 4, p, rng, trials, overhead)
                 row.append(f"{c:.0f}")
-                out.append(Record(SUITE_NAME, {"n": n, "k": n // 4, "comparators": p}, "topk_engine_cycles", c,
+                out.append(Record(SUITE_NAME, {"table": "vs n", "n": n, "k": n // 4, "comparators": p}, "topk_engine_cycles", c,
                                   "cycles", "simulated", hw.name))
             t.add_row(str(n), *row)
         ctx.console.print(t)
@@ -220,7 +219,7 @@ class SpAttenSuite:
         for k in TOPK_KS:
             c = topk_engine_mean_cycles(1024, k, 16, rng, trials, overhead)
             t.add_row(str(k), f"{c:.0f}")
-            out.append(Record(SUITE_NAME, {"n": 1024, "k": k, "comparators": 16}, "topk_engine_cycles", c, "cycles",
+            out.append(Record(SUITE_NAME, {"table": "vs k", "n": 1024, "k": k, "comparators": 16}, "topk_engine_cycles", c, "cycles",
                               "simulated", hw.name))
         ctx.console.print(t)
         return out
@@ -253,20 +252,19 @@ class SpAttenSuite:
 
     # -- measured kernels ---------------------------------------------------------------------------
     def _host_device(self) -> Device:
-        """This CPU as a Device, fitted from the calibration microbenchmarks (not from the cases)."""
+        """This CPU as a Device from the calibration microbenchmarks (never from the cases it predicts):
+        the largest triad's bandwidth, the best FMA rate seen, and the measured call overhead."""
         from kernels.microbench import cpu_calibration
 
         cal = cpu_calibration(quick=True)
-        bw, fixed_bw = fit_linear_time(cal.stream_points)
-        flops, fixed_fl = fit_linear_time(cal.fma_fp32_points)
+        x_max, t_max = max(cal.stream_points)  # the largest triad: DRAM, not cache
+        bw = x_max / t_max
+        flops = max(x / t for x, t in cal.fma_fp32_points)
         base = load_hardware("xeon-e5-2640v4").device
-        mem_max, mem_half = efficiency_from_fit(bw, fixed_bw, bw, cal.dispatch_overhead_s)
-        cmp_max, cmp_half = efficiency_from_fit(flops, fixed_fl, flops, cal.dispatch_overhead_s)
         return replace(base, name="host-cpu", compute_units=cal.threads,
                        peak_flops_per_s={"fp32": flops, "fp64": flops / 2},
                        memory=replace(base.memory, bandwidth_bytes_per_s=bw),
-                       launch_overhead_s=cal.dispatch_overhead_s,
-                       efficiency=Efficiency(cmp_max, cmp_half, mem_max, mem_half))
+                       launch_overhead_s=cal.dispatch_overhead_s, efficiency=Efficiency())
 
     def _measure(self, ctx: SuiteContext, notes: list[str]) -> list[Record]:
         from kernels.attention import attention_numba
@@ -283,8 +281,8 @@ class SpAttenSuite:
         for rows, n, k in MEASURE_TOPK[:2] if ctx.quick else MEASURE_TOPK:
             x = rng.standard_normal((rows, n)).astype(np.float32)
             topk_numba(x, k)
-            m = measure(lambda: topk_numba(x, k), warmup=2, repeats=11, max_time_s=1.0)
-            base = measure(lambda: topk_argpartition(x, k), warmup=1, repeats=11, max_time_s=1.0)
+            m = measure(lambda: topk_numba(x, k), warmup=3, repeats=21, max_time_s=2.0)
+            base = measure(lambda: topk_argpartition(x, k), warmup=3, repeats=21, max_time_s=2.0)
             pred = topk_cost(host, rows, n, k, "fp32")
             case = {"kernel": "topk", "rows": rows, "n": n, "k": k, "impl": "numba"}
             out.append(Record(SUITE_NAME, case, "time_s", m.median_s, "s", "measured", "host-cpu"))
@@ -299,7 +297,7 @@ class SpAttenSuite:
             toks = np.sort(rng.choice(lk, kt, replace=False))
             hs = np.sort(rng.choice(heads, kh, replace=False))
             attention_numba(q, kk, v, toks, hs)
-            m = measure(lambda: attention_numba(q, kk, v, toks, hs), warmup=2, repeats=11, max_time_s=1.0)
+            m = measure(lambda: attention_numba(q, kk, v, toks, hs), warmup=3, repeats=21, max_time_s=2.0)
             pred = attention_cost(host, heads, lq, lk, 64, "fp32", kept_tokens=kt, kept_heads=kh)
             case = {"kernel": "attention", "heads": heads, "q": lq, "kv": lk, "kept_heads": kh, "kept_tokens": kt}
             out.append(Record(SUITE_NAME, case, "time_s", m.median_s, "s", "measured", "host-cpu"))

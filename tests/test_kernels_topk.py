@@ -25,7 +25,7 @@ def rows_and_k(draw):
     return x, k
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(rows_and_k())
 def test_numba_matches_reference(case):
     x, k = case
