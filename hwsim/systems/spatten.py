@@ -2,7 +2,8 @@
 
 What is simulated, per attention layer:
 
-* DRAM is one :class:`~hwsim.engine.SharedBandwidth` per HBM channel. A fetch of R rows of
+* DRAM is one :class:`~hwsim.engine.SharedBandwidth` per HBM channel, serving its requests in issue
+  order (:func:`in_order` allocator). A fetch of R rows of
   ``head_dim`` values at ``b`` bits is R rows of ``ceil(head_dim*b/8 / 32) * 32`` bytes (32-byte
   transactions), interleaved row by row over the channels, so a fetch ends when its busiest channel
   does and concurrent fetches share each channel.
@@ -10,8 +11,10 @@ What is simulated, per attention layer:
   array streaming into softmax -> progressive quantization (when a query's max probability is low,
   fetch the keys' LSBs once for the head and recompute those queries) -> local value pruning on the
   top-k engine -> fetch the kept V rows -> prob.V. The stages are counted resources (``qk+softmax``,
-  ``topk``, ``pv``), and at most two heads hold key/value SRAM at a time (double buffering), so head
-  h+1's fetch overlaps head h's compute and a stage that is busy stalls the next head.
+  ``topk``, ``pv``; pipelined: a head holds a unit while its data streams through, then drains for the
+  unit's pipeline latency without blocking the next head), and a head is admitted only when the
+  on-chip key/value SRAM has room for its kept rows, so head h+1's fetch overlaps head h's compute
+  and a busy stage or a full SRAM stalls the next head.
 * Between layers, cascade token pruning (top-k over accumulated token importance) and cascade head
   pruning (top-k over head importance) run on the top-k engine; pruned tokens and heads stay gone.
 
@@ -29,8 +32,8 @@ Modelling choices (each one a stated assumption, see the suite notes):
 * GPT-2's 32 generation steps are simulated at ``steps_simulated`` evenly spaced steps and scaled
   (the key count grows from 993 to 1024, 3%); the 992-token prompt is one summarization pass with
   causal masking (a query scores (L+1)/2 keys on average) and no local value pruning;
-* SRAM capacity is not enforced (keys of one head at 1024 tokens x 12 bits are 96 KB of SpAtten's
-  196 KB key SRAM; SpAtten-1/8 streams them).
+* a head whose rows exceed the whole SRAM (SpAtten-1/8 on long prompts) takes all of it and is
+  modelled as streaming through it (no extra traffic for re-reads).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import numpy as np
 import simpy
 
 from hwsim.costs import OpCost, gemm, memcpy, softmax
-from hwsim.engine import SharedBandwidth, Simulation, Tracer
+from hwsim.engine import Flow, SharedBandwidth, Simulation, Tracer
 from hwsim.errors import HwsimError
 from hwsim.hardware import Hardware
 from hwsim.hardware.model import Device
@@ -64,8 +67,14 @@ __all__ = [
 ]
 
 TRANSACTION_BYTES_DEFAULT = 32  # issue text: keys/values fetched by index in 32-byte transactions
-KV_SRAM_SLOTS = 2               # double-buffered key/value SRAM: one head computing, one fetching
 CONFIDENT = "confident"
+
+
+def in_order(capacity_bytes_per_s: float, flows: Sequence[Flow]) -> None:
+    """A channel serving requests in the order they were issued (SpAtten's fetcher issues row reads
+    in order): the oldest outstanding transfer gets the whole channel, later ones wait."""
+    for i, f in enumerate(flows):
+        f.rate_bytes_per_s = capacity_bytes_per_s if i == 0 else 0.0
 
 
 class SpAttenError(HwsimError):
@@ -253,7 +262,7 @@ class _Accelerator:
         channels = int(d.memory.channels)
         per_channel = d.memory.bandwidth_bytes_per_s / channels
         self.channels: list[SharedBandwidth] = [
-            self.sim.bandwidth(per_channel, f"{tag}/dram ch{c}") for c in range(channels)]
+            self.sim.bandwidth(per_channel, f"{tag}/dram ch{c}", allocator=in_order) for c in range(channels)]
         self._next_channel = 0
         self.keys_per_cycle = max(1, d.engine("qk_array").units // workload.head_dim)
         self.values_per_cycle = max(1, d.engine("pv_array").units // workload.head_dim)
@@ -266,7 +275,7 @@ class _Accelerator:
         self.qk_stage = simpy.Resource(self.env, 1)
         self.topk_stage = simpy.Resource(self.env, 1)
         self.pv_stage = simpy.Resource(self.env, 1)
-        self.sram = simpy.Resource(self.env, KV_SRAM_SLOTS)
+        self.sram = simpy.Container(self.env, capacity=max(1, int(d.sram_bytes)), init=max(1, int(d.sram_bytes)))
         self.busy = {"qk+softmax": 0.0, "topk": 0.0, "pv": 0.0}
         self.bytes = {"q": 0.0, "k_msb": 0.0, "k_lsb": 0.0, "v": 0.0}
         self.topk_cycles = 0
@@ -334,54 +343,63 @@ class _Accelerator:
     def head(self, layer: int, h: int, tokens: int, queries: int, scored_per_query: float,
              local_value_pruning: bool) -> Generator[simpy.events.Event, object, None]:
         label = f"L{layer} h{h}"
-        with self.sram.request() as slot:
-            yield slot
-            start = self.env.now
-            fetches = [self.fetch(queries, self.query_bits(), "q", f"{label} Q"),
-                       self.fetch(tokens, self.key_bits(), "k_msb", f"{label} K")]
-            if not local_value_pruning:  # summarization: V of all kept tokens, fetched with K
-                fetches.append(self.fetch(tokens, self.value_bits(), "v", f"{label} V"))
-            yield simpy.AllOf(self.env, fetches)
-            self._span("fetch", f"{label} Q/K{'/V' if not local_value_pruning else ''}", start, tokens=tokens)
+        # on-chip key/value SRAM is the admission limit: a head reserves room for its kept K (and V)
+        # rows; a head bigger than the whole SRAM takes all of it (it streams)
+        need = tokens * self.row_bytes(self.key_bits()) + (0 if local_value_pruning else tokens * self.row_bytes(self.value_bits()))
+        room = int(min(need, self.sram.capacity))
+        yield self.sram.get(room)
+        start = self.env.now
+        fetches = [self.fetch(queries, self.query_bits(), "q", f"{label} Q"),
+                   self.fetch(tokens, self.key_bits(), "k_msb", f"{label} K")]
+        if not local_value_pruning:  # summarization: V of all kept tokens, fetched with K
+            fetches.append(self.fetch(tokens, self.value_bits(), "v", f"{label} V"))
+        yield simpy.AllOf(self.env, fetches)
+        self._span("fetch", f"{label} Q/K{'/V' if not local_value_pruning else ''}", start, tokens=tokens)
 
-            self.queries += queries
-            per_query_qk = math.ceil(scored_per_query / self.keys_per_cycle)
-            per_query_sm = math.ceil(scored_per_query / self.softmax_per_cycle)
-            per_query = max(per_query_qk, per_query_sm)  # Q.K streams into softmax
-            progressive = self.c.dense_bits is None and self.c.progressive_quant and self.w.key_lsb_bits > 0
-            unsure = int(self.rng.binomial(queries, self.w.refetch_fraction)) if progressive else 0
-            with self.qk_stage.request() as req:
-                yield req
-                t0 = self.env.now
-                yield self.cycles(queries * per_query + self.qk_latency + self.softmax_latency)
-                self._span("qk+softmax", label, t0, queries=queries, keys=tokens)
-                if unsure:
-                    # a query's max probability is below the threshold: the datapath waits for the keys'
-                    # LSBs (fetched once per head, then kept in SRAM) and recomputes the unsure queries
-                    self.refetched += unsure
-                    t1 = self.env.now
-                    yield self.fetch(tokens, self.w.key_lsb_bits, "k_lsb", f"{label} K LSB")
-                    self._span("fetch", f"{label} K LSB", t1, tokens=tokens)
-                    t1 = self.env.now
-                    yield self.cycles(unsure * per_query + self.qk_latency + self.softmax_latency)
-                    self._span("qk+softmax", f"{label} recompute", t1, queries=unsure)
-                self.busy["qk+softmax"] += self.env.now - t0
+        self.queries += queries
+        per_query_qk = math.ceil(scored_per_query / self.keys_per_cycle)
+        per_query_sm = math.ceil(scored_per_query / self.softmax_per_cycle)
+        per_query = max(per_query_qk, per_query_sm)  # Q.K streams into softmax
+        progressive = self.c.dense_bits is None and self.c.progressive_quant and self.w.key_lsb_bits > 0
+        unsure = int(self.rng.binomial(queries, self.w.refetch_fraction)) if progressive else 0
+        # pipelined units: a head holds the array while its scores stream through, then drains
+        # (pipeline latency) without blocking the next head. A query whose max probability is below
+        # the threshold is recomputed in line: the array stalls until the keys' LSBs arrive (fetched
+        # once per head, then kept in SRAM) and recomputes the unsure queries.
+        with self.qk_stage.request() as req:
+            yield req
+            t0 = self.env.now
+            yield self.cycles(queries * per_query)
+            self._span("qk+softmax", label, t0, queries=queries, keys=tokens)
+            if unsure:
+                self.refetched += unsure
+                yield self.cycles(self.qk_latency + self.softmax_latency)  # the decision needs the probabilities
+                t1 = self.env.now
+                yield self.fetch(tokens, self.w.key_lsb_bits, "k_lsb", f"{label} K LSB")
+                self._span("fetch", f"{label} K LSB", t1, tokens=tokens)
+                t1 = self.env.now
+                yield self.cycles(unsure * per_query)
+                self._span("qk+softmax", f"{label} recompute", t1, queries=unsure)
+            self.busy["qk+softmax"] += self.env.now - t0
+        yield self.cycles(self.qk_latency + self.softmax_latency)
 
-            values = scored_per_query  # prob.V runs over the keys each query scored
-            if local_value_pruning:
-                values = max(1, int(round(self.w.value_keep * tokens)))
-                for _ in range(queries):
-                    yield from self.run_topk(tokens, values, f"{label} local V")
-                t0 = self.env.now
-                yield self.fetch(queries * values, self.value_bits(), "v", f"{label} V")
-                self._span("fetch", f"{label} V", t0, rows=values)
-            with self.pv_stage.request() as req:
-                yield req
-                t0 = self.env.now
-                per_query_pv = math.ceil(values / self.values_per_cycle)  # values per query
-                yield self.cycles(queries * per_query_pv + self.pv_latency)
-                self.busy["pv"] += self.env.now - t0
-                self._span("pv", label, t0, values=values)
+        values = scored_per_query  # prob.V runs over the keys each query scored
+        if local_value_pruning:
+            values = max(1, int(round(self.w.value_keep * tokens)))
+            for _ in range(queries):
+                yield from self.run_topk(tokens, values, f"{label} local V")
+            t0 = self.env.now
+            yield self.fetch(queries * values, self.value_bits(), "v", f"{label} V")
+            self._span("fetch", f"{label} V", t0, rows=values)
+        with self.pv_stage.request() as req:
+            yield req
+            t0 = self.env.now
+            per_query_pv = math.ceil(values / self.values_per_cycle)  # values per query
+            yield self.cycles(queries * per_query_pv)
+            self.busy["pv"] += self.env.now - t0
+            self._span("pv", label, t0, values=values)
+        yield self.cycles(self.pv_latency)
+        yield self.sram.put(room)
 
     # -- one pass over the layers ---------------------------------------------------------------
     def layers(self, kv_tokens: int, queries_per_head: int | None, causal_prompt: bool,
@@ -489,6 +507,8 @@ class BaselineResult:
     latency_s: float
     dram_bytes: float
     kernels: int
+    prompt_s: float = 0.0
+    step_s: float = 0.0  # mean of one generation step (0 without generation)
 
 
 def _attention_ops(device: Device, heads: int, q: int, kv: int, d: int, cache_concat: bool) -> list[OpCost]:
@@ -512,13 +532,16 @@ def dense_baseline(hardware: Hardware, workload: SpAttenWorkload) -> BaselineRes
     for _ in range(workload.layers):
         ops += _attention_ops(d, workload.heads, workload.prompt_tokens, workload.prompt_tokens, workload.head_dim,
                               cache_concat=False)
+    prompt_s = float(sum(o.time_s for o in ops))
     for step in range(workload.generated_tokens):
         kv = workload.prompt_tokens + step + 1
         for _ in range(workload.layers):
             ops += _attention_ops(d, workload.heads, 1, kv, workload.head_dim, cache_concat=True)
-    return BaselineResult(hardware=hardware.name, workload=workload.name,
-                          latency_s=float(sum(o.time_s for o in ops)), dram_bytes=float(sum(o.bytes for o in ops)),
-                          kernels=len(ops))
+    total_s = float(sum(o.time_s for o in ops))
+    steps = workload.generated_tokens
+    return BaselineResult(hardware=hardware.name, workload=workload.name, latency_s=total_s,
+                          dram_bytes=float(sum(o.bytes for o in ops)), kernels=len(ops), prompt_s=prompt_s,
+                          step_s=(total_s - prompt_s) / steps if steps else 0.0)
 
 
 def with_comparators(hardware: Hardware, comparators: int) -> Hardware:
