@@ -323,3 +323,16 @@ def test_bad_inputs_raise_cost_error_naming_the_argument(call, name):
     with pytest.raises(CostError, match=name) as info:
         call()
     assert isinstance(info.value, HwsimError)
+
+
+def test_bytes_that_fit_on_chip_go_at_sram_bandwidth():
+    from dataclasses import replace
+
+    from hwsim.costs import memcpy
+    from hwsim.hardware import load_hardware
+
+    cpu = load_hardware("xeon-e5-2640v4").device
+    fast = replace(cpu, sram_bandwidth_bytes_per_s=cpu.memory.bandwidth_bytes_per_s * 4)
+    small, large = cpu.sram_bytes / 4, cpu.sram_bytes * 4
+    assert memcpy(fast, small).memory_s == pytest.approx(memcpy(cpu, small).memory_s / 4)
+    assert memcpy(fast, large).memory_s == pytest.approx(memcpy(cpu, large).memory_s)

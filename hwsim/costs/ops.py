@@ -122,7 +122,10 @@ def _peak(device: Device, dtype: str) -> float:
 
 
 def roofline(device: Device, op: str, flops: float, nbytes: float, dtype: str | None) -> OpCost:
-    """Time of an operation that does ``flops`` and moves ``nbytes`` through off-chip memory.
+    """Time of an operation that does ``flops`` and moves ``nbytes`` through memory.
+
+    Bytes go at the off-chip bandwidth, or at ``sram_bandwidth`` when the device has one and the
+    bytes fit in its on-chip SRAM.
 
     ``time = launch_overhead + max(compute, memory)``: compute and memory traffic overlap perfectly,
     the launch does not. Each term divides work by the rate the efficiency curve grants at that
@@ -141,7 +144,10 @@ def roofline(device: Device, op: str, flops: float, nbytes: float, dtype: str | 
         itemsize(dtype)
     memory_s = 0.0
     if nbytes > 0:
-        memory_s = nbytes / (device.memory.bandwidth_bytes_per_s * eff.memory(nbytes))
+        # data that fits on chip is taken as warm (a kernel repeated on the same buffers)
+        on_chip = device.sram_bandwidth_bytes_per_s is not None and nbytes <= device.sram_bytes
+        bandwidth = device.sram_bandwidth_bytes_per_s if on_chip else device.memory.bandwidth_bytes_per_s
+        memory_s = nbytes / (bandwidth * eff.memory(nbytes))  # type: ignore[operator]
     overhead_s = device.launch_overhead_s
     return OpCost(
         op=op,

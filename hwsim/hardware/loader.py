@@ -110,7 +110,8 @@ def _device(r: _Reader, node: Any, name: str) -> Device:
     d = r.mapping(
         node,
         f,
-        allowed={"kind", "compute_units", "clock", "peak", "memory", "sram", "launch_overhead", "efficiency", "engines"},
+        allowed={"kind", "compute_units", "clock", "peak", "memory", "sram", "sram_bandwidth", "launch_overhead",
+                 "efficiency", "engines"},
         required={"kind", "compute_units", "clock", "peak", "memory", "sram", "launch_overhead"},
     )
     peak_node = d["peak"]
@@ -157,6 +158,7 @@ def _device(r: _Reader, node: Any, name: str) -> Device:
         launch_overhead_s=r.quantity(d, "launch_overhead", f, "s", allow_zero=True),
         efficiency=efficiency,
         engines=engines,
+        sram_bandwidth_bytes_per_s=r.quantity(d, "sram_bandwidth", f, "bytes_per_s") if "sram_bandwidth" in d else None,
     )
 
 
@@ -273,6 +275,8 @@ def dump_hardware(hw: Hardware) -> dict[str, Any]:
             "memory_half": f"{d.efficiency.memory_half_bytes!r} B",
         },
     }
+    if d.sram_bandwidth_bytes_per_s is not None:
+        device["sram_bandwidth"] = f"{d.sram_bandwidth_bytes_per_s!r} B/s"
     if d.engines:
         device["engines"] = {n: {"units": e.units, **dict(e.params)} for n, e in d.engines.items()}
     doc: dict[str, Any] = {"name": hw.name, "description": hw.description, "device": device}

@@ -90,6 +90,8 @@ class Device:
     launch_overhead_s: float
     efficiency: Efficiency = Efficiency()
     engines: Mapping[str, Engine] = field(default_factory=dict)
+    sram_bandwidth_bytes_per_s: float | None = None
+    """Bandwidth of operations whose bytes fit in ``sram_bytes`` (warm on-chip data); None: always off-chip."""
 
     def peak(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``; unknown dtypes are an error, never a silent default."""

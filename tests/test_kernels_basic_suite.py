@@ -1,0 +1,73 @@
+"""kernels-basic end to end: the engine agrees with the roofline, records join, the trace opens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from hwsim.engine import Simulation
+from hwsim.hardware import load_hardware, load_hardware_file
+from hwsim.records import read_results
+from suites.calibrate import cpu_hardware, write_hardware
+from suites.cli import main
+from suites.kernels_basic import _cases, cost, simulate
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWSIM_HOME", str(tmp_path / "home"))
+
+
+@pytest.mark.parametrize("preset", ["xeon-e5-2640v4", "h100-sxm"])
+def test_engine_timeline_equals_the_roofline(preset):
+    hw = load_hardware(preset)
+    cases = _cases(quick=False)
+    durations = simulate(hw, cases, Simulation())
+    for case, duration in zip(cases, durations):
+        assert duration == pytest.approx(cost(hw.device, case).time_s, rel=1e-9), case.label
+
+
+def test_quick_calibration_writes_a_loadable_description(tmp_path):
+    hw, lines = cpu_hardware("host", quick=True)
+    path = write_hardware(hw, tmp_path / "host.yaml")
+    again = load_hardware_file(path)
+    assert again.device == hw.device
+    d = again.device
+    assert d.peak("fp32") > 1.2 * d.peak("fp64")  # twice the SIMD lanes, less noise
+    assert d.memory.bandwidth_bytes_per_s > 0 and d.launch_overhead_s > 0
+    assert any("DRAM bandwidth" in line for line in lines)
+    assert "measured on this machine" in path.read_text()
+
+
+def test_calibrate_command_then_host_is_found(capsys):
+    assert main(["hw", "calibrate", "--quick", "--no-gpu"]) == 0
+    assert load_hardware("host").device.kind == "cpu"
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_measure_then_compare(tmp_path, capsys):
+    out, trace = tmp_path / "kb.json", tmp_path / "t.json"
+    code = main(["suite", "run", "kernels-basic", "--quick", "--measure", "--hw", "xeon-e5-2640v4",
+                 "--out", str(out), "--trace", str(trace)])
+    assert code == 0
+    records = read_results(out)
+    simulated = {r.key for r in records if r.source == "simulated"}
+    measured = {r.key for r in records if r.source == "measured"}
+    assert simulated == measured and len(simulated) == len(_cases(quick=True))
+    assert all(r.value > 0 and r.provenance is not None for r in records)
+    spans = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert {e["name"] for e in spans} >= {c.label for c in _cases(quick=True)}
+    capsys.readouterr()
+    assert main(["compare", str(out), "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["joined"] == len(simulated) and summary["only_measured"] == 0
+    assert summary["median_abs_rel_error"] is not None
+
+
+def test_run_all_writes_one_file_per_suite(tmp_path, capsys):
+    assert main(["suite", "run", "all", "--quick", "--out", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert "kernels-basic.json" in written
+    assert yaml.safe_load((tmp_path / "kernels-basic.json").read_text())["schema"] == "hwsim.results/1"
