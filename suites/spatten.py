@@ -272,8 +272,15 @@ class SpAttenSuite:
     def _host_device(self) -> Device:
         """This CPU as a Device from the calibration microbenchmarks (never from the cases it predicts):
         the largest triad's bandwidth, the best FMA rate seen, and the measured call overhead."""
+        from hwsim.errors import HardwareError
         from kernels.microbench import cpu_calibration
 
+        try:  # a machine calibrated with `hwsim hw calibrate` has its own description
+            host = load_hardware("host").device
+            if host.kind == "cpu":
+                return host
+        except HardwareError:
+            pass
         cal = cpu_calibration(quick=True)
         x_max, t_max = max(cal.stream_points)  # the largest triad: DRAM, not cache
         bw = x_max / t_max
@@ -308,6 +315,10 @@ class SpAttenSuite:
             out.append(Record(SUITE_NAME, case | {"impl": "np.argpartition"}, "time_s", base.median_s, "s", "measured", "host-cpu"))
             t.add_row("top-k", f"{rows}x{n} k={k}", _fmt_s(m.median_s), _fmt_s(pred.time_s),
                       f"{pred.time_s / m.median_s - 1:+.0%}", _fmt_s(base.median_s), f"{base.median_s / m.median_s:.2f}x")
+            one = _single_thread(lambda: measure(lambda: topk_numba(x, k), warmup=3, repeats=21, max_time_s=2.0))
+            out.append(Record(SUITE_NAME, case | {"threads": 1}, "time_s", one.median_s, "s", "measured", "host-cpu"))
+            t.add_row("top-k, 1 thread", f"{rows}x{n} k={k}", _fmt_s(one.median_s), "", "", _fmt_s(base.median_s),
+                      f"{base.median_s / one.median_s:.2f}x")
         for heads, lq, lk, kh, kt in MEASURE_ATTENTION:
             q = rng.standard_normal((heads, lq, 64)).astype(np.float32)
             kk = rng.standard_normal((heads, lk, 64)).astype(np.float32)
@@ -334,6 +345,19 @@ class SpAttenSuite:
         if not gpu_available():
             notes.append(f"GPU kernels not measured: {gpu_unavailable_reason()}")
         return out
+
+
+def _single_thread(fn):
+    """Run ``fn`` with Numba limited to one thread: on a loaded machine a parallel region waits for
+    its slowest (descheduled) worker, so the one-thread time is the kernel's own speed."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(before)
 
 
 def _fmt_s(s: float) -> str:
