@@ -209,8 +209,7 @@ def _select_kth(row: np.ndarray, k: int, buf: np.ndarray, samp: np.ndarray, brac
     return _kth_largest(src[:m], k)
 
 
-@njit(parallel=True, cache=True)
-def _topk_rows(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, chunks: int, sample: int,
+def _topk_rows_impl(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, chunks: int, sample: int,
                bracket: int, small: int) -> int:
     rows, n = x.shape
     bad = 0
@@ -251,6 +250,13 @@ def _topk_rows(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, chun
     return bad
 
 
+_topk_rows = njit(parallel=True, cache=True)(_topk_rows_impl)
+_topk_rows_serial = njit(cache=True)(_topk_rows_impl)  # prange runs as range
+PARALLEL_MIN_ELEMENTS = 1 << 16
+"""Below this many elements a batch runs on one thread: forking costs more than it saves, and on a
+shared machine a parallel region waits for its slowest (possibly descheduled) worker."""
+
+
 def topk_numba(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Parallel quick-select top-k on the CPU; same result as :func:`topk_ref`, bit for bit."""
     check_topk_args(x, k)
@@ -258,8 +264,10 @@ def topk_numba(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     rows = x.shape[0]
     out_v = np.empty((rows, int(k)), dtype=x.dtype)
     out_i = np.empty((rows, int(k)), dtype=np.int64)
-    chunks = max(1, min(rows, 4 * get_num_threads()))
-    if rows and _topk_rows(x, int(k), out_v, out_i, chunks, _SAMPLE, _BRACKET, _SMALL):
+    parallel = rows * x.shape[1] >= PARALLEL_MIN_ELEMENTS
+    chunks = max(1, min(rows, 4 * get_num_threads())) if parallel else 1
+    kernel = _topk_rows if parallel else _topk_rows_serial
+    if rows and kernel(x, int(k), out_v, out_i, chunks, _SAMPLE, _BRACKET, _SMALL):
         raise ValueError("x contains NaN; top-k of NaN is undefined")
     return out_v, out_i
 
