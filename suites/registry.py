@@ -22,6 +22,7 @@ BUILTIN_SUITES: dict[str, str] = {
     "kernels-basic": "suites.kernels_basic:SUITE",
     "t3": "suites.t3:SUITE",
     "flover": "suites.flover:SUITE",
+    "spatten": "suites.spatten:SUITE",
     "link-sharing": "suites.link_sharing:SUITE",
 }
 
