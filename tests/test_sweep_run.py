@@ -239,3 +239,10 @@ def test_where_picks_records_and_overridden_hardware_names_do_not_split_lines(fl
     shown = report.select(records, {"kernel": "gemv", "hw": "t3-gpu"})
     assert sorted(r.value for rs in shown.values() for r in rs) == [2.0, 4.0]
     assert report.select(records, {"x": "2.0"})[grid.cases[1].case_id] and not report.select(records, {"x": "3"})[grid.cases[1].case_id]
+
+
+def test_zipped_numeric_keys_are_one_figure_axis(tmp_path):
+    doc = {"fixed": {"flows": 200}, "zip": [{"load": [0.3, 0.6, 0.9], "mean_size_bytes": [1e6, 2e6, 4e6]}],
+           "axes": {"hw.topology.link.bandwidth": ["50 GB/s", "100 GB/s"]}}
+    rep = run_sweep(_link_grid(doc), tmp_path, SerialBackend(), _quiet(), metric="mean_fct", progress=False)
+    assert rep.figure is not None and rep.figure_note.startswith("heat map of mean_fct over load x hw.topology.link")

@@ -122,14 +122,34 @@ def markdown_summary(grid: Grid, records: Mapping[str, list[Record]], errors: Ma
     return "\n".join(lines) + "\n"
 
 
+def _collapse_zipped(grid: Grid, keys: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Keys that move one-to-one with an earlier key (a zip group) are one axis, drawn by the earlier one."""
+    kept: list[str] = []
+    companions: dict[str, list[str]] = {}
+    for key in keys:
+        for lead in kept:
+            pairs = {(c.params[lead], c.params[key]) for c in grid.cases}
+            if len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}):
+                companions.setdefault(lead, []).append(key)
+                break
+        else:
+            kept.append(key)
+    return kept, companions
+
+
+def _axis_label(key: str, companions: Mapping[str, list[str]]) -> str:
+    return key + "".join(f"\n(with {k})" for k in companions.get(key, []))
+
+
 def figure(grid: Grid, records: Mapping[str, list[Record]], metric: str, path: Path) -> tuple[Path | None, str]:
     """Draw the metric over the numeric axes; returns (path or None, what was drawn or why not)."""
     rows = metric_rows(grid, records, metric)
     if not rows:
         return None, f"no records of metric {metric!r} to draw"
-    numeric = [k for k in grid.axes if _numeric([c.params[k] for c in grid.cases if k in c.params])
-               and all(k in c.params for c in grid.cases)]
-    others = [k for k in grid.axes if k not in numeric]
+    numeric_all = [k for k in grid.axes if _numeric([c.params[k] for c in grid.cases if k in c.params])
+                   and all(k in c.params for c in grid.cases)]
+    numeric, companions = _collapse_zipped(grid, numeric_all)
+    others = [k for k in grid.axes if k not in numeric_all]
     if len(numeric) not in (1, 2):
         return None, f"no figure: the grid has {len(numeric)} numeric axes (a figure needs one or two)"
     import matplotlib
@@ -156,7 +176,7 @@ def figure(grid: Grid, records: Mapping[str, list[Record]], metric: str, path: P
         ys = [p[1] for points in lines.values() for p in points]
         if min(ys) > 0 and max(ys) / min(ys) > 30:
             ax.set_yscale("log")
-        ax.set_xlabel(x_key)
+        ax.set_xlabel(_axis_label(x_key, companions))
         ax.set_ylabel(f"{metric} ({unit})")
         if len(lines) > 1 or next(iter(lines)):
             ax.legend(fontsize="x-small", loc="best")
@@ -182,8 +202,8 @@ def figure(grid: Grid, records: Mapping[str, list[Record]], metric: str, path: P
                 if not math.isnan(value):
                     ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7,
                             color="black" if value > middle else "white")
-        ax.set_xlabel(x_key)
-        ax.set_ylabel(y_key)
+        ax.set_xlabel(_axis_label(x_key, companions))
+        ax.set_ylabel(_axis_label(y_key, companions))
         fig.colorbar(image, ax=ax, label=f"{metric} ({unit})")
         drawn = f"heat map of {metric} over {y_key} x {x_key}"
     ax.set_title(f"{grid.suite}: {metric}")
