@@ -244,12 +244,14 @@ def _decode_flat(ctx: SuiteContext, hw: Hardware, out: _Out) -> None:
 
 
 def _figures(ctx: SuiteContext, gap_rows, azure: dict[str, RunResult]) -> list[Path]:
+    if ctx.figures_dir is None:  # a library call or a sweep case: no files behind the caller's back
+        return []
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder = ctx.figures_dir if ctx.figures_dir is not None else Path("results") / "flover"
+    folder = ctx.figures_dir
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     fig, ax = plt.subplots(figsize=(5.5, 3.6))

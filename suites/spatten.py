@@ -243,11 +243,13 @@ class SpAttenSuite:
         return out
 
     def _figure(self, ctx: SuiteContext, benches: list[_Bench]) -> list[Path]:
+        if ctx.figures_dir is None:  # a library call or a sweep case: no files behind the caller's back
+            return []
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        out_dir = Path("results") / "spatten"
+        out_dir = ctx.figures_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / ("dram_breakdown_quick.png" if ctx.quick else "dram_breakdown.png")
         labels = [b.workload.name for b in benches]
