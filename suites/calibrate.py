@@ -16,7 +16,7 @@ from typing import Sequence
 import yaml
 from rich.console import Console
 
-from hwsim.costs import efficiency_from_fit, fit_linear_time
+from hwsim.costs import efficiency_from_fit
 from hwsim.errors import HwsimError
 from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Device, Efficiency, Hardware, Memory, dump_hardware, user_hardware_dir
@@ -89,12 +89,18 @@ class Fit:
 
 
 def _fit(points: Sequence[tuple[float, float]], what: str) -> Fit:
+    """Rate and fixed cost of ``t = fixed + x / rate`` from (work, seconds) points.
+
+    A busy machine only ever makes a run slower, so the best achieved rate is the estimate of the
+    rate (as STREAM reports its best), and the fixed cost is what the smallest run takes beyond its
+    work at that rate. A least-squares line is not used: under load its slope can come out negative.
+    """
+    points = [(float(x), float(t)) for x, t in points if t > 0]
     if len(points) < 2:
-        raise CalibrationError(f"calibration of {what}: need at least 2 sizes, got {len(points)}")
-    try:
-        rate, fixed = fit_linear_time(points)
-    except HwsimError as exc:
-        raise CalibrationError(f"calibration of {what}: {exc}") from None
+        raise CalibrationError(f"calibration of {what}: need at least 2 sizes with positive times, got {len(points)}")
+    rate = max(x / t for x, t in points)
+    smallest = sorted(points)[:2]
+    fixed = max(0.0, min(t - x / rate for x, t in smallest))
     return Fit(rate, fixed, len(points))
 
 
@@ -109,7 +115,7 @@ def cpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
     dram = [(float(b), t) for b, t in stream if facts.llc_bytes and b >= 2 * facts.llc_bytes] or [(float(b), t) for b, t in stream[-2:]]
     on_chip = [(float(b), t) for b, t in stream if facts.llc_bytes and b <= facts.llc_bytes / 2]
     # best sustained rate past the cache, as STREAM reports it: a busy machine only ever slows a run down
-    memory = Fit(rate=max(b / t for b, t in dram), fixed_s=0.0, points=len(dram))
+    memory = _fit(dram, "DRAM bandwidth (triad)")
     # the smallest triad moves a few KiB: its time is the cost of starting a parallel kernel
     launch_s = max(min(t for _, t in stream), cal.dispatch_overhead_s)
     fp32, fp64 = _fit(cal.fma_fp32_points, "FP32 peak (FMA)"), _fit(cal.fma_fp64_points, "FP64 peak (FMA)")
@@ -132,8 +138,8 @@ def cpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
     lines = [
         f"CPU: {facts.model}, {facts.threads} threads, LLC {facts.llc_bytes / MiB:.0f} MiB",
         f"DRAM bandwidth {memory.rate / 1e9:.1f} GB/s (best triad rate over {memory.points} sizes >= 2x LLC)",
-        f"on-chip bandwidth {sram_bw / 1e9:.1f} GB/s (triad, {len(on_chip)} sizes <= LLC/2)" if sram_bw else "on-chip bandwidth: not fitted",
-        f"FP32 peak {fp32.rate / 1e9:.1f} GFLOP/s, FP64 peak {fp64.rate / 1e9:.1f} GFLOP/s (FMA chains)",
+        f"on-chip bandwidth {sram_bw / 1e9:.1f} GB/s (best triad rate over {len(on_chip)} sizes <= LLC/2)" if sram_bw else "on-chip bandwidth: not fitted",
+        f"FP32 peak {fp32.rate / 1e9:.1f} GFLOP/s, FP64 peak {fp64.rate / 1e9:.1f} GFLOP/s (best FMA-chain rate)",
         f"launch overhead {launch_s * 1e6:.2f} us (smallest triad); Numba call {cal.dispatch_overhead_s * 1e6:.2f} us",
     ]
     hw = Hardware(name=name, description=f"{facts.model}, calibrated by hwsim hw calibrate", device=device)
@@ -143,7 +149,7 @@ def cpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
 def gpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[str]]:
     """Measure the GPU with CuPy (raises GpuUnavailable without one)."""
     cal = microbench.gpu_calibration(quick=quick, seed=seed)
-    memory = Fit(rate=max(b / t for b, t in cal.stream_points[-3:]), fixed_s=0.0, points=3)
+    memory = _fit(cal.stream_points[-3:], "GPU DRAM bandwidth")
     fp32, fp64 = _fit(cal.fma_fp32_points, "GPU FP32 peak"), _fit(cal.fma_fp64_points, "GPU FP64 peak")
     launch_s = cal.launch_overhead_s
     compute_max, compute_half = efficiency_from_fit(fp32.rate, fp32.fixed_s, fp32.rate, launch_s)

@@ -1,4 +1,4 @@
-"""The ``hwsim`` command line: hardware, suites, compare.
+"""The ``hwsim`` command line: hardware, suites, sweeps, compare.
 
 Every error a user can cause ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -21,7 +22,7 @@ from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware, list_hardware, load_hardware
 from hwsim.records import Provenance, read_results, write_results
 from suites import compare as compare_mod
-from suites.registry import SuiteContext, get_suite, suite_targets
+from suites.registry import SuiteContext, get_suite, resolve_params, suite_parameters, suite_targets
 
 DEFAULT_OUT_DIR = Path("results/latest")
 EXIT_USER_ERROR = 2
@@ -51,6 +52,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help=f"results file (a directory for 'all'; default {DEFAULT_OUT_DIR}/)")
     run.add_argument("--trace", type=Path, help="write a Chrome trace-event JSON of the simulation (open in Perfetto)")
     run.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    run.add_argument("--param", action="append", metavar="KEY=VALUE",
+                     help="set a parameter the suite declares (repeatable); 'hwsim sweep' varies them over a grid")
+
+    sweep = sub.add_parser("sweep", help="run a suite over a grid of suite and hardware parameters, in parallel")
+    sweep.add_argument("name", metavar="SUITE", help="suite name")
+    sweep.add_argument("--grid", type=Path, required=True, help="grid YAML: axes (cartesian), zip groups, explicit cases")
+    sweep.add_argument("--out", type=Path, help=f"sweep directory (default {DEFAULT_OUT_DIR}/sweeps/SUITE-GRID/); "
+                                                "rerunning into it skips finished cases")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: one per CPU)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://HOST:8786")
+    sweep.add_argument("--executor", default="auto", choices=("auto", "dask", "process", "serial"),
+                       help="auto: Dask when installed, else a process pool; serial: in this process")
+    sweep.add_argument("--seed", type=int, help="sweep seed; each case's seed derives from it and the case (default: the grid's, else 0)")
+    sweep.add_argument("--quick", action="store_true", default=None, help="run every case in the suite's quick form")
+    sweep.add_argument("--metric", help="metric of the summary and figure (default: the grid's, else the first)")
+    sweep.add_argument("--where", action="append", metavar="KEY=VALUE",
+                       help="show only records whose case has KEY=VALUE in the summary and figure (repeatable)")
+    sweep.add_argument("--list", action="store_true", help="print the cases and exit without running")
 
     place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver")
     place.add_argument("--solver", required=True, help="solver name (built-in or from the hwsim.placement entry points)")
@@ -114,12 +133,34 @@ def _hw_show(console: Console, name: str) -> None:
     console.print(table)
 
 
+def _params(items: list[str]) -> dict[str, str | int | float | bool]:
+    """``--param load=0.7 --param size_dist=lognormal``: values read as YAML scalars (numbers, true/false, text)."""
+    from suites.sweep.grid import SweepError, case_value
+
+    params: dict[str, str | int | float | bool] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SuiteError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(text) if text else ""
+            params[key] = case_value(value, "--param", key)
+        except (yaml.YAMLError, SweepError):
+            raise SuiteError(f"--param {item!r}: the value must be a number, true/false or text") from None
+    return params
+
+
 def _run_suites(console: Console, args: argparse.Namespace) -> int:
     names = list(suite_targets()) if args.name == "all" else [args.name]
     suites = [get_suite(n) for n in names]  # fail on an unknown name before running anything
     hardware: Hardware | None = load_hardware(args.hw) if args.hw else None
     if args.seed < 0:
         raise SuiteError(f"--seed must be non-negative, got {args.seed}")
+    params = _params(args.param or [])  # no mutable default: argparse appends to it in place
+    if params and args.name == "all":
+        raise SuiteError("--param needs one suite, not 'all' (parameters belong to a suite)")
+    for suite in suites:
+        resolve_params(suite, params, where="--param")  # a typo fails before anything runs
     provenance = Provenance.collect()
     for suite in suites:
         if args.name == "all":
@@ -128,7 +169,7 @@ def _run_suites(console: Console, args: argparse.Namespace) -> int:
             out = args.out or DEFAULT_OUT_DIR / f"{suite.name}.json"
         tracer = Tracer() if args.trace else None
         ctx = SuiteContext(hardware=hardware, measure=args.measure, quick=args.quick, seed=args.seed,
-                           tracer=tracer, console=console, figures_dir=out.parent)
+                           tracer=tracer, console=console, figures_dir=out.parent, params=params)
         console.rule(f"suite {suite.name}")
         started = time.perf_counter()
         result = suite.run(ctx)
@@ -150,6 +191,34 @@ def _run_suites(console: Console, args: argparse.Namespace) -> int:
                 console.print(line)
             console.print(f"details: hwsim compare {out}")
     return 0
+
+
+def _sweep(console: Console, args: argparse.Namespace) -> int:
+    from suites.sweep import expand, make_backend, read_grid_file, run_sweep
+    from suites.sweep.grid import SweepError
+
+    if args.seed is not None and args.seed < 0:
+        raise SweepError(f"--seed must be non-negative, got {args.seed}")
+    suite = get_suite(args.name)
+    grid = expand(read_grid_file(args.grid), str(args.grid), suite, seed=args.seed, quick=args.quick)
+    if args.list:
+        table = Table(title=f"{len(grid.cases)} cases of {suite.name} (seed {grid.seed}{', quick' if grid.quick else ''})")
+        for column in ("id", "seed", "case"):
+            table.add_column(column)
+        for case in grid.cases:
+            table.add_row(case.case_id, str(case.seed), ", ".join(f"{k}={v}" for k, v in case.params.items()))
+        console.print(table)
+        return 0
+    backend = make_backend(args.executor, args.workers, args.scheduler)
+    out = args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}"
+    where: dict[str, str] = {}
+    for item in args.where or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SweepError(f"--where {item!r}: expected KEY=VALUE")
+        where[key] = value
+    rep = run_sweep(grid, out, backend, console, metric=args.metric, where=where)
+    return 1 if rep.failed else 0
 
 
 def _compare(console: Console, args: argparse.Namespace) -> int:
@@ -183,17 +252,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "suite":
             if args.suite_command == "list":
                 table = Table(title="suites")
-                for column in ("name", "default hardware", "from", "description"):
+                for column in ("name", "default hardware", "from", "description", "parameters (--param, sweeps)"):
                     table.add_column(column)
                 for name, (target, origin) in suite_targets().items():
                     try:
                         s = get_suite(name)
-                        table.add_row(name, s.default_hardware, origin, s.description)
+                        params = ", ".join(f"{k}={v.default}" for k, v in suite_parameters(s).items()) or "—"
+                        table.add_row(name, s.default_hardware, origin, s.description, params)
                     except HwsimError as exc:
-                        table.add_row(name, "?", origin, f"[red]{exc}[/red]")
+                        table.add_row(name, "?", origin, f"[red]{exc}[/red]", "")
                 console.print(table)
                 return 0
             return _run_suites(console, args)
+        if args.command == "sweep":
+            return _sweep(console, args)
         if args.command == "place":
             from suites.place import place_command
             place_command(console, args.solver, args.problem, args.out, args.option)

@@ -357,7 +357,8 @@ class MoETunerSuite:
         wide = _wide(ctx)
         wide.print(fit_table)
         wide.print(table)
-        figures = [_figure(curves, Path("results") / "moetuner")]
+        # figures only where the caller points (the CLI: next to the results file); none for library calls
+        figures = [_figure(curves, ctx.figures_dir)] if ctx.figures_dir is not None else []
         if ctx.measure:
             records += _kernel_records(ctx, notes)
         notes.append("the paper's speedups are for Mixtral-8x7B (EP4xTP2 on 8 H100, EP4xTP4 on 2x8 H200) only; other "

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 from rich.console import Console
 
 from hwsim.engine import Tracer
 from hwsim.errors import SuiteError
 from hwsim.hardware import Hardware
-from hwsim.records import Record
+from hwsim.records import CaseValue, Record
 
 ENTRY_POINT_GROUP = "hwsim.suites"
 
@@ -20,6 +20,10 @@ ENTRY_POINT_GROUP = "hwsim.suites"
 # without being installed (entry points exist only after installation).
 BUILTIN_SUITES: dict[str, str] = {
     "kernels-basic": "suites.kernels_basic:SUITE",
+    "t3": "suites.t3:SUITE",
+    "flover": "suites.flover:SUITE",
+    "spatten": "suites.spatten:SUITE",
+    "link-sharing": "suites.link_sharing:SUITE",
     "moetuner": "suites.moetuner:SUITE",
 }
 
@@ -35,6 +39,58 @@ class SuiteContext:
     tracer: Tracer | None = None
     console: Console = field(default_factory=lambda: Console(stderr=False))
     figures_dir: Path | None = None
+    params: Mapping[str, CaseValue] = field(default_factory=dict)
+    """Knobs a caller (``hwsim sweep``, ``suite run --param``) sets; a suite reads the ones it declares
+    in its optional ``parameters`` attribute, through :func:`resolve_params`. Empty: every default."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One knob a suite accepts in ``ctx.params``: its default, a line of help, and its limits."""
+
+    default: CaseValue
+    help: str
+    choices: tuple[CaseValue, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def check(self, name: str, value: Any, where: str) -> CaseValue:
+        """``value`` if it fits this parameter (an int is accepted where a float is expected), else a SuiteError."""
+        kind = type(self.default)
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            wanted = {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(kind, kind.__name__)
+            raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; expected {wanted}")
+        if self.choices is not None and value not in self.choices:
+            raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; choose one of "
+                             f"{', '.join(map(str, self.choices))}")
+        if self.minimum is not None and value < self.minimum:  # type: ignore[operator]
+            raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; must be at least {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:  # type: ignore[operator]
+            raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; must be at most {self.maximum:g}")
+        return value  # type: ignore[no-any-return]
+
+
+def suite_parameters(suite: Any) -> Mapping[str, Parameter]:
+    """The parameters a suite declares (optional attribute ``parameters``); none for older suites."""
+    return dict(getattr(suite, "parameters", None) or {})
+
+
+def resolve_params(suite: Any, given: Mapping[str, Any], where: str = "") -> dict[str, CaseValue]:
+    """Every declared parameter with its value: the given one, checked, or its default.
+
+    A name the suite does not declare is an error, so a typo in a sweep grid never runs silently
+    with the default.
+    """
+    declared = suite_parameters(suite)
+    where = where or f"suite {getattr(suite, 'name', '?')}"
+    for name in given:
+        if name not in declared:
+            known = ", ".join(declared) if declared else "none"
+            raise SuiteError(f"{where}: suite {getattr(suite, 'name', '?')!r} has no parameter {name!r} (it has: {known})")
+    return {name: p.check(name, given[name], where) if name in given else p.default for name, p in declared.items()}
 
 
 @dataclass
@@ -80,3 +136,16 @@ def get_suite(name: str) -> Suite:
         raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
     target, origin = targets[name]
     return _load(target, origin)
+
+
+def suite_target(name: str) -> str:
+    """The import target (``module:attribute``) of a suite, for processes that load it by themselves."""
+    targets = suite_targets()
+    if name not in targets:
+        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
+    return targets[name][0]
+
+
+def load_suite_target(target: str) -> Suite:
+    """The suite object at ``module:attribute`` (what a sweep worker loads)."""
+    return _load(target, "a sweep")

@@ -16,7 +16,8 @@ def test_quick_suite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert get_suite("moetuner") is SUITE
     out = StringIO()
-    result = SUITE.run(SuiteContext(hardware=None, quick=True, seed=0, console=Console(file=out, width=120)))
+    result = SUITE.run(SuiteContext(hardware=None, quick=True, seed=0, console=Console(file=out, width=120),
+                                    figures_dir=tmp_path / "figs"))
     rows: dict[tuple, dict[str, float]] = {}
     for r in result.records:
         if "solver" in r.case:
@@ -37,7 +38,8 @@ def test_quick_suite(tmp_path, monkeypatch):
         assert tuned["objective_solve_domain"] <= rows[model, scale, "greedy"]["objective_solve_domain"] + 1e-6
         assert 0 <= tuned["optimality_gap"] < 1
     assert "paper" in out.getvalue() and "+17.5%" in out.getvalue()
-    assert (tmp_path / "results" / "moetuner" / "gpu_load.png").stat().st_size > 10_000
+    assert result.figures == [tmp_path / "figs" / "gpu_load.png"]
+    assert result.figures[0].stat().st_size > 10_000
 
 
 def test_tp_rank_splits_compute_not_the_network():

@@ -1,0 +1,1 @@
+"""Workloads as data: model shapes, arrival processes and real request traces."""

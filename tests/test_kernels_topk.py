@@ -1,0 +1,111 @@
+"""Top-k kernels: the Numba kernel equals the stable-sort reference bit for bit on every shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from kernels.gpu import gpu_available, gpu_unavailable_reason
+from kernels.topk import topk_argpartition, topk_cupy, topk_numba, topk_ref
+
+
+@st.composite
+def rows_and_k(draw):
+    rows = draw(st.integers(1, 5))
+    n = draw(st.integers(1, 300))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    # few distinct values half the time, so ties are common
+    elements = st.one_of(st.integers(-3, 3).map(float),
+                         st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=32))
+    x = draw(hnp.arrays(dtype, (rows, n), elements=elements))
+    k = draw(st.integers(1, n))
+    return x, k
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows_and_k())
+def test_numba_matches_reference(case):
+    x, k = case
+    ref_v, ref_i = topk_ref(x, k)
+    v, i = topk_numba(x, k)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_array_equal(v, ref_v)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows_and_k())
+def test_reference_selects_the_k_largest_with_leftmost_ties(case):
+    x, k = case
+    v, i = topk_ref(x, k)
+    for r in range(x.shape[0]):
+        kept = set(i[r].tolist())
+        assert len(kept) == k and list(i[r]) == sorted(kept)
+        threshold = v[r].min()
+        # nothing left out is larger than anything kept
+        assert all(x[r, j] <= threshold for j in range(x.shape[1]) if j not in kept)
+        # a left-out tie never sits left of a kept tie
+        tied_out = [j for j in range(x.shape[1]) if j not in kept and x[r, j] == threshold]
+        tied_in = [j for j in kept if x[r, j] == threshold]
+        if tied_out:
+            assert max(tied_in) < min(tied_out)
+
+
+@pytest.mark.parametrize("shape,k", [((3, 1), 1), ((4, 1000), 1), ((4, 1000), 1000), ((2, 1023), 511),
+                                     ((8, 4097), 64), ((40, 2049), 700)])  # the last: the parallel path
+def test_edge_shapes_large_rows(shape, k):
+    from kernels.topk import PARALLEL_MIN_ELEMENTS
+    assert shape != (40, 2049) or shape[0] * shape[1] >= PARALLEL_MIN_ELEMENTS
+    rng = np.random.default_rng(3)
+    for x in (rng.standard_normal(shape).astype(np.float32), np.sort(rng.standard_normal(shape), axis=1),
+              rng.integers(0, 3, size=shape).astype(np.float64), np.zeros(shape, np.float32)):
+        ref_v, ref_i = topk_ref(x, k)
+        v, i = topk_numba(x, k)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(v, ref_v)
+        # argpartition finds the same multiset of values
+        pv, _ = topk_argpartition(x, k)
+        np.testing.assert_array_equal(np.sort(pv, axis=1), np.sort(ref_v, axis=1))
+
+
+@pytest.mark.parametrize("fn", [topk_ref, topk_numba, topk_argpartition])
+@pytest.mark.parametrize("k", [0, -1, 6])
+def test_bad_k_is_a_clear_error(fn, k):
+    with pytest.raises(ValueError, match=r"1 <= k <= n=5"):
+        fn(np.zeros((2, 5), np.float32), k)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="2-D"):
+        topk_numba(np.zeros(5), 1)
+    with pytest.raises(ValueError, match="dtype"):
+        topk_numba(np.zeros((2, 5), np.int32), 1)
+    with pytest.raises(ValueError, match="integer"):
+        topk_numba(np.zeros((2, 5)), 2.0)
+    x = np.zeros((2, 5))
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        topk_numba(x, 2)
+    with pytest.raises(ValueError, match="NaN"):
+        topk_ref(x, 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason=f"no GPU: {gpu_unavailable_reason()}")
+@pytest.mark.parametrize("shape,k", [((3, 7), 3), ((16, 1024), 1), ((16, 1024), 1024), ((5, 4099), 300)])
+def test_cupy_matches_reference(shape, k):
+    rng = np.random.default_rng(5)
+    for x in (rng.standard_normal(shape).astype(np.float32), rng.integers(0, 3, size=shape).astype(np.float64)):
+        ref_v, ref_i = topk_ref(x, k)
+        v, i = topk_cupy(x, k)
+        np.testing.assert_array_equal(i.get(), ref_i)
+        np.testing.assert_array_equal(v.get(), ref_v)
+
+
+@pytest.mark.skipif(gpu_available(), reason="checks the no-GPU path")
+def test_cupy_path_skips_cleanly_without_gpu():
+    from kernels.gpu import GpuUnavailable
+    with pytest.raises(GpuUnavailable):
+        topk_cupy(np.zeros((2, 5), np.float32), 1)
