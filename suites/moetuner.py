@@ -29,7 +29,7 @@ from kernels.gpu import gpu_available, gpu_unavailable_reason
 from kernels.measure import measure
 from placement import PlacementProblem, get_solver, objective, validate
 from placement.routing import RoutingModel, fit_model, load_routing, routing_file, sample_trace, synthetic_model
-from suites.registry import SuiteContext, SuiteResult
+from suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
 
 SUITE_NAME = "moetuner"
 SOLVERS = ("contiguous", "round-robin", "greedy", "eplb", "moetuner")
@@ -121,7 +121,8 @@ def _fit(model: MoEModel, seed: int) -> tuple[RoutingModel, RoutingModel, list[d
     return fitted[SOLVE_DOMAIN], fitted[EVAL_DOMAIN], [r.__dict__ for r in reports]
 
 
-def placement_problem(model: MoEModel, hw: Hardware, loads: np.ndarray, routing: np.ndarray) -> PlacementProblem:
+def placement_problem(model: MoEModel, hw: Hardware, loads: np.ndarray, routing: np.ndarray,
+                      spare_slots: int = SPARE_SLOTS_PER_GPU) -> PlacementProblem:
     """The placement problem the simulation implies, in units of one GPU's time per token-slot.
 
     Tail term unit: what one more token-slot costs the GPU that serves it: its expert FFN plus receiving
@@ -138,15 +139,15 @@ def placement_problem(model: MoEModel, hw: Hardware, loads: np.ndarray, routing:
     inter_s = nbytes / topo.inter_link.bandwidth_bytes_per_s if topo.inter_link is not None else intra_s
     ingress_s = (per_node - 1) / g * intra_s + (g - per_node) / g * inter_s
     unit_s = slot_seconds(model, hw) + (1 + (model.top_k - 1) / model.top_k) * ingress_s
-    return PlacementProblem(loads=loads, routing=routing, gpus=g, capacity=model.experts // g + SPARE_SLOTS_PER_GPU,
+    return PlacementProblem(loads=loads, routing=routing, gpus=g, capacity=model.experts // g + spare_slots,
                             gpus_per_node=per_node, intra_node_cost=intra_s / g / unit_s,
                             inter_node_cost=inter_s / g / unit_s, name=f"{model.name} on {hw.name}")
 
 
-def weight_bytes_per_gpu(model: MoEModel, hw: Hardware) -> float:
+def weight_bytes_per_gpu(model: MoEModel, hw: Hardware, spare_slots: int = SPARE_SLOTS_PER_GPU) -> float:
     """Weights one GPU holds when every expert slot is used (memory capacity is not part of the timing)."""
     w = itemsize(model.weight_dtype)
-    slots = model.experts // hw.topology.devices + SPARE_SLOTS_PER_GPU
+    slots = model.experts // hw.topology.devices + spare_slots
     per_layer = (slots * model.expert_ffn + model.shared_ffn) * model.ffn_matrices * model.hidden + model.attention_params
     return per_layer * model.moe_layers * w
 
@@ -175,16 +176,17 @@ class Outcome:
         return np.mean(-np.sort(-slots, axis=1) / slots.mean(axis=1, keepdims=True), axis=0)
 
 
-def _run_case(ctx: SuiteContext, model: MoEModel, scale: Scale, batches: int, quick: bool) -> tuple[list[Outcome], list[dict]]:
+def _run_case(ctx: SuiteContext, model: MoEModel, scale: Scale, batches: int, quick: bool,
+              params: dict) -> tuple[list[Outcome], list[dict]]:
     hw = scale.hardware
     g = hw.topology.devices
     solve_model, eval_model, fits = routing_models(model, ctx.seed)
-    batch = Batch(TOKENS_PER_GPU * g, CONTEXT_TOKENS)
+    batch = Batch(int(params["tokens_per_gpu"]) * g, CONTEXT_TOKENS)
     slots = batch.tokens * model.top_k
     solve_trace = sample_trace(solve_model, 4 * slots, np.random.default_rng([ctx.seed, 1]))
     eval_rng = np.random.default_rng([ctx.seed, 2])
     eval_traces = [sample_trace(eval_model, slots, eval_rng) for _ in range(batches)]
-    problem = placement_problem(model, hw, solve_trace.loads, solve_trace.routing)
+    problem = placement_problem(model, hw, solve_trace.loads, solve_trace.routing, int(params["spare_slots"]))
     outcomes = []
     for name in SOLVERS:
         options = {"time_limit_s": 4.0 if quick else 50.0, "hard_timeout_s": 10.0 if quick else 60.0} if name == "moetuner" else {}
@@ -289,8 +291,15 @@ class MoETunerSuite:
     name = SUITE_NAME
     description = "expert placement (contiguous, round-robin, greedy, EPLB, MoETuner ILP) in simulated EP inference"
     default_hardware = "h100-sxm"
+    parameters = {
+        "tokens_per_gpu": Parameter(TOKENS_PER_GPU, "tokens per GPU in one forward step (smaller: more per-batch skew)",
+                                    minimum=1),
+        "spare_slots": Parameter(SPARE_SLOTS_PER_GPU, "expert slots per GPU and layer beyond experts/GPUs (EPLB's replicas)",
+                                 minimum=0),
+    }
 
     def run(self, ctx: SuiteContext) -> SuiteResult:
+        params = resolve_params(self, ctx.params)
         single = ctx.hardware if ctx.hardware is not None else load_hardware(self.default_hardware)
         models = ["mixtral-8x7b", "olmoe-1b-7b"] if ctx.quick else list(MODELS)
         batches = 2 if ctx.quick else 4
@@ -308,8 +317,8 @@ class MoETunerSuite:
         for model_name in models:
             model = MODELS[model_name]
             for scale in scales_for(model, single):
-                outcomes, fits = _run_case(ctx, model, scale, batches, ctx.quick)
-                weights = weight_bytes_per_gpu(model, scale.hardware)
+                outcomes, fits = _run_case(ctx, model, scale, batches, ctx.quick, params)
+                weights = weight_bytes_per_gpu(model, scale.hardware, int(params["spare_slots"]))
                 if weights > scale.hardware.device.memory.capacity_bytes:
                     notes.append(f"{model.name} {scale.label}: up to {weights / 1e9:.0f} GB of weights per GPU "
                                  f"(expert slots incl. the spare one, attention, shared experts) exceed its "
@@ -329,6 +338,7 @@ class MoETunerSuite:
                 for o in outcomes:
                     speedup = base / o.time_s - 1.0
                     case = {"model": model.name, "scale": scale.key, "hardware": scale.hardware.name, "solver": o.solver,
+                            "tokens_per_gpu": int(params["tokens_per_gpu"]), "spare_slots": int(params["spare_slots"]),
                             "gpus": scale.hardware.topology.devices}
                     runs = o.runs
                     values = {

@@ -50,3 +50,10 @@ def test_tp_rank_splits_compute_not_the_network():
     assert rank.device.peak("bf16") == 4 * hw.device.peak("bf16")
     assert rank.device.memory.bandwidth_bytes_per_s == 4 * hw.device.memory.bandwidth_bytes_per_s
     assert rank.topology == hw.topology
+
+
+def test_unknown_parameter_is_refused():
+    from hwsim.errors import SuiteError
+
+    with pytest.raises(SuiteError, match="has no parameter 'tokens'"):
+        SUITE.run(SuiteContext(hardware=None, quick=True, params={"tokens": 4}))
