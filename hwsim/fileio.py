@@ -29,3 +29,24 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike[str], document: Any) -> Path:
     # serialise first: a document that cannot be written (NaN, bad type) never touches the file
     return write_text_atomic(path, json.dumps(document, indent=1, allow_nan=False) + "\n")
+
+
+def read_yaml_file(path: str | os.PathLike[str], error: type[Exception], what: str) -> Any:
+    """Parse a YAML (or JSON) file, turning every failure into one line of ``error`` naming the file.
+
+    The line of a syntax error is given, because that is what a person fixing the file needs.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{path}: malformed YAML{where}: {problem}") from None

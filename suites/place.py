@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hwsim.errors import HwsimError
-from hwsim.fileio import write_text_atomic
+from hwsim.fileio import read_yaml_file, write_text_atomic
 from placement import Placement, PlacementError, PlacementProblem, gpu_loads, objective, solve
 from placement.routing import sample_trace, synthetic_model
 
@@ -49,12 +49,7 @@ def _number(doc: dict, key: str, path: Path, kind: type, default: Any = None) ->
 
 
 def load_problem(path: Path) -> PlacementProblem:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ProblemFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ProblemFileError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+    doc = read_yaml_file(path, ProblemFileError, "problem file")
     if not isinstance(doc, dict):
         raise ProblemFileError(f"{path}: the top level must be a mapping of fields, got {type(doc).__name__}")
     unknown = set(doc) - TOP_KEYS

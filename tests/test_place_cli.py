@@ -54,7 +54,7 @@ def test_infeasible_capacity_is_one_line(tmp_path, capsys):
     ("gpus: 2\ncapacity: 1\ncolour: red\nloads: [[1, 2]]\n", "unknown field(s) ['colour']"),
     ("gpus: two\ncapacity: 1\nloads: [[1, 2]]\n", "field 'gpus' must be an integer"),
     ("gpus: 2\ncapacity: 1\nloads: [[1, -2]]\n", "loads must be >= 0"),
-    ("gpus: 2\ncapacity: 1\nloads: [[1, 2\n", "not valid YAML/JSON"),
+    ("gpus: 2\ncapacity: 1\nloads: [[1, 2\n", "malformed YAML at line"),
     ("- 1\n- 2\n", "top level must be a mapping"),
 ])
 def test_bad_problem_files(tmp_path, capsys, text, fragment):

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from hwsim.errors import HardwareError
+from hwsim.fileio import read_yaml_file
 from hwsim.hardware.model import Device, Efficiency, Engine, Hardware, Link, Memory, Topology
 from hwsim.hardware.units import UNITS, UnitError, parse_quantity
 
@@ -198,18 +199,7 @@ def parse_hardware(document: Any, source: str) -> Hardware:
 
 
 def load_hardware_file(path: str | os.PathLike[str]) -> Hardware:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HardwareError(f"{path}: cannot read hardware file ({exc.strerror})") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise HardwareError(f"{path}: malformed YAML{where}: {problem}") from None
+    document = read_yaml_file(path, HardwareError, "hardware file")
     return parse_hardware(document, str(path))
 
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from hwsim.errors import HwsimError, SuiteError
 from hwsim.hardware import Hardware, load_hardware
+from hwsim.fileio import read_yaml_file
 from hwsim.records import CaseValue
 from suites.registry import Suite, resolve_params, suite_target
 from suites.sweep import overrides as ov
@@ -145,17 +145,7 @@ def slug(params: Mapping[str, CaseValue], limit: int = 80) -> str:
 
 
 def read_grid_file(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SweepError(f"{p}: cannot read grid file ({exc.strerror})") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise SweepError(f"{p}: malformed YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    document = read_yaml_file(path, SweepError, "grid file")
     return document if document is not None else {}
 
 
