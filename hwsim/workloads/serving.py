@@ -141,14 +141,15 @@ DATA_ENV = "HWSIM_DATA"
 
 
 def find_data_file(relative: str) -> Path:
-    """A file of the shared data folder: ``$HWSIM_DATA/<relative>``, else ``shared/data/<relative>``
-    in the nearest parent of this checkout that has one (the data are not shipped in the package)."""
+    """A data file: ``$HWSIM_DATA/<relative>``, else the copy shipped in this package, else
+    ``shared/data/<relative>`` in the nearest parent of this checkout that has one."""
     import os
 
     tried = []
     root = os.environ.get(DATA_ENV)
     if root:
         tried.append(Path(root) / relative)
+    tried.append(Path(__file__).resolve().parent / "data" / relative)
     for parent in Path(__file__).resolve().parents:
         tried.append(parent / "shared" / "data" / relative)
     for candidate in tried:
