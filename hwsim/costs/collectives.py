@@ -99,6 +99,26 @@ def _zero(op: str, size_bytes: float) -> CollectiveCost:
     return CollectiveCost(op, size_bytes, 1, 0, 0.0, 0.0, 0.0)
 
 
+def _ring_pass(op: str, topology: Topology, size_bytes: float, chunks: int, hbm_step: HbmStepModel) -> CollectiveCost:
+    """N-1 ring steps of ``size/N``: the shape shared by reduce-scatter and all-gather."""
+    size_bytes = _amount("size_bytes", size_bytes)
+    chunks = _count("chunks", chunks)
+    n = topology.devices
+    if n == 1:
+        return _zero(op, size_bytes)
+    chunk = size_bytes / n
+    steps = n - 1
+    return CollectiveCost(
+        op=op,
+        size_bytes=size_bytes,
+        devices=n,
+        steps=steps,
+        time_s=_ring_time_s(topology, chunk, steps, chunks),
+        link_bytes_per_device=steps * chunk,
+        hbm_bytes_per_device=math.fsum(hbm_step(s, chunk) for s in range(steps)),
+    )
+
+
 def ring_reduce_scatter(
     topology: Topology,
     size_bytes: float,
@@ -111,22 +131,7 @@ def ring_reduce_scatter(
     Link bytes per device: (N-1)/N * size. HBM bytes per device: sum of ``hbm_step`` over the steps
     (5 chunks per step by default, see :func:`reduce_step_hbm_bytes`).
     """
-    size_bytes = _amount("size_bytes", size_bytes)
-    chunks = _count("chunks", chunks)
-    n = topology.devices
-    if n == 1:
-        return _zero("reduce_scatter", size_bytes)
-    chunk = size_bytes / n
-    steps = n - 1
-    return CollectiveCost(
-        op="reduce_scatter",
-        size_bytes=size_bytes,
-        devices=n,
-        steps=steps,
-        time_s=_ring_time_s(topology, chunk, steps, chunks),
-        link_bytes_per_device=steps * chunk,
-        hbm_bytes_per_device=math.fsum(hbm_step(s, chunk) for s in range(steps)),
-    )
+    return _ring_pass("reduce_scatter", topology, size_bytes, chunks, hbm_step)
 
 
 def ring_all_gather(
@@ -140,22 +145,7 @@ def ring_all_gather(
     N-1 steps of ``size/N``; link bytes per device (N-1)/N * size; HBM bytes from ``hbm_step``
     (read what is sent, write what is received by default).
     """
-    size_bytes = _amount("size_bytes", size_bytes)
-    chunks = _count("chunks", chunks)
-    n = topology.devices
-    if n == 1:
-        return _zero("all_gather", size_bytes)
-    chunk = size_bytes / n
-    steps = n - 1
-    return CollectiveCost(
-        op="all_gather",
-        size_bytes=size_bytes,
-        devices=n,
-        steps=steps,
-        time_s=_ring_time_s(topology, chunk, steps, chunks),
-        link_bytes_per_device=steps * chunk,
-        hbm_bytes_per_device=math.fsum(hbm_step(s, chunk) for s in range(steps)),
-    )
+    return _ring_pass("all_gather", topology, size_bytes, chunks, hbm_step)
 
 
 def ring_all_reduce(
