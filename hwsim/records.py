@@ -23,8 +23,12 @@ from hwsim.errors import RecordsError
 from hwsim.fileio import write_json_atomic
 
 SCHEMA = "hwsim.results/1"
-Source = Literal["simulated", "measured"]
-SOURCES: tuple[str, ...] = ("simulated", "measured")
+Source = Literal["simulated", "measured", "paper"]
+SOURCES: tuple[str, ...] = ("simulated", "measured", "paper")
+"""simulated: a model's output; measured: a real kernel timed here; paper: a figure a paper reports
+(the record's ``citation`` says where), kept as a record so ``hwsim compare --against paper`` can join it."""
+TOLERANCE = 0.25
+"""The project's one rule for agreement: |value - reference| <= 25% of |reference| (see :func:`within_tolerance`)."""
 CaseValue = str | int | float | bool
 _TRACKED_PACKAGES = ("hwsim", "numpy", "numba", "simpy", "pulp", "cupy", "cupy-cuda12x", "cupy-cuda13x")
 
@@ -94,6 +98,8 @@ class Record:
     hardware: str
     provenance: Provenance | None = None
     note: str = ""
+    citation: str = ""
+    """For ``source='paper'``: where the figure is printed (paper, figure or table)."""
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -116,9 +122,22 @@ class Record:
                                 "hardware": self.hardware}
         if self.note:
             data["note"] = self.note
+        if self.citation:
+            data["citation"] = self.citation
         if with_provenance and self.provenance is not None:
             data["provenance"] = self.provenance.to_dict()
         return data
+
+
+def relative_error(value: float, reference: float) -> float | None:
+    """(value - reference) / |reference|; None when the reference is zero."""
+    return None if reference == 0 else (value - reference) / abs(reference)
+
+
+def within_tolerance(value: float, reference: float, tolerance: float = TOLERANCE) -> bool:
+    """The one "within ±25%" rule every suite and ``compare`` use: relative to the reference."""
+    error = relative_error(value, reference)
+    return error is not None and abs(error) <= tolerance
 
 
 def _format_case_value(value: CaseValue) -> str:
@@ -146,7 +165,8 @@ def record_from_dict(data: Any, where: str, default: Provenance | None = None) -
     try:
         return Record(suite=data["suite"], case=data["case"], metric=data["metric"], value=float(data["value"]),
                       unit=data["unit"], source=data["source"], hardware=data["hardware"],
-                      provenance=provenance, note=str(data.get("note", "")))
+                      provenance=provenance, note=str(data.get("note", "")),
+                      citation=str(data.get("citation", "")))
     except RecordsError as exc:
         raise RecordsError(f"{where}: {exc}") from None
 

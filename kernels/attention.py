@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from kernels.gpu import require_gpu
+from hwsim.kernels.gpu import require_gpu
 
 __all__ = ["check_attention_args", "quantize_keys", "attention_ref", "attention_numba", "attention_cupy"]
 

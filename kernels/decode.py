@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from kernels.gpu import require_gpu
+from hwsim.kernels.gpu import require_gpu
 
 __all__ = ["LayerShape", "DecodeInputs", "make_inputs", "to_gpu", "decode_ref", "decode_numba", "decode_cupy",
            "kv_cache_bytes", "weight_bytes"]

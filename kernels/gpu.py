@@ -11,6 +11,8 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Optional
 
+from hwsim.errors import MeasurementError
+
 __all__ = [
     "GpuUnavailable",
     "cupy_module",
@@ -20,7 +22,7 @@ __all__ = [
 ]
 
 
-class GpuUnavailable(RuntimeError):
+class GpuUnavailable(MeasurementError):
     """Raised when a GPU path is requested but CuPy or a CUDA device is missing."""
 
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from kernels.gpu import require_gpu
+from hwsim.kernels.gpu import require_gpu
 
 __all__ = ["Timing", "measure", "MIN_SAMPLES"]
 

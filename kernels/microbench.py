@@ -21,9 +21,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels.basic import check_dtype
-from kernels.gpu import require_gpu
-from kernels.measure import measure
+from hwsim.kernels.basic import check_dtype
+from hwsim.kernels.gpu import require_gpu
+from hwsim.kernels.measure import measure
 
 __all__ = [
     "STREAM_SIZES_BYTES",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from kernels.gpu import require_gpu
+from hwsim.kernels.gpu import require_gpu
 
 __all__ = [
     "MoEInputs",

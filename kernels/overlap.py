@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numba import njit
 
-from kernels.gpu import require_gpu
+from hwsim.kernels.gpu import require_gpu
 
 __all__ = [
     "CPU_BUFFER_BYTES",
@@ -236,7 +236,7 @@ def gpu_overlap_points(grid_blocks: Sequence[int] = GPU_GRID_BLOCKS, buffer_byte
                        gemm_size: int = GPU_GEMM_SIZE, seed: int = 0, repeats: int = 10) -> list[OverlapPoint]:
     """The GPU sweep: fp16 GEMM on one stream, ``c = a + b`` on another, timed with CUDA events.
 
-    Raises :class:`kernels.gpu.GpuUnavailable` without CuPy or a device.
+    Raises :class:`hwsim.kernels.gpu.GpuUnavailable` without CuPy or a device.
     """
     cp = require_gpu()
     kernel = cp.RawKernel(_REDUCE_SRC, "reduce_add")

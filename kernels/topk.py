@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from kernels.gpu import require_gpu
+from hwsim.kernels.gpu import require_gpu
 
 __all__ = [
     "check_topk_args",

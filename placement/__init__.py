@@ -5,7 +5,7 @@ by name (built-ins plus the ``hwsim.placement`` entry-point group) and every ans
 :func:`validate`.
 """
 
-from placement.problem import (
+from hwsim.placement.problem import (
     Objective,
     Placement,
     PlacementError,
@@ -15,7 +15,7 @@ from placement.problem import (
     traffic_matrices,
     validate,
 )
-from placement.solvers import BUILTIN_SOLVERS, ENTRY_POINT_GROUP, Solver, get_solver, solve, solver_targets
+from hwsim.placement.solvers import BUILTIN_SOLVERS, ENTRY_POINT_GROUP, Solver, get_solver, solve, solver_targets
 
 __all__ = [
     "BUILTIN_SOLVERS",

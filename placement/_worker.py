@@ -1,6 +1,6 @@
 """Runs one MoETuner solve in its own process so that the caller can kill it at a hard deadline.
 
-Usage (internal): ``python -m placement._worker PROBLEM.npz RESULT.npz OPTIONS_JSON``.
+Usage (internal): ``python -m hwsim.placement._worker PROBLEM.npz RESULT.npz OPTIONS_JSON``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 
-from placement.ilp import MoETunerSolver, solve_gpu_of
-from placement.problem import PlacementProblem
+from hwsim.placement.ilp import MoETunerSolver, solve_gpu_of
+from hwsim.placement.problem import PlacementProblem
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from placement.problem import Placement, PlacementProblem
+from hwsim.placement.problem import Placement, PlacementProblem
 
 
 class ContiguousSolver:

@@ -1,6 +1,6 @@
 """MoETuner's placement ILP on PuLP (CBC by default, HiGHS when highspy is installed).
 
-Objective (both terms in units of processing one token-slot, see :mod:`placement.problem`):
+Objective (both terms in units of processing one token-slot, see :mod:`hwsim.placement.problem`):
     sum_l max_g load[l, g]  +  sum_l sum_{a,b} R[l, a, b] * D[gpu(a), gpu(b)]
 with the two-level topology cost D = intra * [different GPU] + (inter - intra) * [different node].
 The product x[l,a,g] * x[l+1,b,h] is linearised through "together" variables bounded above by both
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pulp
 
-from placement.heuristics import greedy_layer
-from placement.problem import Placement, PlacementError, PlacementProblem, objective
+from hwsim.placement.heuristics import greedy_layer
+from hwsim.placement.problem import Placement, PlacementError, PlacementProblem, objective
 
 
 def backend_name(preferred: str = "auto") -> str:
@@ -453,7 +453,7 @@ class MoETunerSolver:
                      costs=np.array([problem.intra_node_cost, problem.inter_node_cost]))
             options = json.dumps({"method": self.method, "time_limit_s": self.time_limit_s, "gap_rel": self.gap_rel,
                                   "joint_max_vars": self.joint_max_vars, "backend": backend})
-            proc = subprocess.Popen([sys.executable, "-m", "placement._worker", str(src), str(dst), options],
+            proc = subprocess.Popen([sys.executable, "-m", "hwsim.placement._worker", str(src), str(dst), options],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                                     env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
             try:

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-class PlacementError(ValueError):
-    """A placement problem or a placement is malformed; the message names the field and value."""
+from hwsim.errors import PlacementError
 
 
 def _array(name: str, value: object, ndim: int) -> np.ndarray:

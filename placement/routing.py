@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from placement.problem import PlacementError
+from hwsim.placement.problem import PlacementError
 
 
 @dataclass(frozen=True, eq=False)

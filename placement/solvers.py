@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib import import_module, metadata
 from typing import Any, Protocol, runtime_checkable
 
-from placement.problem import Placement, PlacementError, PlacementProblem, validate
+from hwsim.placement.problem import Placement, PlacementError, PlacementProblem, validate
 
 ENTRY_POINT_GROUP = "hwsim.placement"
 
@@ -20,11 +20,11 @@ class Solver(Protocol):
 
 
 BUILTIN_SOLVERS: dict[str, str] = {
-    "contiguous": "placement.heuristics:ContiguousSolver",
-    "round-robin": "placement.heuristics:RoundRobinSolver",
-    "greedy": "placement.heuristics:GreedySolver",
-    "eplb": "placement.heuristics:EplbSolver",
-    "moetuner": "placement.ilp:MoETunerSolver",
+    "contiguous": "hwsim.placement.heuristics:ContiguousSolver",
+    "round-robin": "hwsim.placement.heuristics:RoundRobinSolver",
+    "greedy": "hwsim.placement.heuristics:GreedySolver",
+    "eplb": "hwsim.placement.heuristics:EplbSolver",
+    "moetuner": "hwsim.placement.ilp:MoETunerSolver",
 }
 
 

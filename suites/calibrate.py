@@ -17,18 +17,18 @@ import yaml
 from rich.console import Console
 
 from hwsim.costs import efficiency_from_fit
-from hwsim.errors import HwsimError
+from hwsim.errors import MeasurementError
 from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Device, Efficiency, Hardware, Memory, dump_hardware, user_hardware_dir
-from kernels import microbench
-from kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
+from hwsim.kernels import microbench
+from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
 
 KiB, MiB = 1024, 1024 * 1024
 # Quick calibration still needs two sizes well past any last-level cache to see DRAM.
 QUICK_STREAM_SIZES_BYTES: tuple[int, ...] = (32 * KiB, 512 * KiB, 8 * MiB, 128 * MiB, 256 * MiB)
 
 
-class CalibrationError(HwsimError):
+class CalibrationError(MeasurementError):
     """The measurements cannot be fitted (too noisy, or too few sizes in a regime)."""
 
 
@@ -154,7 +154,7 @@ def gpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
     launch_s = cal.launch_overhead_s
     compute_max, compute_half = efficiency_from_fit(fp32.rate, fp32.fixed_s, fp32.rate, launch_s)
     memory_max, memory_half = efficiency_from_fit(memory.rate, memory.fixed_s, memory.rate, launch_s)
-    from kernels.gpu import require_gpu
+    from hwsim.kernels.gpu import require_gpu
 
     cp = require_gpu()
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)

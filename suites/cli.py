@@ -1,40 +1,57 @@
-"""The ``hwsim`` command line: hardware, suites, sweeps, compare.
+"""The ``hwsim`` command line: hardware, suites, sweeps, compare. It presents; suites compute.
 
-Every error a user can cause ends in one line on stderr and a non-zero exit, never a traceback.
+Every error a user can cause ends in one line on stderr and the exit code of its class
+(:mod:`hwsim.errors`), never a traceback. Tables go to stdout in the ``--format`` asked for;
+progress and "wrote ..." lines go to stderr, so ``--format json`` output always parses.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 from rich.console import Console
-from rich.table import Table
 
+import hwsim
 from hwsim.engine import Tracer
-from hwsim.errors import HwsimError, SuiteError
+from hwsim.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HwsimError, SuiteError
 from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware, list_hardware, load_hardware
 from hwsim.records import Provenance, read_results, write_results
-from suites import compare as compare_mod
-from suites.registry import SuiteContext, get_suite, resolve_params, suite_parameters, suite_targets
+from hwsim.suites import compare as compare_mod
+from hwsim.suites.registry import SuiteContext, get_suite, resolve_params, suite_parameters, suite_targets
+from hwsim.suites.render import FORMATS, print_tables, render_document
+from hwsim.suites.tables import Table
 
 DEFAULT_OUT_DIR = Path("results/latest")
-EXIT_USER_ERROR = 2
+EXIT_USER_ERROR = EXIT_BAD_INPUT
+log = logging.getLogger("hwsim")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hwsim", description="Hardware-aware simulation, checked against real kernels.")
+    p.add_argument("--version", action="version", version=f"hwsim {hwsim.__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log lines on stderr (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr; tables still go to stdout")
+    try:
+        import shtab  # optional: `hwsim --print-completion bash` writes a shell completion script
+        shtab.add_argument_to(p, ["--print-completion"])
+    except ImportError:
+        pass
+    fmt = argparse.ArgumentParser(add_help=False)
+    fmt.add_argument("--format", choices=FORMATS, default="table",
+                     help="table (fitted to the terminal), markdown, csv or json (default table)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     hw = sub.add_parser("hw", help="hardware descriptions").add_subparsers(dest="hw_command", required=True, metavar="ACTION")
-    hw.add_parser("list", help="list presets and user hardware files")
-    show = hw.add_parser("show", help="show one hardware description")
+    hw.add_parser("list", help="list presets and user hardware files", parents=[fmt])
+    show = hw.add_parser("show", help="show one hardware description", parents=[fmt])
     show.add_argument("name", help="preset name or path to a YAML file")
     cal = hw.add_parser("calibrate", help="measure this machine and write a hardware YAML")
     cal.add_argument("--quick", action="store_true", help="fewer sizes and repeats (a few seconds)")
@@ -43,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--no-gpu", action="store_true", help="skip the GPU even when CuPy finds one")
 
     suite = sub.add_parser("suite", help="benchmark suites").add_subparsers(dest="suite_command", required=True, metavar="ACTION")
-    suite.add_parser("list", help="list suites")
-    run = suite.add_parser("run", help="run a suite (or 'all')")
+    suite.add_parser("list", help="list suites", parents=[fmt])
+    run = suite.add_parser("run", help="run a suite (or 'all')", parents=[fmt])
     run.add_argument("name", help="suite name, or 'all'")
     run.add_argument("--hw", help="hardware preset or YAML path (default: the suite's own)")
     run.add_argument("--measure", action="store_true", help="also measure the real kernels on this machine")
@@ -77,24 +94,26 @@ def _parser() -> argparse.ArgumentParser:
     place.add_argument("--out", type=Path, help="write the placement as JSON here")
     place.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="solver option (repeatable)")
 
-    cmp_ = sub.add_parser("compare", help="simulated vs measured, with the error of every row")
-    cmp_.add_argument("files", nargs="+", type=Path, help="results files (simulated and measured records, any mix)")
-    cmp_.add_argument("--format", choices=compare_mod.FORMATS, default="table")
-    cmp_.add_argument("--out", type=Path, help="also write the rendered comparison to this file")
+    cmp_ = sub.add_parser("compare", help="simulated vs measured (or vs paper), with the error of every row",
+                          parents=[fmt])
+    cmp_.add_argument("files", nargs="+", type=Path, help="results files (simulated, measured and paper records, any mix)")
+    cmp_.add_argument("--against", choices=compare_mod.REFERENCES, default="measured",
+                      help="the reference: measured records (default) or the papers' figures (source: paper)")
+    cmp_.add_argument("--out", type=Path, help="also write the rendered comparison to this file (markdown for --format table)")
     return p
 
 
-def _hw_list(console: Console) -> None:
+def _hw_list() -> Table:
     table = Table(title="hardware")
     for column in ("name", "kind", "devices", "description", "file"):
         table.add_column(column)
     for name, path in list_hardware().items():
         try:
             hw = load_hardware(path)
-            table.add_row(name, hw.device.kind, str(hw.topology.devices), hw.description, str(path.name))
+            table.add_row(name, hw.device.kind, hw.topology.devices, hw.description, str(path.name))
         except HwsimError as exc:
-            table.add_row(name, "?", "?", f"[red]unreadable: {exc}[/red]", str(path.name))
-    console.print(table)
+            table.add_row(name, "?", "?", f"unreadable: {exc}", str(path.name))
+    return table
 
 
 def _si(value: float, unit: str) -> str:
@@ -107,10 +126,10 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.4g} {unit}"
 
 
-def _hw_show(console: Console, name: str) -> None:
+def _hw_show(name: str) -> Table:
     hw = load_hardware(name)
     d = hw.device
-    table = Table(title=f"{hw.name}: {hw.description}", show_header=False)
+    table = Table(title=f"{hw.name}: {hw.description}")
     table.add_column("field")
     table.add_column("value")
     rows = [("source", hw.source), ("kind", d.kind), ("compute units", str(d.compute_units)), ("clock", _si(d.clock_hz, "Hz"))]
@@ -130,12 +149,12 @@ def _hw_show(console: Console, name: str) -> None:
     rows.append(("topology", topology))
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    return table
 
 
 def _params(items: list[str]) -> dict[str, str | int | float | bool]:
     """``--param load=0.7 --param size_dist=lognormal``: values read as YAML scalars (numbers, true/false, text)."""
-    from suites.sweep.grid import SweepError, case_value
+    from hwsim.suites.sweep.grid import SweepError, case_value
 
     params: dict[str, str | int | float | bool] = {}
     for item in items:
@@ -150,7 +169,37 @@ def _params(items: list[str]) -> dict[str, str | int | float | bool]:
     return params
 
 
-def _run_suites(console: Console, args: argparse.Namespace) -> int:
+class Output:
+    """Where things go: tables to stdout in the chosen format, messages to stderr."""
+
+    def __init__(self, fmt: str, quiet: bool = False) -> None:
+        self.fmt = fmt
+        self.out = Console()
+        self.err = Console(stderr=True, quiet=quiet)
+        self.json_parts: list[dict[str, Any]] = []
+
+    def tables(self, tables: Sequence[Table], notes: Sequence[str] = (), **extra: Any) -> None:
+        if self.fmt == "table":
+            print_tables(tables, self.out)
+            for note in notes:
+                self.out.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        elif self.fmt == "json":
+            self.json_parts.append({**extra, "tables": [t.to_dict() for t in tables], "notes": list(notes)})
+        else:
+            sys.stdout.write(render_document(tables, self.fmt, notes))  # type: ignore[arg-type]
+
+    def message(self, text: str) -> None:
+        self.err.print(text, highlight=False)
+
+    def finish(self) -> None:
+        """JSON output is one document for the whole command, so it parses even for 'suite run all'."""
+        if self.fmt == "json" and self.json_parts:
+            import json
+            doc = self.json_parts[0] if len(self.json_parts) == 1 else {"results": self.json_parts}
+            sys.stdout.write(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+
+
+def _run_suites(output: Output, args: argparse.Namespace) -> int:
     names = list(suite_targets()) if args.name == "all" else [args.name]
     suites = [get_suite(n) for n in names]  # fail on an unknown name before running anything
     hardware: Hardware | None = load_hardware(args.hw) if args.hw else None
@@ -168,34 +217,34 @@ def _run_suites(console: Console, args: argparse.Namespace) -> int:
         else:
             out = args.out or DEFAULT_OUT_DIR / f"{suite.name}.json"
         tracer = Tracer() if args.trace else None
+        # A suite that still prints gets stderr, so stdout carries only the rendered tables.
         ctx = SuiteContext(hardware=hardware, measure=args.measure, quick=args.quick, seed=args.seed,
-                           tracer=tracer, console=console, figures_dir=out.parent, params=params)
-        console.rule(f"suite {suite.name}")
+                           tracer=tracer, console=output.err, figures_dir=out.parent, params=params)
+        output.err.rule(f"suite {suite.name}")
         started = time.perf_counter()
         result = suite.run(ctx)
         elapsed = time.perf_counter() - started
         records = [r if r.provenance is not None else replace(r, provenance=provenance) for r in result.records]
         write_results(out, records, provenance)
-        for note in result.notes:
-            console.print(f"[yellow]note:[/yellow] {note}")
-        console.print(f"wrote {len(records)} records to {out} ({elapsed:.1f} s)")
+        output.tables(result.tables, result.notes, suite=suite.name, records_file=str(out))
+        output.message(f"wrote {len(records)} records to {out} ({elapsed:.1f} s)")
         for figure in result.figures:
-            console.print(f"figure: {figure}")
+            output.message(f"figure: {figure}")
         if tracer is not None:
             trace_path = args.trace if len(suites) == 1 else args.trace.with_name(f"{args.trace.stem}-{suite.name}{args.trace.suffix}")
             tracer.write(trace_path)
-            console.print(f"trace: {trace_path} ({len(tracer.spans)} spans; open it at ui.perfetto.dev)")
+            output.message(f"trace: {trace_path} ({len(tracer.spans)} spans; open it at ui.perfetto.dev)")
         if any(r.source == "measured" for r in records):
             comparison = compare_mod.compare(records)
             for line in compare_mod.summary_lines(comparison):
-                console.print(line)
-            console.print(f"details: hwsim compare {out}")
+                output.message(line)
+            output.message(f"details: hwsim compare {out}")
     return 0
 
 
 def _sweep(console: Console, args: argparse.Namespace) -> int:
-    from suites.sweep import expand, make_backend, read_grid_file, run_sweep
-    from suites.sweep.grid import SweepError
+    from hwsim.suites.sweep import expand, make_backend, read_grid_file, run_sweep
+    from hwsim.suites.sweep.grid import SweepError
 
     if args.seed is not None and args.seed < 0:
         raise SweepError(f"--seed must be non-negative, got {args.seed}")
@@ -206,8 +255,8 @@ def _sweep(console: Console, args: argparse.Namespace) -> int:
         for column in ("id", "seed", "case"):
             table.add_column(column)
         for case in grid.cases:
-            table.add_row(case.case_id, str(case.seed), ", ".join(f"{k}={v}" for k, v in case.params.items()))
-        console.print(table)
+            table.add_row(case.case_id, case.seed, ", ".join(f"{k}={v}" for k, v in case.params.items()))
+        print_tables([table], Console())
         return 0
     backend = make_backend(args.executor, args.workers, args.scheduler)
     out = args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}"
@@ -221,62 +270,79 @@ def _sweep(console: Console, args: argparse.Namespace) -> int:
     return 1 if rep.failed else 0
 
 
-def _compare(console: Console, args: argparse.Namespace) -> int:
+def _compare(output: Output, args: argparse.Namespace) -> int:
     records = [r for path in args.files for r in read_results(path)]
-    comparison = compare_mod.compare(records)
-    rendered = compare_mod.render(comparison, args.format)
-    if isinstance(rendered, str):
-        sys.stdout.write(rendered)
-        if args.out:
-            write_text_atomic(args.out, rendered)
+    comparison = compare_mod.compare(records, against=args.against)
+    if args.format == "json":
+        text = compare_mod.to_json(comparison)
+    elif args.format == "csv":
+        text = compare_mod.to_csv(comparison)
     else:
-        console.print(rendered)
-        if args.out:
-            write_text_atomic(args.out, compare_mod.render(comparison, "markdown"))  # type: ignore[arg-type]
+        text = render_document([compare_mod.to_table(comparison)], "markdown")
+    if args.format == "table":
+        output.tables([compare_mod.to_table(comparison)])
+    else:
+        sys.stdout.write(text)
+    if args.out:
+        write_text_atomic(args.out, text)
     return 0
+
+
+def _suite_list() -> Table:
+    table = Table(title="suites")
+    for column in ("name", "default hardware", "from", "description", "parameters (--param, sweeps)"):
+        table.add_column(column)
+    for name, (target, origin) in suite_targets().items():
+        try:
+            s = get_suite(name)
+            params = ", ".join(f"{k}={v.default}" for k, v in suite_parameters(s).items()) or "—"
+            table.add_row(name, s.default_hardware, origin, s.description, params)
+        except HwsimError as exc:
+            table.add_row(name, "?", origin, str(exc), "")
+    return table
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="hwsim: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console()
+    _configure_logging(args.verbose, args.quiet)
+    output = Output(getattr(args, "format", "table"), quiet=args.quiet)
+    console = output.out  # commands not yet split into compute and presentation print here
     try:
-        if args.command == "hw":
-            if args.hw_command == "list":
-                _hw_list(console)
-            elif args.hw_command == "show":
-                _hw_show(console, args.name)
-            else:
-                from suites.calibrate import calibrate_command
-                calibrate_command(console, quick=args.quick, name=args.name, out=args.out, use_gpu=not args.no_gpu)
-            return 0
-        if args.command == "suite":
-            if args.suite_command == "list":
-                table = Table(title="suites")
-                for column in ("name", "default hardware", "from", "description", "parameters (--param, sweeps)"):
-                    table.add_column(column)
-                for name, (target, origin) in suite_targets().items():
-                    try:
-                        s = get_suite(name)
-                        params = ", ".join(f"{k}={v.default}" for k, v in suite_parameters(s).items()) or "—"
-                        table.add_row(name, s.default_hardware, origin, s.description, params)
-                    except HwsimError as exc:
-                        table.add_row(name, "?", origin, f"[red]{exc}[/red]", "")
-                console.print(table)
+        try:
+            if args.command == "hw":
+                if args.hw_command == "list":
+                    output.tables([_hw_list()])
+                elif args.hw_command == "show":
+                    output.tables([_hw_show(args.name)])
+                else:
+                    from hwsim.suites.calibrate import calibrate_command
+                    calibrate_command(console, quick=args.quick, name=args.name, out=args.out, use_gpu=not args.no_gpu)
                 return 0
-            return _run_suites(console, args)
-        if args.command == "sweep":
-            return _sweep(console, args)
-        if args.command == "place":
-            from suites.place import place_command
-            place_command(console, args.solver, args.problem, args.out, args.option)
-            return 0
-        return _compare(console, args)
+            if args.command == "suite":
+                if args.suite_command == "list":
+                    output.tables([_suite_list()])
+                    return 0
+                return _run_suites(output, args)
+            if args.command == "sweep":
+                return _sweep(console, args)
+            if args.command == "place":
+                from hwsim.suites.place import place_command
+                place_command(console, args.solver, args.problem, args.out, args.option)
+                return 0
+            return _compare(output, args)
+        finally:
+            output.finish()
     except HwsimError as exc:
         print(f"hwsim: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return exc.exit_code
     except KeyboardInterrupt:
         print("hwsim: interrupted; files already written are complete", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

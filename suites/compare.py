@@ -1,7 +1,7 @@
-"""Join simulated and measured records and report the error of every row, openly.
+"""Join simulated records with a reference (measured, or paper) and report the error of every row.
 
 The join key is (suite, case, metric). Rows on one side only are listed, never dropped: a
-missing measurement is information too.
+missing measurement is information too. Every verdict uses :func:`hwsim.records.within_tolerance`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-from rich.table import Table
 
 from hwsim.errors import RecordsError
-from hwsim.records import Record
+from hwsim.records import TOLERANCE, Record, relative_error, within_tolerance
+from hwsim.suites.tables import Table
 
 Format = Literal["table", "markdown", "csv", "json"]
 FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
+Reference = Literal["measured", "paper"]
+REFERENCES: tuple[str, ...] = ("measured", "paper")
 
 
 @dataclass(frozen=True)
@@ -30,18 +32,26 @@ class Row:
     unit: str
     simulated: float | None
     measured: float | None
+    """The reference value: measured here, or the paper's figure (see :attr:`Comparison.against`)."""
 
     @property
     def rel_error(self) -> float | None:
-        """(simulated - measured) / measured; None where a side is missing or measured is zero."""
+        """(simulated - reference) / |reference|; None where a side is missing or the reference is zero."""
+        if self.simulated is None or self.measured is None:
+            return None
+        return relative_error(self.simulated, self.measured)
+
+    @property
+    def within(self) -> bool | None:
         if self.simulated is None or self.measured is None or self.measured == 0:
             return None
-        return (self.simulated - self.measured) / self.measured
+        return within_tolerance(self.simulated, self.measured)
 
 
 @dataclass(frozen=True)
 class Comparison:
     rows: tuple[Row, ...]
+    against: Reference = "measured"
 
     @property
     def joined(self) -> tuple[Row, ...]:
@@ -65,11 +75,13 @@ class Comparison:
         return max(self.joined, key=lambda r: abs(r.rel_error or 0.0), default=None)
 
 
-def compare(records: Iterable[Record]) -> Comparison:
-    """Pair each simulated record with the measured record of the same key."""
+def compare(records: Iterable[Record], against: Reference = "measured") -> Comparison:
+    """Pair each simulated record with the reference record (measured or paper) of the same key."""
     sides: dict[str, dict[tuple[str, str, str], Record]] = {"simulated": {}, "measured": {}}
     for record in records:
-        side = sides[record.source]
+        if record.source not in ("simulated", against):
+            continue
+        side = sides["simulated" if record.source == "simulated" else "measured"]
         earlier = side.get(record.key)
         if earlier is not None and earlier.value != record.value:
             raise RecordsError(
@@ -84,7 +96,7 @@ def compare(records: Iterable[Record]) -> Comparison:
             raise RecordsError(f"unit mismatch for {key}: simulated in {sim.unit!r}, measured in {meas.unit!r}")
         unit = (sim or meas).unit  # type: ignore[union-attr]
         rows.append(Row(key[0], key[1], key[2], unit, sim.value if sim else None, meas.value if meas else None))
-    return Comparison(tuple(rows))
+    return Comparison(tuple(rows), against)
 
 
 def _number(value: float | None) -> str:
@@ -96,47 +108,52 @@ def _percent(value: float | None) -> str:
 
 
 def summary_lines(c: Comparison) -> list[str]:
-    lines = [f"joined rows: {len(c.joined)}; simulated only: {len(c.only_simulated)}; measured only: {len(c.only_measured)}"]
-    if c.worst is not None:
+    lines = [f"joined rows: {len(c.joined)}; simulated only: {len(c.only_simulated)}; {c.against} only: {len(c.only_measured)}"]
+    if c.worst is not None and c.worst.rel_error is not None and c.median_abs_rel_error is not None:
         w = c.worst
-        lines.append(f"median |rel error|: {c.median_abs_rel_error * 100:.1f}%; "  # type: ignore[operator]
-                     f"worst: {abs(w.rel_error) * 100:.1f}% ({w.suite} {w.case} {w.metric})")  # type: ignore[arg-type]
+        inside = sum(1 for r in c.joined if r.within)
+        lines.append(f"median |rel error|: {c.median_abs_rel_error * 100:.1f}%; "
+                     f"worst: {abs(w.rel_error) * 100:.1f}% ({w.suite} {w.case} {w.metric}); "
+                     f"within ±{TOLERANCE:.0%}: {inside} of {len(c.joined)}")
     return lines
 
 
 def _cells(r: Row) -> list[str]:
-    return [r.suite, r.case, r.metric, r.unit, _number(r.simulated), _number(r.measured), _percent(r.rel_error)]
+    verdict = "—" if r.within is None else ("yes" if r.within else "no")
+    return [r.suite, r.case, r.metric, r.unit, _number(r.simulated), _number(r.measured), _percent(r.rel_error), verdict]
 
 
-HEADERS = ["suite", "case", "metric", "unit", "simulated", "measured", "error"]
+def headers(c: Comparison) -> list[str]:
+    return ["suite", "case", "metric", "unit", "simulated", c.against, "error", f"within ±{TOLERANCE:.0%}"]
 
 
-def render(c: Comparison, fmt: Format) -> str | Table:
-    if fmt == "table":
-        table = Table(title="simulated vs measured", caption="\n".join(summary_lines(c)))
-        for h in HEADERS:
-            table.add_column(h, justify="right" if h in ("simulated", "measured", "error") else "left")
-        for r in c.rows:
-            table.add_row(*_cells(r))
-        return table
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        lines += ["| " + " | ".join(_cells(r)) + " |" for r in c.rows]
-        return "\n".join(lines + [""] + summary_lines(c)) + "\n"
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(HEADERS[:-1] + ["rel_error"])
-        for r in c.rows:
-            writer.writerow([r.suite, r.case, r.metric, r.unit, r.simulated, r.measured, r.rel_error])
-        return buffer.getvalue()
-    if fmt == "json":
-        worst = c.worst
-        return json.dumps({
-            "rows": [{"suite": r.suite, "case": r.case, "metric": r.metric, "unit": r.unit, "simulated": r.simulated,
-                      "measured": r.measured, "rel_error": r.rel_error} for r in c.rows],
-            "summary": {"joined": len(c.joined), "only_simulated": len(c.only_simulated),
-                        "only_measured": len(c.only_measured), "median_abs_rel_error": c.median_abs_rel_error,
-                        "worst_abs_rel_error": abs(worst.rel_error) if worst and worst.rel_error is not None else None},
-        }, indent=1) + "\n"
-    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+def to_table(c: Comparison) -> Table:
+    """The comparison as a table (data); the CLI lays it out."""
+    table = Table(title=f"simulated vs {c.against}", caption="\n".join(summary_lines(c)))
+    for h in headers(c):
+        table.add_column(h, justify="right" if h in ("simulated", c.against, "error") else "left")
+    for r in c.rows:
+        table.add_row(*_cells(r))
+    return table
+
+
+def to_json(c: Comparison) -> str:
+    worst = c.worst
+    return json.dumps({
+        "against": c.against,
+        "rows": [{"suite": r.suite, "case": r.case, "metric": r.metric, "unit": r.unit, "simulated": r.simulated,
+                  c.against: r.measured, "rel_error": r.rel_error, "within_tolerance": r.within} for r in c.rows],
+        "summary": {"joined": len(c.joined), "only_simulated": len(c.only_simulated),
+                    f"only_{c.against}": len(c.only_measured), "median_abs_rel_error": c.median_abs_rel_error,
+                    "worst_abs_rel_error": abs(worst.rel_error) if worst and worst.rel_error is not None else None,
+                    "tolerance": TOLERANCE, "within_tolerance": sum(1 for r in c.joined if r.within)},
+    }, indent=1) + "\n"
+
+
+def to_csv(c: Comparison) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["suite", "case", "metric", "unit", "simulated", c.against, "rel_error", "within_tolerance"])
+    for r in c.rows:
+        writer.writerow([r.suite, r.case, r.metric, r.unit, r.simulated, r.measured, r.rel_error, r.within])
+    return buffer.getvalue()

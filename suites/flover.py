@@ -26,7 +26,7 @@ from hwsim.systems.serving_cost import IterationCost, ServingConfig
 from hwsim.workloads.decoders import DecoderModel, WorkloadError, get_model
 from hwsim.workloads.serving import (AZURE_CONV_TRACE, Request, find_data_file, load_azure_trace, make_requests,
                                      poisson_arrivals, uniform_lengths)
-from suites.registry import SuiteContext, SuiteResult
+from hwsim.suites.registry import SuiteContext, SuiteResult
 
 SUITE_NAME = "flover"
 
@@ -290,11 +290,11 @@ def _figures(ctx: SuiteContext, gap_rows, azure: dict[str, RunResult]) -> list[P
 
 def _host_hardware(ctx: SuiteContext) -> Hardware:
     """This CPU as the cost model sees it: the user's CPU hardware if given, else calibrated now by the
-    project's microbenchmarks (:func:`suites.calibrate.cpu_hardware`: STREAM triad, FMA chains), never from
+    project's microbenchmarks (:func:`hwsim.suites.calibrate.cpu_hardware`: STREAM triad, FMA chains), never from
     the decode cases, with the same thread count the decode kernel is measured with."""
     if ctx.hardware is not None and ctx.hardware.device.kind == "cpu":
         return ctx.hardware
-    from suites.calibrate import CalibrationError, cpu_hardware
+    from hwsim.suites.calibrate import CalibrationError, cpu_hardware
 
     for attempt in range(CALIBRATION_ATTEMPTS):
         try:
@@ -332,8 +332,8 @@ FLAT_TOLERANCE = 1.25  # "flat": within 25% of the batch-1 time
 def _decode_grid(ctx: SuiteContext, out: _Out, notes: list[str], hw: Hardware, device: str,
                  kv_budget_bytes: float) -> None:
     """Measure the decode step over the batch x context grid on ``device`` beside the model on ``hw``."""
-    from kernels import decode as D
-    from kernels.measure import measure
+    from hwsim.kernels import decode as D
+    from hwsim.kernels.measure import measure
 
     shape = D.LayerShape()
     layer = DecoderModel("decode-layer", layers=1, hidden=shape.hidden, heads=shape.heads, ffn=shape.ffn, vocab=1,
@@ -391,7 +391,7 @@ GPU_KV_BUDGET_BYTES = 16e9  # fp32 KV of the largest grid point (B=256, context 
 
 
 def _measure_decode_threads(ctx: SuiteContext, out: _Out, notes: list[str]) -> None:
-    from kernels.gpu import gpu_available, gpu_unavailable_reason
+    from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
 
     _decode_grid(ctx, out, notes, _host_hardware(ctx), "cpu", DECODE_KV_BUDGET_BYTES)
     if gpu_available():

@@ -17,10 +17,10 @@ from hwsim.engine import Simulation
 from hwsim.errors import HardwareError
 from hwsim.hardware import Device, Hardware, load_hardware
 from hwsim.records import Record
-from kernels import basic
-from kernels.gpu import gpu_available, gpu_unavailable_reason
-from kernels.measure import measure
-from suites.registry import SuiteContext, SuiteResult
+from hwsim.kernels import basic
+from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
+from hwsim.kernels.measure import measure
+from hwsim.suites.registry import SuiteContext, SuiteResult
 
 SUITE_NAME = "kernels-basic"
 DTYPE_NAMES = {"float32": "fp32", "float64": "fp64"}
@@ -113,7 +113,7 @@ def _host_hardware(ctx: SuiteContext) -> tuple[Hardware, list[str]]:
     try:
         return load_hardware("host"), []
     except HardwareError:
-        from suites.calibrate import cpu_hardware
+        from hwsim.suites.calibrate import cpu_hardware
 
         hw, _ = cpu_hardware("host", quick=True, seed=ctx.seed)
         return hw, ["no calibration of this machine was found, so a quick one ran (not saved); "

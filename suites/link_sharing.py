@@ -20,7 +20,7 @@ from rich.table import Table
 from hwsim.engine import Simulation
 from hwsim.hardware import Hardware, load_hardware
 from hwsim.records import Record
-from suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
+from hwsim.suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
 
 SUITE_NAME = "link-sharing"
 WARMUP_FRACTION = 0.1  # flows discarded from the statistics while the queue fills from empty

@@ -4,7 +4,7 @@ Per model / node scale / solver: the placement is solved on routing fitted to on
 evaluated by the event simulation (``hwsim.systems.moe``) on routing of the other domain (github),
 fresh samples, so a gain cannot come from fitting the evaluation data. Reported beside MoETuner's
 end-to-end speedups over contiguous placement (9.3% single node, 17.5% multi node, paper abstract).
-With ``--measure`` the dispatch and grouped-FFN kernels (``kernels.moe``) run on this CPU over skew
+With ``--measure`` the dispatch and grouped-FFN kernels (``hwsim.kernels.moe``) run on this CPU over skew
 levels and are set beside the cost model the simulation uses.
 """
 
@@ -24,12 +24,12 @@ from hwsim.hardware import Hardware, Topology, load_hardware
 from hwsim.records import Record
 from hwsim.systems.moe import (MODELS, Batch, MoEModel, RunResult, grouped_gemm_s, simulate, slot_bytes,
                                slot_seconds)
-from kernels import moe as kmoe
-from kernels.gpu import gpu_available, gpu_unavailable_reason
-from kernels.measure import measure
-from placement import PlacementProblem, get_solver, objective, validate
-from placement.routing import RoutingModel, fit_model, load_routing, routing_file, sample_trace, synthetic_model
-from suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
+from hwsim.kernels import moe as kmoe
+from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
+from hwsim.kernels.measure import measure
+from hwsim.placement import PlacementProblem, get_solver, objective, validate
+from hwsim.placement.routing import RoutingModel, fit_model, load_routing, routing_file, sample_trace, synthetic_model
+from hwsim.suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
 
 SUITE_NAME = "moetuner"
 SOLVERS = ("contiguous", "round-robin", "greedy", "eplb", "moetuner")
@@ -243,7 +243,7 @@ SKEWS = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
 def _kernel_records(ctx: SuiteContext, notes: list[str]) -> list[Record]:
-    from suites.kernels_basic import _host_hardware
+    from hwsim.suites.kernels_basic import _host_hardware
 
     hw, more = _host_hardware(SuiteContext(hardware=None, quick=True, seed=ctx.seed, console=ctx.console))
     notes += more

@@ -24,16 +24,16 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from hwsim.errors import HwsimError
+from hwsim.errors import ConfigError
 from hwsim.fileio import read_yaml_file, write_text_atomic
-from placement import Placement, PlacementError, PlacementProblem, gpu_loads, objective, solve
-from placement.routing import sample_trace, synthetic_model
+from hwsim.placement import Placement, PlacementError, PlacementProblem, gpu_loads, objective, solve
+from hwsim.placement.routing import sample_trace, synthetic_model
 
 TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic", "name"}
 SYNTHETIC_KEYS = {"layers", "experts", "zipf_s", "concentration", "token_slots", "seed"}
 
 
-class ProblemFileError(HwsimError):
+class ProblemFileError(ConfigError):
     """A placement problem file is unreadable or malformed."""
 
 

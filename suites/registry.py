@@ -13,18 +13,19 @@ from hwsim.engine import Tracer
 from hwsim.errors import SuiteError
 from hwsim.hardware import Hardware
 from hwsim.records import CaseValue, Record
+from hwsim.suites.tables import Table
 
 ENTRY_POINT_GROUP = "hwsim.suites"
 
 # Suites that ship with hwsim, found even when the package is imported from a source tree
 # without being installed (entry points exist only after installation).
 BUILTIN_SUITES: dict[str, str] = {
-    "kernels-basic": "suites.kernels_basic:SUITE",
-    "t3": "suites.t3:SUITE",
-    "flover": "suites.flover:SUITE",
-    "spatten": "suites.spatten:SUITE",
-    "link-sharing": "suites.link_sharing:SUITE",
-    "moetuner": "suites.moetuner:SUITE",
+    "kernels-basic": "hwsim.suites.kernels_basic:SUITE",
+    "t3": "hwsim.suites.t3:SUITE",
+    "flover": "hwsim.suites.flover:SUITE",
+    "spatten": "hwsim.suites.spatten:SUITE",
+    "link-sharing": "hwsim.suites.link_sharing:SUITE",
+    "moetuner": "hwsim.suites.moetuner:SUITE",
 }
 
 
@@ -95,9 +96,15 @@ def resolve_params(suite: Any, given: Mapping[str, Any], where: str = "") -> dic
 
 @dataclass
 class SuiteResult:
+    """What a suite computed: records for tools, tables and notes for people, figures it drew.
+
+    A suite never prints; the CLI renders ``tables`` and ``notes`` in the format asked for.
+    """
+
     records: list[Record]
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
 
 
 @runtime_checkable

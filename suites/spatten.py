@@ -25,7 +25,7 @@ from hwsim.records import Record
 from hwsim.systems.spatten import (BREAKDOWN, CONFIGS, SpAttenResult, dense_baseline, simulate,
                                    topk_engine_mean_cycles)
 from hwsim.systems.spatten_workloads import WORKLOADS, SpAttenWorkload
-from suites.registry import SuiteContext, SuiteResult
+from hwsim.suites.registry import SuiteContext, SuiteResult
 
 SUITE_NAME = "spatten"
 
@@ -275,7 +275,7 @@ class SpAttenSuite:
         """This CPU as a Device from the calibration microbenchmarks (never from the cases it predicts):
         the largest triad's bandwidth, the best FMA rate seen, and the measured call overhead."""
         from hwsim.errors import HardwareError
-        from kernels.microbench import cpu_calibration
+        from hwsim.kernels.microbench import cpu_calibration
 
         try:  # a machine calibrated with `hwsim hw calibrate` has its own description
             host = load_hardware("host").device
@@ -294,10 +294,10 @@ class SpAttenSuite:
                        launch_overhead_s=cal.dispatch_overhead_s, efficiency=Efficiency())
 
     def _measure(self, ctx: SuiteContext, notes: list[str]) -> list[Record]:
-        from kernels.attention import attention_numba
-        from kernels.gpu import gpu_available, gpu_unavailable_reason
-        from kernels.measure import measure
-        from kernels.topk import topk_argpartition, topk_numba
+        from hwsim.kernels.attention import attention_numba
+        from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
+        from hwsim.kernels.measure import measure
+        from hwsim.kernels.topk import topk_argpartition, topk_numba
 
         host = self._host_device()
         rng = np.random.default_rng(ctx.seed + 11)

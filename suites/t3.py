@@ -3,7 +3,7 @@
 Reproduces T3's headline results (Pati et al., ASPLOS'24, abstract and sec. 6) from the modelled
 mechanism in :mod:`hwsim.systems.t3`, prints them beside the paper's numbers with a ±25% verdict, and
 with ``--measure`` checks the contention model against a real compute + memory-bound kernel pair
-(:mod:`kernels.overlap`) on this machine's CPU, and on a GPU where CuPy finds one.
+(:mod:`hwsim.kernels.overlap`) on this machine's CPU, and on a GPU where CuPy finds one.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from hwsim.systems.t3 import (
     simulate_sublayer,
 )
 from hwsim.workloads.tensor_parallel import SUBLAYERS, T3_CASES, sublayer_gemm
-from suites.registry import SuiteContext, SuiteResult
+from hwsim.suites.registry import SuiteContext, SuiteResult
 
 SUITE_NAME = "t3"
 COMPARISON_HARDWARE = "h100-sxm"
@@ -172,8 +172,8 @@ def _host_bandwidth(ctx: SuiteContext) -> tuple[str, float, float, list[str]]:
         hw = load_hardware("host")
         return hw.name, hw.device.memory.bandwidth_bytes_per_s, hw.device.sram_bytes, []
     except HardwareError:
-        from kernels.microbench import stream_triad_points
-        from suites.calibrate import cpu_facts
+        from hwsim.kernels.microbench import stream_triad_points
+        from hwsim.suites.calibrate import cpu_facts
 
         import os
 
@@ -193,7 +193,7 @@ def _load_average() -> str:
 def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str]]:
     import os
 
-    from kernels.overlap import CPU_BUFFER_BYTES, QUICK_CPU_BUFFER_BYTES, cpu_control_slowdown, cpu_overlap_points
+    from hwsim.kernels.overlap import CPU_BUFFER_BYTES, QUICK_CPU_BUFFER_BYTES, cpu_control_slowdown, cpu_overlap_points
 
     name, bandwidth, llc, notes = _host_bandwidth(ctx)
     units = max(2, os.cpu_count() or 2)
@@ -244,7 +244,7 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str]]:
 
 
 def _gpu_records(ctx: SuiteContext) -> list[Record]:
-    from kernels.overlap import gpu_overlap_points
+    from hwsim.kernels.overlap import gpu_overlap_points
 
     try:
         hw = load_hardware("host-gpu")
@@ -362,7 +362,7 @@ class T3Suite:
             cpu_records, cpu_notes = _cpu_records(ctx)
             records += cpu_records
             notes += cpu_notes
-            from kernels.gpu import gpu_available, gpu_unavailable_reason
+            from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
 
             if gpu_available():
                 records += _gpu_records(ctx)

@@ -1,6 +1,6 @@
 """Suites that misbehave on purpose, for the sweep tests: one case fails, or one is interrupted.
 
-Registered by the tests through ``suites.registry.BUILTIN_SUITES``; sweep workers import this
+Registered by the tests through ``hwsim.suites.registry.BUILTIN_SUITES``; sweep workers import this
 module by its target (pool and Dask workers inherit the test process's ``sys.path``).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from hwsim.records import Record
-from suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
+from hwsim.suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
 
 INTERRUPT_ENV = "HWSIM_TEST_SWEEP_INTERRUPT"
 

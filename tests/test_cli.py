@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from hwsim.records import Record, write_results
-from suites.cli import main
+from hwsim.suites.cli import main
 
 
 def _one_line_error(capsys, argv, fragment):
@@ -58,6 +58,6 @@ def test_compare_markdown_to_file(capsys, tmp_path):
 
 
 def test_console_script_runs_as_a_process():
-    done = subprocess.run([sys.executable, "-m", "suites.cli", "hw", "show", "nope"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "hwsim.suites.cli", "hw", "show", "nope"], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

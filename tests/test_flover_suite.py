@@ -7,8 +7,8 @@ import io
 from rich.console import Console
 
 from hwsim.hardware import load_hardware
-from suites import flover as F
-from suites.registry import SuiteContext, get_suite
+from hwsim.suites import flover as F
+from hwsim.suites.registry import SuiteContext, get_suite
 
 
 def _ctx() -> SuiteContext:

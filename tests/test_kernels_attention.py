@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.attention import attention_cupy, attention_numba, attention_ref, quantize_keys
-from kernels.gpu import gpu_available, gpu_unavailable_reason
+from hwsim.kernels.attention import attention_cupy, attention_numba, attention_ref, quantize_keys
+from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
 
 
 def _inputs(seed: int, h: int, lq: int, lk: int, d: int, dtype=np.float32, sharp: float = 1.0):

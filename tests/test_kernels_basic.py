@@ -1,4 +1,4 @@
-"""Correctness and validation tests for kernels.basic, kernels.measure and kernels.gpu."""
+"""Correctness and validation tests for hwsim.kernels.basic, .measure and .gpu."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import basic as B
-from kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason, require_gpu
-from kernels.measure import Timing, measure
+from hwsim.errors import MeasurementError
+from hwsim.kernels import basic as B
+from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason, require_gpu
+from hwsim.kernels.measure import Timing, measure
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -260,7 +261,7 @@ def test_gpu_probe_is_consistent():
         assert reason.startswith(("CuPy is not installed", "CuPy failed to import", "no CUDA device", "no usable"))
         with pytest.raises(GpuUnavailable, match=reason[:20]):
             require_gpu()
-        assert issubclass(GpuUnavailable, RuntimeError)
+        assert issubclass(GpuUnavailable, MeasurementError)
 
 
 @pytest.mark.parametrize("op", B.OPS)
@@ -307,8 +308,8 @@ def test_gpu_measure_uses_events():
 
 def test_kernels_import_without_simulator_deps():
     code = (
-        "import sys, kernels, kernels.basic, kernels.measure, kernels.gpu, kernels.microbench\n"
-        "bad = sorted(m for m in ('simpy', 'pulp', 'hwsim') if m in sys.modules)\n"
+        "import sys, hwsim.kernels, hwsim.kernels.basic, hwsim.kernels.measure, hwsim.kernels.gpu, hwsim.kernels.microbench\n"
+        "bad = sorted(m for m in ('simpy', 'pulp') if m in sys.modules)\n"
         "assert not bad, bad\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

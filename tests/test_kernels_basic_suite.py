@@ -10,9 +10,9 @@ import yaml
 from hwsim.engine import Simulation
 from hwsim.hardware import load_hardware, load_hardware_file
 from hwsim.records import read_results
-from suites.calibrate import cpu_hardware, write_hardware
-from suites.cli import main
-from suites.kernels_basic import _cases, cost, simulate
+from hwsim.suites.calibrate import cpu_hardware, write_hardware
+from hwsim.suites.cli import main
+from hwsim.suites.kernels_basic import _cases, cost, simulate
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +74,7 @@ def test_run_all_writes_one_file_per_suite(tmp_path, capsys):
 
 
 def test_calibration_fit_survives_a_noisy_machine():
-    from suites.calibrate import CalibrationError, _fit
+    from hwsim.suites.calibrate import CalibrationError, _fit
 
     # true rate 100 units/s and 0.5 s fixed cost; the largest run was slowed by a neighbour
     fit = _fit([(10, 0.6), (100, 1.5), (1000, 10.5), (10000, 180.0)], "toy")

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from kernels import decode as D
-from kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
+from hwsim.kernels import decode as D
+from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
 
 SMALL = D.LayerShape(hidden=64, heads=4, ffn=128)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import moe
-from kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
+from hwsim.kernels import moe
+from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
 
 
 @pytest.mark.parametrize("skew", [0.0, 1.0, 2.5])

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kernels.gpu import gpu_available, gpu_unavailable_reason
-from kernels.topk import topk_argpartition, topk_cupy, topk_numba, topk_ref
+from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
+from hwsim.kernels.topk import topk_argpartition, topk_cupy, topk_numba, topk_ref
 
 
 @st.composite
@@ -56,7 +56,7 @@ def test_reference_selects_the_k_largest_with_leftmost_ties(case):
 @pytest.mark.parametrize("shape,k", [((3, 1), 1), ((4, 1000), 1), ((4, 1000), 1000), ((2, 1023), 511),
                                      ((8, 4097), 64), ((40, 2049), 700)])  # the last: the parallel path
 def test_edge_shapes_large_rows(shape, k):
-    from kernels.topk import PARALLEL_MIN_ELEMENTS
+    from hwsim.kernels.topk import PARALLEL_MIN_ELEMENTS
     assert shape != (40, 2049) or shape[0] * shape[1] >= PARALLEL_MIN_ELEMENTS
     rng = np.random.default_rng(3)
     for x in (rng.standard_normal(shape).astype(np.float32), np.sort(rng.standard_normal(shape), axis=1),
@@ -106,6 +106,6 @@ def test_cupy_matches_reference(shape, k):
 
 @pytest.mark.skipif(gpu_available(), reason="checks the no-GPU path")
 def test_cupy_path_skips_cleanly_without_gpu():
-    from kernels.gpu import GpuUnavailable
+    from hwsim.kernels.gpu import GpuUnavailable
     with pytest.raises(GpuUnavailable):
         topk_cupy(np.zeros((2, 5), np.float32), 1)

@@ -11,8 +11,8 @@ from rich.console import Console
 from hwsim.engine import Simulation
 from hwsim.errors import SuiteError
 from hwsim.hardware import load_hardware
-from suites.link_sharing import SUITE, simulate
-from suites.registry import SuiteContext
+from hwsim.suites.link_sharing import SUITE, simulate
+from hwsim.suites.registry import SuiteContext
 
 
 def _run(seed=0, hardware=None, **params):
@@ -63,7 +63,7 @@ def test_parameters_are_checked():
 
 def test_suite_run_takes_parameters_on_the_command_line(tmp_path, capsys):
     from hwsim.records import read_results
-    from suites.cli import main
+    from hwsim.suites.cli import main
 
     out = tmp_path / "r.json"
     assert main(["suite", "run", "link-sharing", "--param", "flows=500", "--param", "size_dist=fixed", "--out", str(out)]) == 0

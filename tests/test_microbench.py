@@ -6,8 +6,8 @@ import numba
 import numpy as np
 import pytest
 
-from kernels import microbench as M
-from kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
+from hwsim.kernels import microbench as M
+from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
 
 SMALL_SIZES_BYTES = (32 * 1024, 256 * 1024, 2 * 1024 * 1024)
 SMALL_WORKS_FLOPS = (1e6, 1e7, 1e8)

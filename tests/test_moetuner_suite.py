@@ -8,8 +8,8 @@ from io import StringIO
 import pytest
 from rich.console import Console
 
-from suites.moetuner import PAPER_SPEEDUP, SOLVERS, SUITE, tp_rank
-from suites.registry import SuiteContext, get_suite
+from hwsim.suites.moetuner import PAPER_SPEEDUP, SOLVERS, SUITE, tp_rank
+from hwsim.suites.registry import SuiteContext, get_suite
 
 
 def test_quick_suite(tmp_path, monkeypatch):

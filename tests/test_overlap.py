@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from hwsim.systems.overlap import KernelFootprint, OverlapError, predict_concurrent
-from kernels.gpu import gpu_available, gpu_unavailable_reason
-from kernels.overlap import OverlapPoint, fma_stream, fma_stream_reference, time_pair, vector_add
+from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
+from hwsim.kernels.overlap import OverlapPoint, fma_stream, fma_stream_reference, time_pair, vector_add
 
 
 def test_ample_bandwidth_and_units_predict_no_slowdown():
@@ -77,7 +77,7 @@ def test_overlap_point_efficiency_definition():
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason=f"GPU contention sweep: {gpu_unavailable_reason()}")
 def test_gpu_overlap_points_run():
-    from kernels.overlap import gpu_overlap_points
+    from hwsim.kernels.overlap import gpu_overlap_points
 
     points = gpu_overlap_points(grid_blocks=(8, 132), buffer_bytes=(96 * 2**20,), gemm_size=2048, repeats=3)
     assert len(points) == 2

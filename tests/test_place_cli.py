@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from suites.cli import main
+from hwsim.suites.cli import main
 
 
 def _write(tmp_path, text, name="p.yaml"):

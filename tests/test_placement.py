@@ -10,10 +10,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from placement import (Placement, PlacementError, PlacementProblem, get_solver, objective, solve, solver_targets,
+from hwsim.placement import (Placement, PlacementError, PlacementProblem, get_solver, objective, solve, solver_targets,
                        validate)
-from placement.heuristics import EplbSolver, GreedySolver
-from placement.ilp import MoETunerSolver, lower_bound
+from hwsim.placement.heuristics import EplbSolver, GreedySolver
+from hwsim.placement.ilp import MoETunerSolver, lower_bound
 
 HEURISTICS = ("contiguous", "round-robin", "greedy", "eplb")
 
@@ -241,7 +241,7 @@ def test_unknown_solver_lists_known():
 
 PLUGIN = textwrap.dedent('''
     import numpy as np
-    from placement import Placement
+    from hwsim.placement import Placement
 
     class ReverseSolver:
         """Expert i on GPU G-1-(i mod G): a third-party solver for the plug-in test."""
@@ -274,7 +274,7 @@ def test_plugin_found_through_entry_point(plugin_dir):
 def test_plugin_cannot_shadow_a_builtin(plugin_dir):
     (plugin_dir / "hwsim_reverse-0.1.dist-info" / "entry_points.txt").write_text(
         "[hwsim.placement]\ngreedy = hwsim_reverse:ReverseSolver\n")
-    assert solver_targets()["greedy"][0] == "placement.heuristics:GreedySolver"
+    assert solver_targets()["greedy"][0] == "hwsim.placement.heuristics:GreedySolver"
 
 
 def test_cli_place_runs_a_plugin_in_a_fresh_process(plugin_dir, tmp_path):
@@ -282,7 +282,7 @@ def test_cli_place_runs_a_plugin_in_a_fresh_process(plugin_dir, tmp_path):
     problem.write_text('{"gpus": 2, "capacity": 2, "loads": [[1, 2, 3, 4], [4, 3, 2, 1]]}')
     out = tmp_path / "out.json"
     env_path = f"{plugin_dir}{__import__('os').pathsep}{__import__('os').getcwd()}"
-    run = subprocess.run([sys.executable, "-m", "suites.cli", "place", "--solver", "reverse", "--problem", str(problem),
+    run = subprocess.run([sys.executable, "-m", "hwsim.suites.cli", "place", "--solver", "reverse", "--problem", str(problem),
                           "--out", str(out)], capture_output=True, text=True, env={**__import__('os').environ,
                                                                                   "PYTHONPATH": env_path})
     assert run.returncode == 0, run.stderr
@@ -293,5 +293,5 @@ def test_cli_place_runs_a_plugin_in_a_fresh_process(plugin_dir, tmp_path):
 
 
 def test_placement_imports_neither_simpy_nor_hwsim():
-    code = "import sys, placement, placement.ilp, placement.routing; assert 'simpy' not in sys.modules, 'simpy'"
+    code = "import sys, hwsim.placement, hwsim.placement.ilp, hwsim.placement.routing; assert 'simpy' not in sys.modules, 'simpy'"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

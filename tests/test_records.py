@@ -9,7 +9,8 @@ import pytest
 from hwsim.errors import RecordsError
 from hwsim.fileio import write_json_atomic
 from hwsim.records import Provenance, Record, read_results, write_results
-from suites.compare import compare, render
+from hwsim.suites.compare import compare, to_csv, to_json, to_table
+from hwsim.suites.render import render_document
 
 
 def rec(metric="time", value=1.0, source="simulated", **case):
@@ -77,11 +78,32 @@ def test_compare_refuses_conflicting_duplicates():
 
 @pytest.mark.parametrize("fmt", ["markdown", "csv", "json"])
 def test_every_format_carries_the_error(fmt):
-    text = render(compare([rec(value=1.5), rec(value=1.0, source="measured")]), fmt)
+    c = compare([rec(value=1.5), rec(value=1.0, source="measured")])
+    text = {"json": to_json, "csv": to_csv}.get(fmt, lambda c: render_document([to_table(c)], "markdown"))(c)
     if fmt == "json":
         data = json.loads(text)
         assert data["summary"]["worst_abs_rel_error"] == pytest.approx(0.5)
+        assert data["rows"][0]["within_tolerance"] is False
     elif fmt == "csv":
-        assert text.splitlines()[1].endswith(",0.5")
+        assert text.splitlines()[1].endswith(",0.5,False")
     else:
         assert "+50.0%" in text and "median |rel error|: 50.0%" in text
+
+
+def test_paper_records_join_against_paper_with_the_one_tolerance_rule():
+    paper = Record("toy", {"n": 1}, "time", 1.2, "s", "paper", "cpu", citation="Toy'24 Fig. 3")
+    records = [rec(value=1.0), rec(value=0.5, source="measured"), paper]
+    vs_paper = compare(records, against="paper")
+    assert vs_paper.against == "paper"
+    (row,) = vs_paper.rows
+    assert row.measured == 1.2 and row.within  # |1.0 - 1.2| / 1.2 = 16.7% <= 25%
+    (row,) = compare(records).rows  # the default reference is the measurement, which is 100% off
+    assert row.measured == 0.5 and row.within is False
+    assert "simulated vs paper" in render_document([to_table(vs_paper)], "markdown")
+
+
+def test_paper_citation_round_trips(tmp_path):
+    paper = Record("toy", {"n": 1}, "time", 1.2, "s", "paper", "cpu", citation="Toy'24 Fig. 3")
+    write_results(tmp_path / "r.json", [paper])
+    (back,) = read_results(tmp_path / "r.json")
+    assert back.citation == "Toy'24 Fig. 3" and back.source == "paper"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from placement import PlacementError
-from placement.routing import (affinity, fit_model, load_cv, load_routing, routing_file, sample_trace,
+from hwsim.placement import PlacementError
+from hwsim.placement.routing import (affinity, fit_model, load_cv, load_routing, routing_file, sample_trace,
                                synthetic_model)
 
 

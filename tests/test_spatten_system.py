@@ -14,7 +14,7 @@ from hwsim.hardware import load_hardware
 from hwsim.systems.spatten import (BREAKDOWN, CONFIGS, SpAttenConfig, SpAttenError, dense_baseline, simulate,
                                    topk_engine, topk_engine_mean_cycles)
 from hwsim.systems.spatten_workloads import WORKLOADS, SpAttenWorkload, WorkloadError
-from kernels.topk import topk_ref
+from hwsim.kernels.topk import topk_ref
 
 HW = load_hardware("spatten")
 
@@ -157,7 +157,7 @@ def test_suite_quick_run_reports_headline_and_topk_rows(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the figure goes to ./results/spatten/
     from rich.console import Console
 
-    from suites.registry import SuiteContext, get_suite
+    from hwsim.suites.registry import SuiteContext, get_suite
 
     ctx = SuiteContext(hardware=None, quick=True, console=Console(file=open(tmp_path / "out.txt", "w")))
     result = get_suite("spatten").run(ctx)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from hwsim.hardware import load_hardware
-from suites.registry import get_suite
-from suites.sweep.grid import SweepError, expand
-from suites.sweep.overrides import OverrideError, apply, resolve
+from hwsim.suites.registry import get_suite
+from hwsim.suites.sweep.grid import SweepError, expand
+from hwsim.suites.sweep.overrides import OverrideError, apply, resolve
 
 LINK = get_suite("link-sharing")
 

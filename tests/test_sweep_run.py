@@ -15,10 +15,10 @@ from rich.console import Console
 
 import sweep_test_suites
 from hwsim.records import read_results
-from suites import registry
-from suites.cli import main
-from suites.sweep import expand, run_sweep
-from suites.sweep.executors import DaskBackend, ProcessBackend, SerialBackend, dask_available, make_backend
+from hwsim.suites import registry
+from hwsim.suites.cli import main
+from hwsim.suites.sweep import expand, run_sweep
+from hwsim.suites.sweep.executors import DaskBackend, ProcessBackend, SerialBackend, dask_available, make_backend
 
 REPO = Path(__file__).resolve().parents[1]
 # small but real: link-sharing simulates every flow of every case on the engine
@@ -132,7 +132,7 @@ def test_stopped_sweep_process_reruns_only_the_unfinished_cases(executor, sig, t
     grid_file.write_text(json.dumps(doc))  # JSON is YAML
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "suites.cli", "sweep", "link-sharing", "--grid", str(grid_file),
+    proc = subprocess.Popen([sys.executable, "-m", "hwsim.suites.cli", "sweep", "link-sharing", "--grid", str(grid_file),
                              "--out", str(out), "--executor", executor, "--workers", "2"], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -226,7 +226,7 @@ def test_sweep_on_a_running_dask_cluster_via_scheduler_address(serial_run, tmp_p
 
 def test_where_picks_records_and_overridden_hardware_names_do_not_split_lines(flaky):
     from hwsim.records import Record
-    from suites.sweep import report
+    from hwsim.suites.sweep import report
 
     grid = expand({"axes": {"x": [1, 2]}}, "grid.yaml", flaky)
     records = {}

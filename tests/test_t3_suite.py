@@ -7,8 +7,8 @@ import io
 import pytest
 from rich.console import Console
 
-from suites.registry import SuiteContext, get_suite
-from suites.t3 import PAPER, CaseResult, figure_value, within
+from hwsim.suites.registry import SuiteContext, get_suite
+from hwsim.suites.t3 import PAPER, CaseResult, figure_value, within
 
 
 def test_within_tolerance_is_relative_to_the_paper():

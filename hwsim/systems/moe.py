@@ -34,11 +34,11 @@ import simpy
 
 from hwsim.costs import itemsize, roofline
 from hwsim.engine import Simulation, Tracer
-from hwsim.errors import HwsimError
+from hwsim.errors import SimulationError
 from hwsim.hardware import Hardware
 
 
-class MoEError(HwsimError):
+class MoEError(SimulationError):
     """An MoE workload or layer input is inconsistent with the hardware."""
 
 

@@ -16,10 +16,10 @@ from typing import Generator
 import simpy
 
 from hwsim.engine import Simulation
-from hwsim.errors import HwsimError
+from hwsim.errors import SimulationError
 
 
-class OverlapError(HwsimError):
+class OverlapError(SimulationError):
     """A kernel footprint or machine description the predictor cannot use."""
 
 

@@ -47,7 +47,7 @@ import simpy
 
 from hwsim.costs import OpCost, gemm, memcpy, softmax
 from hwsim.engine import Flow, SharedBandwidth, Simulation, Tracer
-from hwsim.errors import HwsimError
+from hwsim.errors import SimulationError
 from hwsim.hardware import Hardware
 from hwsim.hardware.model import Device
 from hwsim.systems.spatten_workloads import SpAttenWorkload
@@ -77,7 +77,7 @@ def in_order(capacity_bytes_per_s: float, flows: Sequence[Flow]) -> None:
         f.rate_bytes_per_s = capacity_bytes_per_s if i == 0 else 0.0
 
 
-class SpAttenError(HwsimError):
+class SpAttenError(SimulationError):
     """The SpAtten model was asked for something it does not model."""
 
 

@@ -27,11 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwsim.errors import HwsimError
+from hwsim.errors import WorkloadError
 
-
-class WorkloadError(HwsimError):
-    """A SpAtten workload is inconsistent (a keep-ratio out of range, a schedule of the wrong length)."""
 
 
 @dataclass(frozen=True)

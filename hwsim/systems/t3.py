@@ -30,7 +30,7 @@ import simpy
 from hwsim.costs import itemsize
 from hwsim.engine import Flow, SharedBandwidth, Simulation, max_min_fair
 from hwsim.engine.bandwidth import Allocator
-from hwsim.errors import HwsimError
+from hwsim.errors import SimulationError
 from hwsim.hardware import Hardware
 from hwsim.workloads.tensor_parallel import TPGemm
 
@@ -39,7 +39,7 @@ GEMM_LABEL = "gemm"
 """HBM flows whose label starts with this are the GEMM's: MCA gives them priority."""
 
 
-class T3Error(HwsimError):
+class T3Error(SimulationError):
     """A strategy or parameter the T3 model cannot run (e.g. a collective taking every CU)."""
 
 

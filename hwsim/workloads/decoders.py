@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwsim.errors import HwsimError
+from hwsim.errors import WorkloadError
 
-
-class WorkloadError(HwsimError):
-    """An unknown model name or a malformed trace or workload description."""
 
 
 @dataclass(frozen=True)

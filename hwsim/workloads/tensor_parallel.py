@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwsim.errors import HwsimError
+from hwsim.errors import WorkloadError
 
-
-class WorkloadError(HwsimError):
-    """An unknown model or sublayer name, or a TP degree that does not divide the model."""
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ case anywhere, ``executors`` hands cases to Dask (or a process pool, or this pro
 keeps one atomic file per case so a sweep resumes, ``report`` draws the summary and figure.
 """
 
-from suites.sweep.executors import EXECUTORS, make_backend
-from suites.sweep.grid import Case, Grid, SweepError, expand, read_grid_file
-from suites.sweep.runner import SweepReport, run_sweep
+from hwsim.suites.sweep.executors import EXECUTORS, make_backend
+from hwsim.suites.sweep.grid import Case, Grid, SweepError, expand, read_grid_file
+from hwsim.suites.sweep.runner import SweepReport, run_sweep
 
 __all__ = ["Case", "EXECUTORS", "Grid", "SweepError", "SweepReport", "expand", "make_backend", "read_grid_file", "run_sweep"]

@@ -13,8 +13,8 @@ import os
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Callable, Protocol
 
-from suites.sweep.grid import SweepError
-from suites.sweep.worker import Outcome, Task, error_info, run_case
+from hwsim.suites.sweep.grid import SweepError
+from hwsim.suites.sweep.worker import Outcome, Task, error_info, run_case
 
 OnDone = Callable[[Outcome], None]
 # A case is pure-Python CPU work: the worker's statistical profiler (a stack walk every 10 ms

@@ -13,7 +13,7 @@
     cases:                           # explicit extra cases (over 'fixed')
       - {load: 0.95}
 
-Keys starting ``hw.`` are hardware overrides (:mod:`suites.sweep.overrides`); ``hardware`` picks
+Keys starting ``hw.`` are hardware overrides (:mod:`hwsim.suites.sweep.overrides`); ``hardware`` picks
 the base hardware; every other key is a suite parameter, checked against the parameters the
 suite declares. Every case is checked before any runs, and an error names the file, the field
 and the value.
@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from hwsim.errors import HwsimError, SuiteError
+from hwsim.errors import ConfigError, HwsimError, SuiteError
 from hwsim.hardware import Hardware, load_hardware
 from hwsim.fileio import read_yaml_file
 from hwsim.records import CaseValue
-from suites.registry import Suite, resolve_params, suite_target
-from suites.sweep import overrides as ov
+from hwsim.suites.registry import Suite, resolve_params, suite_target
+from hwsim.suites.sweep import overrides as ov
 
 HARDWARE_KEY = "hardware"
 TOP_KEYS = {"suite", "hardware", "quick", "seed", "metric", "fixed", "axes", "zip", "cases"}
@@ -43,7 +43,7 @@ SEED_MODULUS = 2**32  # a case seed fits every generator, numpy's legacy seeding
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-class SweepError(HwsimError):
+class SweepError(ConfigError):
     """A sweep grid or its options are malformed, or a sweep directory is inconsistent."""
 
 

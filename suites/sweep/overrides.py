@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Mapping
 
-from hwsim.errors import HardwareError, HwsimError
+from hwsim.errors import ConfigError, HardwareError
 from hwsim.hardware import Hardware, dump_hardware, parse_hardware
 from hwsim.hardware.model import Device, Efficiency, Engine, Link, Memory, Topology
 from hwsim.hardware.units import UNITS, UnitError, parse_quantity
@@ -39,7 +39,7 @@ _TEXT_FIELDS = {"kind", "description"}
 _FRACTION_FIELDS = {"compute_max", "memory_max"}
 
 
-class OverrideError(HwsimError):
+class OverrideError(ConfigError):
     """A hardware override names no field, or gives a value the field cannot take."""
 
 

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 from rich.table import Table
 
 from hwsim.records import CaseValue, Record
-from suites.sweep.grid import Case, Grid
+from hwsim.suites.sweep.grid import Case, Grid
 
 MAX_LINES = 12
 

@@ -16,11 +16,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware
 from hwsim.records import Record, write_results
-from suites.sweep import report
-from suites.sweep.executors import Backend
-from suites.sweep.grid import Grid
-from suites.sweep.store import SweepDir
-from suites.sweep.worker import Outcome, Task
+from hwsim.suites.sweep import report
+from hwsim.suites.sweep.executors import Backend
+from hwsim.suites.sweep.grid import Grid
+from hwsim.suites.sweep.store import SweepDir
+from hwsim.suites.sweep.worker import Outcome, Task
 
 
 @dataclass

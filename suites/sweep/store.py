@@ -20,8 +20,8 @@ from typing import Any
 
 from hwsim.fileio import write_json_atomic
 from hwsim.records import Record, read_results, write_results
-from suites.sweep.grid import Case, Grid, SweepError
-from suites.sweep.worker import Outcome
+from hwsim.suites.sweep.grid import Case, Grid, SweepError
+from hwsim.suites.sweep.worker import Outcome
 
 MANIFEST_SCHEMA = "hwsim.sweep/1"
 

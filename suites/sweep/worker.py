@@ -20,8 +20,8 @@ from rich.console import Console
 
 from hwsim.hardware import Hardware
 from hwsim.records import CaseValue, Provenance, Record
-from suites.registry import SuiteContext, load_suite_target
-from suites.sweep.grid import Case
+from hwsim.suites.registry import SuiteContext, load_suite_target
+from hwsim.suites.sweep.grid import Case
 
 
 @dataclass(frozen=True)

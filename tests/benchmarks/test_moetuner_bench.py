@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from placement import objective, solve, validate
-from placement.routing import fit_model, load_routing, routing_file, sample_trace
+from hwsim.placement import objective, solve, validate
+from hwsim.placement.routing import fit_model, load_routing, routing_file, sample_trace
 
 
 def scale_problem():
-    from placement import PlacementProblem
+    from hwsim.placement import PlacementProblem
 
     model, _ = fit_model(load_routing(routing_file("olmoe-1b-7b", "arxiv")), structure_seed=0)
     trace = sample_trace(model, 2048 * 16 * 8, np.random.default_rng(0))

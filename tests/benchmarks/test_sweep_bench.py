@@ -15,9 +15,9 @@ import time
 import pytest
 from rich.console import Console
 
-from suites.registry import get_suite
-from suites.sweep import expand, run_sweep
-from suites.sweep.executors import DaskBackend, SerialBackend, dask_available
+from hwsim.suites.registry import get_suite
+from hwsim.suites.sweep import expand, run_sweep
+from hwsim.suites.sweep.executors import DaskBackend, SerialBackend, dask_available
 
 WORKERS = 2
 LOADS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.topk import topk_argpartition, topk_numba, topk_ref
+from hwsim.kernels.topk import topk_argpartition, topk_numba, topk_ref
 
 # (rows, n, k): SpAtten's local V pruning over a GPT-2 medium key cache per head and step, and a
 # large batch of token-importance rows
