@@ -1,4 +1,10 @@
-"""Atomic file writes: a results or trace file is either the old one or the complete new one."""
+"""Reading and writing files the one way hwsim does.
+
+Reads: every input file (hardware, grid, problem, trace, routing, workload, results) comes in
+through :func:`read_text_file`, which names the file and the byte offset when it is not UTF-8
+text and refuses one larger than its limit. Writes are atomic: a results or trace file is either
+the old one or the complete new one.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,28 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # a text input larger than this is almost surely the wrong file
+
+
+def read_text_file(path: str | os.PathLike[str], error: type[Exception], what: str,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The file's text, or one line of ``error`` naming the file (unreadable, too large, binary, not UTF-8)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{path}: {what} is {size} bytes, more than the {max_bytes}-byte limit for such a file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    if b"\x00" in data:
+        raise error(f"{path}: {what} is a binary file (NUL byte at offset {data.index(b'\x00')}), not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -39,10 +67,7 @@ def read_yaml_file(path: str | os.PathLike[str], error: type[Exception], what: s
     import yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    text = read_text_file(path, error, what)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
