@@ -29,8 +29,9 @@ def read_text_file(path: str | os.PathLike[str], error: type[Exception], what: s
         data = path.read_bytes()
     except OSError as exc:
         raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    if b"\x00" in data:
-        raise error(f"{path}: {what} is a binary file (NUL byte at offset {data.index(b'\x00')}), not text")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise error(f"{path}: {what} is a binary file (NUL byte at offset {nul}), not text")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
