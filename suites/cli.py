@@ -25,7 +25,7 @@ from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware, list_hardware, load_hardware
 from hwsim.records import Provenance, read_results, write_results
 from hwsim.suites import compare as compare_mod
-from hwsim.suites.registry import SuiteContext, get_suite, resolve_params, suite_parameters, suite_targets
+from hwsim.suites.registry import SuiteContext, get_suite, resolve_params, suite_info, suite_targets
 from hwsim.suites.render import FORMATS, print_tables, render_document
 from hwsim.suites.tables import Table
 
@@ -294,8 +294,8 @@ def _suite_list() -> Table:
         table.add_column(column)
     for name, (target, origin) in suite_targets().items():
         try:
-            s = get_suite(name)
-            params = ", ".join(f"{k}={v.default}" for k, v in suite_parameters(s).items()) or "—"
+            s = suite_info(name)
+            params = ", ".join(f"{k}={v}" for k, v in s.parameter_defaults.items()) or "—"
             table.add_row(name, s.default_hardware, origin, s.description, params)
         except HwsimError as exc:
             table.add_row(name, "?", origin, str(exc), "")

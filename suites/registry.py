@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
 from rich.console import Console
 
@@ -14,6 +14,9 @@ from hwsim.errors import SuiteError
 from hwsim.hardware import Hardware
 from hwsim.records import CaseValue, Record
 from hwsim.suites.tables import Table
+
+if TYPE_CHECKING:
+    from hwsim.suites.catalog import SuiteInfo
 
 ENTRY_POINT_GROUP = "hwsim.suites"
 
@@ -143,6 +146,21 @@ def get_suite(name: str) -> Suite:
         raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
     target, origin = targets[name]
     return _load(target, origin)
+
+
+def suite_info(name: str) -> SuiteInfo:
+    """What ``suite list`` shows of a suite: from the catalog for a built-in (no import), else loaded."""
+    from hwsim.suites.catalog import BUILTIN_INFO, SuiteInfo
+
+    targets = suite_targets()
+    if name not in targets:
+        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
+    target, origin = targets[name]
+    if origin == "hwsim" and name in BUILTIN_INFO:
+        return BUILTIN_INFO[name]
+    suite = _load(target, origin)
+    return SuiteInfo(suite.name, suite.description, suite.default_hardware,
+                     {k: p.default for k, p in suite_parameters(suite).items()})
 
 
 def suite_target(name: str) -> str:
