@@ -11,10 +11,10 @@ import io
 import socket
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Mapping
 
 from rich.console import Console
 
@@ -22,6 +22,7 @@ from hwsim.hardware import Hardware
 from hwsim.records import CaseValue, Provenance, Record
 from hwsim.suites.registry import SuiteContext, load_suite_target
 from hwsim.suites.sweep.grid import Case
+from hwsim.suites.threads import limited_threads
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Task:
     case: Case
     quick: bool
     hardware: Hardware | None  # loaded and overridden where the sweep started; None: the suite's default
+    threads: int = 1           # BLAS and Numba threads for the case: workers run side by side, one core each
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def run_case(task: Task) -> Outcome:
         console = Console(file=io.StringIO(), width=120)  # a case's tables are not shown mid-sweep
         ctx = SuiteContext(hardware=task.hardware, quick=task.quick, seed=case.seed, console=console,
                            params=dict(case.suite_params))
-        result = suite.run(ctx)
+        with limited_threads(task.threads, task.threads):
+            result = suite.run(ctx)
         provenance = replace(_process_provenance(),
                              created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         records = tuple(_tag(r, case.params) for r in result.records)
