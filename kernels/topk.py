@@ -50,7 +50,9 @@ __all__ = [
     "topk_argpartition",
     "topk_cupy",
     "topk_numba",
+    "topk_radix_numpy",
     "topk_ref",
+    "topk_two_pass_numpy",
 ]
 
 
@@ -371,12 +373,12 @@ template <typename F, typename U>
 __device__ __forceinline__ U to_key(F v);
 template <>
 __device__ __forceinline__ unsigned int to_key<float, unsigned int>(float v) {
-    unsigned int b = __float_as_uint(v);
+    unsigned int b = __float_as_uint(v == 0.0f ? 0.0f : v);  // -0 == +0: one key, or ties would split
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 template <>
 __device__ __forceinline__ unsigned long long to_key<double, unsigned long long>(double v) {
-    unsigned long long b = (unsigned long long)__double_as_longlong(v);
+    unsigned long long b = (unsigned long long)__double_as_longlong(v == 0.0 ? 0.0 : v);
     return (b & 0x8000000000000000ull) ? ~b : (b | 0x8000000000000000ull);
 }
 
@@ -468,24 +470,121 @@ extern "C" __global__ void radix_topk_f32(const float* x, float* v, long long* i
 extern "C" __global__ void radix_topk_f64(const double* x, double* v, long long* i, int n, int k) {
     radix_topk<double, unsigned long long>(x, v, i, n, k);
 }
+
+// Large rows, many blocks per row (grid.y = row). Pass 1: histogram of the top TOP_BITS bits of
+// every key, per block in shared memory, then added into the row's global histogram.
+#define TOP_BINS 2048
+template <typename F, typename U>
+__device__ void top_histogram(const F* __restrict__ x, unsigned int* __restrict__ hist, long long n, int shift) {
+    __shared__ unsigned int h[TOP_BINS];
+    for (int b = threadIdx.x; b < TOP_BINS; b += blockDim.x) h[b] = 0;
+    __syncthreads();
+    const F* xr = x + (long long)blockIdx.y * n;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < n; j += stride) {
+        U key = to_key<F, U>(xr[j]);
+        atomicAdd(&h[(unsigned int)(key >> shift)], 1u);
+    }
+    __syncthreads();
+    unsigned int* hr = hist + (long long)blockIdx.y * TOP_BINS;
+    for (int b = threadIdx.x; b < TOP_BINS; b += blockDim.x) {
+        if (h[b]) atomicAdd(&hr[b], h[b]);
+    }
+}
+
+// Pass 2: the index of every element whose top bits are >= the row's bin (the bin that holds the
+// k-th largest key: fewer than k elements lie above it), appended in any order; the host sorts them.
+template <typename F, typename U>
+__device__ void top_collect(const F* __restrict__ x, const int* __restrict__ bin, unsigned int* __restrict__ count,
+                            long long* __restrict__ cand, long long n, int shift) {
+    const int row = blockIdx.y;
+    const F* xr = x + (long long)row * n;
+    const unsigned int b = (unsigned int)bin[row];
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < n; j += stride) {
+        U key = to_key<F, U>(xr[j]);
+        if ((unsigned int)(key >> shift) >= b) {
+            unsigned int pos = atomicAdd(&count[row], 1u);
+            cand[(long long)row * n + pos] = j;  // capacity n per row: never overflows
+        }
+    }
+}
+
+extern "C" __global__ void top_histogram_f32(const float* x, unsigned int* h, long long n, int shift) {
+    top_histogram<float, unsigned int>(x, h, n, shift);
+}
+extern "C" __global__ void top_histogram_f64(const double* x, unsigned int* h, long long n, int shift) {
+    top_histogram<double, unsigned long long>(x, h, n, shift);
+}
+extern "C" __global__ void top_collect_f32(const float* x, const int* b, unsigned int* c, long long* i, long long n,
+                                           int shift) {
+    top_collect<float, unsigned int>(x, b, c, i, n, shift);
+}
+extern "C" __global__ void top_collect_f64(const double* x, const int* b, unsigned int* c, long long* i, long long n,
+                                           int shift) {
+    top_collect<double, unsigned long long>(x, b, c, i, n, shift);
+}
 """
 
 _CUPY_THREADS = 256
+TOP_BITS = 11            # pass 1 histograms the top 11 bits of each key (2048 bins: 8 KiB of shared memory)
+LARGE_ROW = 1 << 17      # rows this long, when there are too few to fill the GPU one block each, use 2 passes
+_FEW_ROWS = 64           # fewer rows than this leave most SMs idle with one block per row
+_KERNEL_NAMES = ("radix_topk_f32", "radix_topk_f64", "top_histogram_f32", "top_histogram_f64",
+                 "top_collect_f32", "top_collect_f64")
 
 
 def _cupy_kernels(cp: Any) -> Any:
     cached = getattr(_cupy_kernels, "_module", None)
     if cached is None:
-        cached = cp.RawModule(code=CUPY_KERNEL_SOURCE, options=("-std=c++14",),
-                              name_expressions=("radix_topk_f32", "radix_topk_f64"))
+        cached = cp.RawModule(code=CUPY_KERNEL_SOURCE, options=("-std=c++14",), name_expressions=_KERNEL_NAMES)
         _cupy_kernels._module = cached  # type: ignore[attr-defined]
     return cached
+
+
+def _rows_one_block_each(cp: Any, xd: Any, k: int) -> tuple[Any, Any]:
+    rows, n = xd.shape
+    out_v = cp.empty((rows, k), dtype=xd.dtype)
+    out_i = cp.empty((rows, k), dtype=cp.int64)
+    name = "radix_topk_f32" if xd.dtype == cp.float32 else "radix_topk_f64"
+    if rows:
+        _cupy_kernels(cp).get_function(name)((rows,), (_CUPY_THREADS,), (xd, out_v, out_i, np.int32(n), np.int32(k)))
+    return out_v, out_i
+
+
+def _rows_two_passes(cp: Any, xd: Any, k: int) -> tuple[Any, Any]:
+    """Few long rows: two reads of HBM by many blocks per row, then a one-block select among the few
+    candidates. Mirrored step by step by :func:`topk_two_pass_numpy`, which the CPU tests check."""
+    rows, n = xd.shape
+    suffix = "f32" if xd.dtype == cp.float32 else "f64"
+    shift = 8 * xd.dtype.itemsize - TOP_BITS
+    module = _cupy_kernels(cp)
+    device = cp.cuda.Device()
+    sms = int(device.attributes["MultiProcessorCount"])
+    blocks_x = max(1, min((4 * sms + rows - 1) // rows, (n + _CUPY_THREADS - 1) // _CUPY_THREADS))
+    hist = cp.zeros((rows, 1 << TOP_BITS), dtype=cp.uint32)
+    module.get_function(f"top_histogram_{suffix}")((blocks_x, rows), (_CUPY_THREADS,), (xd, hist, np.int64(n), np.int32(shift)))
+    from_top = cp.cumsum(hist[:, ::-1].astype(cp.int64), axis=1)
+    bins = ((1 << TOP_BITS) - 1 - cp.argmax(from_top >= k, axis=1)).astype(cp.int32)
+    count = cp.zeros(rows, dtype=cp.uint32)
+    cand = cp.empty((rows, n), dtype=cp.int64)
+    module.get_function(f"top_collect_{suffix}")((blocks_x, rows), (_CUPY_THREADS,),
+                                                 (xd, bins, count, cand, np.int64(n), np.int32(shift)))
+    m = int(count.max())  # >= k: the bin and everything above it hold at least k elements
+    idx = cand[:, :m]
+    idx = cp.sort(cp.where(cp.arange(m)[None, :] < count[:, None].astype(cp.int64), idx, n), axis=1)
+    vals = cp.take_along_axis(xd, cp.minimum(idx, n - 1), axis=1)
+    vals = cp.ascontiguousarray(cp.where(idx < n, vals, -cp.inf).astype(xd.dtype))  # padding: last, lowest
+    out_v, pos = _rows_one_block_each(cp, vals, k)
+    return out_v, cp.take_along_axis(idx, pos, axis=1)
 
 
 def topk_cupy(x: Any, k: int) -> tuple[Any, Any]:
     """Radix-select top-k on the GPU (``x`` a CuPy or NumPy array; results are CuPy arrays).
 
     Same contract as :func:`topk_ref`. Raises ``GpuUnavailable`` (with the reason) without a GPU.
+    Batched rows: one thread block per row. A few rows of at least :data:`LARGE_ROW` elements:
+    two passes over HBM by many blocks per row (:func:`topk_two_pass_numpy` is the same algorithm).
     """
     cp = require_gpu()
     check_topk_args(x, k)
@@ -493,10 +592,76 @@ def topk_cupy(x: Any, k: int) -> tuple[Any, Any]:
     if bool(cp.isnan(xd).any()):
         raise ValueError("x contains NaN; top-k of NaN is undefined")
     rows, n = xd.shape
-    out_v = cp.empty((rows, int(k)), dtype=xd.dtype)
-    out_i = cp.empty((rows, int(k)), dtype=cp.int64)
-    name = "radix_topk_f32" if xd.dtype == cp.float32 else "radix_topk_f64"
-    kernel = _cupy_kernels(cp).get_function(name)
-    if rows:
-        kernel((rows,), (_CUPY_THREADS,), (xd, out_v, out_i, np.int32(n), np.int32(k)))
+    if rows and rows < _FEW_ROWS and n >= LARGE_ROW:
+        return _rows_two_passes(cp, xd, int(k))
+    return _rows_one_block_each(cp, xd, int(k))
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy mirrors of the GPU algorithms, step for step, so that their logic is tested without a GPU.
+
+
+def _keys_numpy(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Order-preserving unsigned keys as the CUDA ``to_key`` makes them (as uint64), and their width."""
+    bits = 8 * x.dtype.itemsize
+    x = np.where(x == 0, np.zeros((), x.dtype), x)  # -0 and +0 compare equal: give them one key
+    raw = x.view(np.uint32 if bits == 32 else np.uint64).astype(np.uint64)
+    sign = np.uint64(1 << (bits - 1))
+    full = np.uint64((1 << bits) - 1)
+    return np.where(raw & sign, ~raw & full, raw | sign), bits
+
+
+def topk_radix_numpy(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The one-block-per-row CUDA kernel in NumPy: 8-bit digit passes find the k-th largest key and
+    how many of its ties to take, then index order keeps everything above it and the leftmost ties."""
+    check_topk_args(x, k)
+    rows = x.shape[0]
+    keys, bits = _keys_numpy(np.ascontiguousarray(x))
+    out_v = np.empty((rows, k), dtype=x.dtype)
+    out_i = np.empty((rows, k), dtype=np.int64)
+    for r in range(rows):
+        row_keys = keys[r]
+        prefix, mask, remaining = 0, 0, int(k)
+        for shift in range(bits - 8, -1, -8):
+            match = row_keys[(row_keys & np.uint64(mask)) == np.uint64(prefix)]
+            hist = np.bincount(((match >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.int64), minlength=256)
+            d = 255
+            while d > 0 and hist[d] < remaining:
+                remaining -= int(hist[d])
+                d -= 1
+            prefix |= d << shift
+            mask |= 0xFF << shift
+        kth = np.uint64(prefix)
+        eq = row_keys == kth
+        take = (row_keys > kth) | (eq & (np.cumsum(eq) <= remaining))
+        idx = np.flatnonzero(take)
+        out_i[r] = idx
+        out_v[r] = x[r, idx]
     return out_v, out_i
+
+
+def topk_two_pass_numpy(x: np.ndarray, k: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The GPU's large-row path in NumPy: histogram of the top bits (pass 1), the bin holding the k-th
+    largest, the indices at or above that bin (pass 2; ``rng`` shuffles them as atomics would), sorted,
+    padded with -inf at the end, and the one-block select among them."""
+    check_topk_args(x, k)
+    rows, n = x.shape
+    keys, bits = _keys_numpy(np.ascontiguousarray(x))
+    digit = (keys >> np.uint64(bits - TOP_BITS)).astype(np.int64)
+    found: list[np.ndarray] = []
+    for r in range(rows):
+        hist = np.bincount(digit[r], minlength=1 << TOP_BITS)
+        from_top = np.cumsum(hist[::-1])
+        b = (1 << TOP_BITS) - 1 - int(np.argmax(from_top >= k))
+        cand = np.flatnonzero(digit[r] >= b)
+        if rng is not None:
+            cand = rng.permutation(cand)
+        found.append(cand)
+    m = max(len(c) for c in found)
+    idx = np.full((rows, m), n, dtype=np.int64)
+    for r, cand in enumerate(found):
+        idx[r, :len(cand)] = cand
+    idx = np.sort(idx, axis=1)
+    vals = np.where(idx < n, np.take_along_axis(x, np.minimum(idx, n - 1), axis=1), -np.inf).astype(x.dtype)
+    out_v, pos = topk_radix_numpy(vals, k)
+    return out_v, np.take_along_axis(idx, pos, axis=1)
