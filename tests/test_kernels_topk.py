@@ -141,3 +141,35 @@ def test_two_pass_mirror_on_a_long_row_with_infinities_and_ties(dtype):
     low = -np.abs(x[:1]) - 1  # every value negative; k = n takes all, including the -inf padding's neighbours
     v, i = topk_two_pass_numpy(low, low.shape[1])
     np.testing.assert_array_equal(i, np.arange(low.shape[1])[None, :])
+
+
+@pytest.mark.parametrize("shape,k", [((3, 100_003), 10), ((2, 70_001), 1)])  # the block-skipping filter
+def test_sparse_filter_rows(shape, k):
+    rng = np.random.default_rng(4)
+    for x in (rng.standard_normal(shape).astype(np.float32), np.round(rng.standard_normal(shape), 1)):
+        ref_v, ref_i = topk_ref(x, k)
+        v, i = topk_numba(x, k, threads=1)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(v, ref_v)
+
+
+def test_a_misleading_sample_falls_back_to_the_exact_answer():
+    # the largest values sit exactly where the strided sample looks, so its threshold is too high
+    # and fewer than k elements pass the filter: the row must still come out exact
+    n, k = 4096, 256
+    x = -np.random.default_rng(6).random((2, n))
+    s = min(n // 8, max(64, 16 * n // k), 1024)
+    x[:, :: n // s] += 10.0
+    ref_v, ref_i = topk_ref(x, k)
+    v, i = topk_numba(x, k, threads=1)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_array_equal(v, ref_v)
+
+
+def test_threads_split_rows_without_changing_the_answer():
+    x = np.random.default_rng(8).standard_normal((600, 4000)).astype(np.float32)  # >= PARALLEL_MIN_ELEMENTS
+    one = topk_numba(x, 50, threads=1)
+    two = topk_numba(x, 50, threads=2)
+    np.testing.assert_array_equal(one[1], two[1])
+    with pytest.raises(ValueError, match="threads"):
+        topk_numba(x, 50, threads=0)
