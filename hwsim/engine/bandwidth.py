@@ -113,11 +113,14 @@ class SharedBandwidth:
             raise ValueError(f"{self.name}: weight must be positive, got {weight!r}")
         if cap_bytes_per_s is not None and not cap_bytes_per_s > 0:
             raise ValueError(f"{self.name}: cap_bytes_per_s must be positive, got {cap_bytes_per_s!r}")
-        done = self.env.event()
+        env = self.env
+        done = env.event()
         if nbytes == 0:
             return done.succeed(0.0)
-        self._advance()
-        flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, done, label, self.env.now)
+        now = env.now
+        if now != self._updated_s:  # (within one instant there is nothing to advance)
+            self._advance()
+        flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, done, label, now)
         if self.tracer is not None:
             flow.lane = self._lanes.take()
         self.flows.append(flow)
@@ -184,19 +187,33 @@ class SharedBandwidth:
             return  # superseded by an earlier timer
         self._timer = None
         self._timer_at = math.inf
-        self._advance()
-        if self._due_s > self.env.now:  # arrivals since it was set pushed the next completion later
+        now = self.env.now
+        if self._due_s > now:  # arrivals since it was set pushed the next completion later
+            self._advance()
             self._reschedule()
             return
+        # advance every flow to now and sort out the finished ones in one loop (as _advance would)
         still: list[Flow] = []
         finished: list[Flow] = []
-        for f in self.flows:
-            (finished if f.remaining_bytes <= self._DONE_FRACTION * f.size_bytes else still).append(f)
+        done_fraction = self._DONE_FRACTION
+        elapsed = now - self._updated_s
+        if elapsed > 0 and self.flows:
+            self.busy_s += elapsed
+            moved = 0.0
+            for f in self.flows:
+                step = f.rate_bytes_per_s * elapsed
+                f.remaining_bytes -= step
+                moved += step
+                (finished if f.remaining_bytes <= done_fraction * f.size_bytes else still).append(f)
+            self.bytes_moved += moved
+        else:
+            for f in self.flows:
+                (finished if f.remaining_bytes <= done_fraction * f.size_bytes else still).append(f)
+        self._updated_s = now
         if not finished:  # rounding left a sliver: finish the flow that was due
             due = min(self.flows, key=lambda f: f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf)
             finished, still = [due], [f for f in self.flows if f is not due]
         self.flows = still
-        now = self.env.now
         for f in finished:
             self.bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
             f.remaining_bytes = 0.0
@@ -218,5 +235,6 @@ class SharedBandwidth:
 
     def _settle(self, _event: simpy.Event) -> None:
         self._settling = False
-        self._advance()
+        if self.env.now != self._updated_s:
+            self._advance()
         self._reschedule()
