@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -25,6 +25,8 @@ class Request:
     arrival_s: float
     prompt_tokens: int
     gen_tokens: int
+    line: int = 0
+    """Line of the trace file this request came from (0: not from a file), for messages."""
 
     def __post_init__(self) -> None:
         if not self.arrival_s >= 0 or self.prompt_tokens < 1 or self.gen_tokens < 1:
