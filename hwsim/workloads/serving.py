@@ -63,8 +63,8 @@ def uniform_lengths(n: int, low: int, high: int, rng: np.random.Generator) -> np
     return rng.integers(low, high + 1, size=n)
 
 
-def make_requests(arrivals_s: Sequence[float], prompt_tokens: int | Sequence[int],
-                  gen_tokens: int | Sequence[int]) -> list[Request]:
+def make_requests(arrivals_s: Sequence[float] | np.ndarray, prompt_tokens: int | Sequence[int] | np.ndarray,
+                  gen_tokens: int | Sequence[int] | np.ndarray) -> list[Request]:
     """Zip arrivals with (scalar or per-request) prompt and generation lengths."""
     n = len(arrivals_s)
     prompts = np.broadcast_to(np.asarray(prompt_tokens), (n,))
