@@ -344,8 +344,9 @@ def _trace(ctx: SuiteContext, hw: Hardware, out: _Out, params: dict, results: di
     out.add(base_case, "refused_requests", len(refused), "1")
     if refused:
         lines = ", ".join(str(r.line) for r in refused[:10]) + (", ..." if len(refused) > 10 else "")
+        why = "the model's context" if not params["max_context"] else "max_context"
         out.notes.append(f"trace {name}: refused {len(refused)} of {len(requests)} requests longer than "
-                         f"{max_context} tokens (prompt + output; the model's context): lines {lines}")
+                         f"{max_context} tokens (prompt + output; {why}): lines {lines}")
     if not served:
         raise HwsimError(f"trace {name}: every request is longer than {max_context} tokens")
     cfg = ServingConfig(model, hw, tp=tp, max_seq_tokens=max_context)
@@ -368,6 +369,7 @@ def _trace(ctx: SuiteContext, hw: Hardware, out: _Out, params: dict, results: di
     thr.add_column("events", justify="right")
     thr.add_column("sim wall", "s", number_format=".2f")
     longest_lone = 0.0
+    overloaded: list[str] = []
     for make in _trace_schedulers():
         scheduler_name = make().name
         try:
@@ -401,10 +403,12 @@ def _trace(ctx: SuiteContext, hw: Hardware, out: _Out, params: dict, results: di
         thr.add_row(scheduler_name, result.instances, goodput, result.tokens_per_s, drain, result.mean_normalised,
                     result.events, wall)
         if drain > OVERLOAD_DRAIN:
-            out.notes.append(f"trace {name}: {scheduler_name} is overloaded (offered load > 1): it needs {drain:.1f}x "
-                             "the trace's span to drain, so queues grow through the run and its latencies measure "
-                             "the backlog, not the service")
+            overloaded.append(f"{scheduler_name} ({drain:.1f}x)")
     out.tables += [lat, thr]
+    if overloaded:
+        out.notes.append(f"trace {name}: overloaded (offered load > 1): {', '.join(overloaded)} need that multiple of "
+                         "the trace's span to drain (drain ratio), so their queues grow through the run and their "
+                         "latencies measure the backlog, not the service")
     out.notes.append(f"trace {name}: contiguous schedulers preallocate {max_context}-token slots (the model's context), "
                      f"{cost.slots()} fit beside one weight copy; FasterTransformer instances each hold their own "
                      f"weights; the paged cache holds {cost.kv_blocks()} blocks of {cfg.block_tokens} tokens. "

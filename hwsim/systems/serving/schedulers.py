@@ -98,6 +98,10 @@ class ContinuousPaged(BatchScheduler):
         self._base = np.zeros(0, dtype=np.int64)   # ctx0 - at_iter of each request in ``order``
         self._floor = np.zeros(0, dtype=np.int64)  # ctx0 + 1: pages held from admission on
         self.run = run
+        too_long = next((r for r in run.requests if self._blocks(r.prompt_tokens + r.gen_tokens) > self.blocks), None)
+        if too_long is not None:  # it would be preempted by itself forever: refuse it before the run
+            raise WorkloadError(f"request {too_long.rid}{_line(too_long)}: {too_long.prompt_tokens} + "
+                                f"{too_long.gen_tokens} tokens need more KV blocks than the device's {self.blocks}")
 
     def _blocks(self, tokens: int) -> int:
         return -(-tokens // self.block_tokens)
