@@ -194,6 +194,9 @@ def test_decode_time_is_nearly_flat_in_batch_while_weights_dominate():
     warm = dataclasses.replace(HW, device=dataclasses.replace(HW.device, sram_bandwidth_bytes_per_s=5e12))
     for c in (cost, IterationCost(ServingConfig(GPTJ.model, warm))):  # vectorised == scalar roofline, on-chip rule too
         assert c.decode_times(16, kv) == pytest.approx([c.decode_time(16, int(k)) for k in kv], rel=1e-12)
+        times, nbytes = c.decode_profile(16, kv)  # the one-pass form the instances use
+        assert times == pytest.approx(c.decode_times(16, kv), rel=1e-14)
+        assert nbytes == pytest.approx(c.decode_bytes(16, kv), rel=1e-14)
 
 
 class AtMostTwo(BatchScheduler):

@@ -166,6 +166,21 @@ class IterationCost:
         att = ops.roofline(self.device, "attention", flops, nbytes, self.dtype)
         return self.dense(rows)[0] + self.config.model.layers * att.time_s
 
+    def decode_profile(self, rows: int, kv_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds, bytes) of each decode iteration: :meth:`decode_times` and :meth:`decode_bytes` in one pass."""
+        kv = np.asarray(kv_tokens, float)
+        flops, nbytes = self.attention_work(rows, kv)
+        compute_s = (flops + self._cmp_half) / self._cmp_rate
+        memory_s = (nbytes + self._mem_half) / self._mem_rate
+        sram_bw = self.device.sram_bandwidth_bytes_per_s
+        if sram_bw is not None:
+            on_chip_s = (nbytes + self._mem_half) / (sram_bw * self.device.efficiency.memory_max)
+            memory_s = np.where(nbytes <= self.device.sram_bytes, on_chip_s, memory_s)
+        layers = self.config.model.layers
+        dense_s, dense_bytes = self.dense(rows)
+        return (dense_s + layers * (self.device.launch_overhead_s + np.maximum(compute_s, memory_s)),
+                dense_bytes + layers * nbytes)
+
     def decode_bytes(self, rows: int, kv_tokens: np.ndarray) -> np.ndarray:
         return self.dense(rows)[1] + self.config.model.layers * self.attention_work(rows, np.asarray(kv_tokens, float))[1]
 

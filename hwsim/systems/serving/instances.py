@@ -78,8 +78,10 @@ class ConcurrentInstances(Scheduler):
             run.first_tokens([req], env.now)
             kv = req.prompt_tokens + 1.0 + np.arange(req.gen_tokens, dtype=float)
             cuts = np.arange(0, req.gen_tokens, chunk)
-            times = np.add.reduceat(cost.decode_times(1, kv), cuts)
-            sizes = np.add.reduceat(cost.decode_bytes(1, kv), cuts)
+            each_s, each_bytes = cost.decode_profile(1, kv)
+            run.note_lone(req, pre_s + float(each_s.sum()))
+            times = np.add.reduceat(each_s, cuts)
+            sizes = np.add.reduceat(each_bytes, cuts)
             for t, b in zip(times.tolist(), sizes.tolist()):
                 yield hbm.transfer(b, cap_bytes_per_s=b / t, label=f"decode {req.rid}")
             run.iterations += req.gen_tokens

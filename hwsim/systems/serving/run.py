@@ -174,6 +174,10 @@ class ServingRun:
             self._lone[key] = hit
         return hit
 
+    def note_lone(self, req: Request, lone_s: float) -> None:
+        """A scheduler that already costed ``req`` alone hands the figure over (saves recomputing it)."""
+        self._lone.setdefault((req.prompt_tokens, req.gen_tokens), lone_s)
+
     def first_tokens(self, reqs: Sequence[Request], when_s: float) -> None:
         """Note the end of these requests' first prefill (a recomputation after preemption does not count)."""
         for req in reqs:
