@@ -17,7 +17,12 @@ from hwsim.hardware import load_hardware
 from hwsim.suites.flover import _trace_schedulers
 from hwsim.systems.serving import ServingConfig, simulate
 from hwsim.workloads.decoders import get_model
-from hwsim.workloads.serving import AZURE_CONV_TRACE, find_data_file, load_trace, split_by_context
+from hwsim.workloads.serving import (
+    AZURE_CONV_TRACE,
+    find_data_file,
+    load_trace,
+    split_by_context,
+)
 
 TRACE_REQUESTS = 19_366  # rows of azure_llm_2023_conv.csv (shared/data/README.md)
 LIMIT_S = 5.0            # issue 14: full-trace replay <= 5 s per scheduler
