@@ -70,3 +70,37 @@ def test_a_failing_section_is_reported_and_the_others_land(monkeypatch):
     assert result.failed_sections == ["reorder"]
     assert any("section reorder failed: ZeroDivisionError: boom" in n for n in result.notes)
     assert any(r.case.get("section") == "decode" for r in result.records)
+
+
+def _markdown_tables(text: str) -> list[list[list[str]]]:
+    tables, current = [], []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not set("".join(cells)) <= set("-:"):
+                current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables + ([current] if current else [])
+
+
+def test_results_readme_verdicts_match_its_own_tables():
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1] / "results" / "flover" / "README.md"
+    checked = 0
+    for table in _markdown_tables(readme.read_text(encoding="utf-8")):
+        header, rows = table[0], table[1:]
+        if "paper (x)" not in header:
+            continue
+        paper = header.index("paper (x)")
+        for metric in ("makespan", "mean latency"):
+            value, verdict = header.index(f"speedup ({metric}) (x)"), header.index(f"within ±25% ({metric})")
+            for row in rows:
+                if row[paper] == "—":
+                    assert row[verdict] == "—"
+                    continue
+                assert row[verdict] == ("yes" if within_tolerance(float(row[value]), float(row[paper])) else "no"), row
+                checked += 1
+    assert checked == 2 * (len(F.MODEL_TP) + len(F.GAPS_S))
