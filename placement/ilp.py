@@ -72,6 +72,12 @@ def _var(prob: pulp.LpProblem, name: str, low: float | None = None, up: float | 
     return pulp.LpVariable(name, low, up, cat)
 
 
+def _run(prob: pulp.LpProblem, solver: pulp.LpSolver) -> None:
+    from hwsim.placement.paper import run
+
+    run(prob, solver)
+
+
 def _has_solution(prob: pulp.LpProblem) -> bool:
     # PuLP says "Optimal" when a time limit stops CBC with an incumbent; sol_status tells them apart.
     return prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
@@ -259,7 +265,7 @@ def _balance_block(loads: np.ndarray, todo: list[int], clusters: np.ndarray, bes
             for c in range(gpus):
                 x[l, e, c].setInitialValue(1 if start[e] == c else 0)
         m[l].setInitialValue(float(best[l]))
-    prob.solve(_make_solver(backend, time_limit_s, gap_rel, warm=True))
+    _run(prob, _make_solver(backend, time_limit_s, gap_rel, warm=True))
     if not _has_solution(prob):
         return "solver found nothing; greedy kept"
     for l in todo:
@@ -394,7 +400,7 @@ def joint_ilp(problem: PlacementProblem, backend: str, time_limit_s: float, gap_
         relabelled = swap[start]
         for (l, e, g), var in x.items():
             var.setInitialValue(1 if relabelled[l, e] == g else 0)
-    prob.solve(_make_solver(backend, time_limit_s, gap_rel, warm=warm))
+    _run(prob, _make_solver(backend, time_limit_s, gap_rel, warm=warm))
     info = {"joint_status": pulp.LpStatus[prob.status], "joint_sol_status": int(prob.sol_status)}
     if not _has_solution(prob):
         return None, info

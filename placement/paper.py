@@ -43,6 +43,23 @@ def make_solver(backend: str, time_limit_s: float, gap_rel: float | None, gap_ab
                                  gapAbs=gap_abs, threads=1)
 
 
+def run(prob: pulp.LpProblem, solver: pulp.LpSolver) -> None:
+    """Solve with stdout closed at the descriptor level: highspy prints a banner when it builds a model,
+    before PuLP can switch its output off, and that would break ``hwsim place --json``."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            prob.solve(solver)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def has_solution(prob: pulp.LpProblem) -> bool:
     """PuLP says "Optimal" when a time limit stops the solver with an incumbent; sol_status tells them apart."""
     return prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
@@ -102,7 +119,7 @@ def ilp1(loads: np.ndarray, gpus: int, capacity: int, backend: str, time_limit_s
             prob += d[c] >= float(mean[l]) - t
             prob += pulp.lpSum(x[e, c] for e in range(E)) <= capacity
         prob += x[int(np.argmax(loads[l])), 0] == 1  # clusters are unlabelled: the heaviest expert opens cluster 0
-        prob.solve(make_solver(backend, left / (len(todo) - i), None, gap_rel * float(mean[l])))
+        run(prob, make_solver(backend, left / (len(todo) - i), None, gap_rel * float(mean[l])))
         if not has_solution(prob):
             statuses.append("solver found nothing; greedy kept")
             continue
@@ -187,7 +204,7 @@ def ilp2(problem: PlacementProblem, clusters: np.ndarray, backend: str, time_lim
                     terms.append(float(rc[l, c, c2] * w[g, h]) * z)
     prob += y[0, 0, 0] == 1  # the topology is symmetric under GPU relabelling that maps GPU 0 anywhere
     prob += pulp.lpSum(terms)
-    prob.solve(make_solver(backend, time_limit_s, gap_rel))
+    run(prob, make_solver(backend, time_limit_s, gap_rel))
     info: dict = {"ilp2_method": "joint", "ilp2_status": pulp.LpStatus[prob.status]}
     start_cost = ilp2_cost(problem, clusters, perms)
     start_ok = bool(all(lo <= v <= hi for v in _held(sizes, perms, G)))

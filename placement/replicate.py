@@ -21,7 +21,7 @@ import numpy as np
 import pulp
 
 from hwsim.placement.heuristics import EplbSolver
-from hwsim.placement.paper import PAPER_GAP_REL, _var, has_solution, make_solver
+from hwsim.placement.paper import PAPER_GAP_REL, _var, has_solution, make_solver, run
 from hwsim.placement.problem import (
     Placement,
     PlacementProblem,
@@ -49,7 +49,7 @@ def tail_split(loads: np.ndarray, gpus: int, capacity: int, backend: str, time_l
         prob += pulp.lpSum(c[e, g] for e in range(E)) <= capacity
         prob += pulp.lpSum(float(loads[e]) * s[e, g] for e in range(E)) <= m
     prob += c[int(np.argmax(loads)), 0] == 1  # GPUs are interchangeable within one layer's program
-    prob.solve(make_solver(backend, time_limit_s, gap_rel))
+    run(prob, make_solver(backend, time_limit_s, gap_rel))
     mean = float(loads.sum()) / gpus
     bound = mean
     if backend == "highs" and prob.solverModel is not None:

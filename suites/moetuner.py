@@ -65,21 +65,21 @@ class Outcome:
     runs: dict[str, RunResult]   # eval domain -> run
 
 
-def _model_for(real: RealRouting) -> MoEModel:
+def model_for(real: RealRouting) -> MoEModel:
     for m in MODELS.values():
         if m.experts == real.num_experts and m.top_k == real.top_k:
             return m
     raise WorkloadError(f"{real.name}: no known MoE model has {real.num_experts} experts and top-{real.top_k}")
 
 
-def _read(path: str | Path) -> RealRouting:
+def read_routing(path: str | Path) -> RealRouting:
     try:
         return load_routing(path)
     except PlacementError as exc:
         raise WorkloadError(f"routing file {path}: {exc}") from None
 
 
-def _problem(model: MoEModel, scale: Scale, real: RealRouting, spare: int) -> PlacementProblem:
+def routing_problem(model: MoEModel, scale: Scale, real: RealRouting, spare: int) -> PlacementProblem:
     c = placement_costs(model, scale.hardware, spare, scale.tp)
     loads, routing = recorded_layers(real.expert_counts, real.cross_counts)
     return PlacementProblem(loads=loads, routing=routing, gpus=c.gpus, capacity=c.capacity,
@@ -108,7 +108,7 @@ def _run_case(ctx: SuiteContext, model: MoEModel, scale: Scale, files: dict[str,
     evals = {d: recorded_layers(r.expert_counts, r.cross_counts) for d, r in files.items()}
     outcomes = []
     for solve_domain, real in files.items():
-        problem = _problem(model, scale, real, int(params["spare_slots"]))
+        problem = routing_problem(model, scale, real, int(params["spare_slots"]))
         for name in SOLVERS:
             solver = get_solver(name, **_solver_options(name, ctx.quick, problem, batch.tokens * model.top_k, ctx.seed))
             t0 = time.perf_counter()
@@ -224,10 +224,10 @@ class MoETunerSuite:
         notes: list[str] = []
         tables: list[Table] = []
         if params["routing"]:
-            real = _read(str(params["routing"]))
-            cases = [(_model_for(real), {real.name: real})]
+            real = read_routing(str(params["routing"]))
+            cases = [(model_for(real), {real.name: real})]
         else:
-            cases = [(MODELS[m], {d: _read(routing_file(m, d)) for d in DOMAINS}) for m in ("mixtral-8x7b", "olmoe-1b-7b")]
+            cases = [(MODELS[m], {d: read_routing(routing_file(m, d)) for d in DOMAINS}) for m in ("mixtral-8x7b", "olmoe-1b-7b")]
 
         headline = Table(title="MoETuner paper vs simulated: Mixtral-8x7B, real recorded layers (0, 7, 15)",
                          caption="reductions are 1 - solver/contiguous; 'within' is within ±25% of the paper")
