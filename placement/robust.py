@@ -56,13 +56,14 @@ class RobustSolver:
         if self.mode not in ("worst", "mean"):
             raise PlacementError(f"robust mode must be worst or mean, got {self.mode!r}")
         started = time.perf_counter()
-        scenarios = [problem] + [p if isinstance(p, PlacementProblem) else profile_problem(problem, *p, name=f"profile {i}")
+        scenarios = [problem] + [p if isinstance(p, PlacementProblem) else profile_problem(problem, np.asarray(p[0]), np.asarray(p[1]), name=f"profile {i}")
                                  for i, p in enumerate(self.profiles)]
         for s in scenarios[1:]:
             if (s.layers, s.experts, s.gpus, s.capacity) != (problem.layers, problem.experts, problem.gpus, problem.capacity):
                 raise PlacementError(f"robust: profile {s.name!r} has another shape than {problem.name!r}")
         scenarios = [_normalised(s) for s in scenarios]
-        pooled = profile_problem(problem, sum(s.loads for s in scenarios), sum(s.routing for s in scenarios), "pooled")
+        pooled = profile_problem(problem, np.sum([s.loads for s in scenarios], axis=0),
+                                 np.sum([s.routing for s in scenarios], axis=0), "pooled")
         candidates: list[tuple[str, Placement]] = []
         solve_on = scenarios + ([pooled] if len(scenarios) > 1 else [])
         budget = self.time_limit_s / max(len(solve_on) * len(self.base), 1)

@@ -24,14 +24,34 @@ from hwsim.hardware import load_hardware
 from hwsim.kernels import moe as kmoe
 from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
 from hwsim.kernels.measure import measure
-from hwsim.placement import Placement, PlacementError, PlacementProblem, get_solver, objective, validate
+from hwsim.placement import (
+    Placement,
+    PlacementError,
+    PlacementProblem,
+    get_solver,
+    validate,
+)
 from hwsim.placement.robust import profile_problem
 from hwsim.placement.routing import RealRouting, load_routing, routing_file
 from hwsim.records import Record, within_tolerance
 from hwsim.suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
 from hwsim.suites.tables import Table
-from hwsim.systems.moe import MODELS, Batch, MoEModel, RunResult, grouped_gemm_s, simulate
-from hwsim.systems.moetuner import Scale, placement_costs, recorded_layers, resample, scales_for, weight_bytes_per_gpu
+from hwsim.systems.moe import (
+    MODELS,
+    Batch,
+    MoEModel,
+    RunResult,
+    grouped_gemm_s,
+    simulate,
+)
+from hwsim.systems.moetuner import (
+    Scale,
+    placement_costs,
+    recorded_layers,
+    resample,
+    scales_for,
+    weight_bytes_per_gpu,
+)
 
 SUITE_NAME = "moetuner"
 SOLVERS = ("contiguous", "round-robin", "greedy", "eplb", "moetuner", "moetuner-minmax", "moetuner-replicate",
@@ -187,7 +207,7 @@ def _kernel_records(ctx: SuiteContext, notes: list[str], tables: list[Table]) ->
         }
         for kernel, (sim_s, fn) in cases.items():
             measured = measure(fn, warmup=2, repeats=5 if ctx.quick else 11, device="cpu", max_time_s=1.0).median_s
-            case = {"kernel": kernel, "skew": skew, **s}
+            case: dict[str, str | int | float | bool] = {"kernel": kernel, "skew": skew, **s}
             records.append(Record(SUITE_NAME, case, "kernel_time_s", sim_s, "s", "simulated", hw.name))
             records.append(Record(SUITE_NAME, case, "kernel_time_s", measured, "s", "measured", hw.name))
             table.add_row(kernel, float(skew), float(counts.max() / counts.mean()), sim_s * 1e3, measured * 1e3,
@@ -273,7 +293,7 @@ class MoETunerSuite:
                         }
                         if "gap" in info:
                             values["optimality_gap"] = (float(info["gap"]), "1")
-                        case = {"model": model.name, "scale": scale.key, "hardware": scale.hardware.name,
+                        case: dict[str, str | int | float | bool] = {"model": model.name, "scale": scale.key, "hardware": scale.hardware.name,
                                 "solver": o.solver, "solve_domain": o.solve_domain, "eval_domain": d,
                                 "tokens_per_gpu": int(params["tokens_per_gpu"]), "spare_slots": int(params["spare_slots"])}
                         for metric, (value, unit) in values.items():

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from hwsim.placement import PlacementProblem, objective, solve, validate
-from hwsim.placement.routing import fit_model, load_routing, routing_file, sample_trace, synthetic_model
+from hwsim.placement.routing import (
+    fit_model,
+    load_routing,
+    routing_file,
+    sample_trace,
+    synthetic_model,
+)
 
 
 def olmoe_problem() -> PlacementProblem:
