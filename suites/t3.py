@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 from hwsim.engine import Simulation, Tracer
 from hwsim.errors import HardwareError

@@ -521,9 +521,9 @@ def ideal_overlap(hw: Hardware, gemm: TPGemm, strategies: dict[str, Strategy], r
     Built from the traffic the strategies issue (the same waves, bytes and link messages), so a
     strategy faster than this is a bug, not a win.
     """
-    forms: dict[tuple[str, int], Strategy] = {}
-    for s in strategies.values():
-        forms.setdefault((s.overlap, s.collective_cus if s.overlap == "software" else 0), s)
+    forms: dict[tuple[str, int, bool], Strategy] = {}
+    for s in strategies.values():  # MCA changes how the GEMM's own streams share the HBM: its own form
+        forms.setdefault((s.overlap, s.collective_cus if s.overlap == "software" else 0, s.mca), s)
     gemm_s = min(gemm_alone_s(hw, gemm, s, params) for s in forms.values())
     all_gather_s = min(r.all_gather_s for r in results.values())
     return max(gemm_s, ring_link_bound_s(hw, gemm)) + all_gather_s
