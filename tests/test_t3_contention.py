@@ -13,11 +13,13 @@ from hwsim.hardware import load_hardware
 from hwsim.systems.t3 import (
     FLUID,
     STRATEGIES,
+    T3Error,
     T3Params,
     gemm_under_load_s,
     gemm_waves,
     ideal_overlap,
     ring_hardware,
+    simulate_ring,
     simulate_sublayer,
 )
 from hwsim.systems.t3_memory import DramTiming, MCAConfig, mca_allocate
@@ -126,3 +128,30 @@ def test_nmc_update_occupies_its_bank_longer_than_a_write(t3_gpu):
     fast, slow = (simulate_sublayer(hw, gemm, STRATEGIES["t3"], p) for p in (cheap, costly))
     assert fast.hbm_bytes == pytest.approx(slow.hbm_bytes)  # the in-bank read moves no bytes on the bus
     assert slow.time_s > fast.time_s
+
+
+@pytest.mark.parametrize("name", ["sequential", "software", "t3", "t3-mca"])
+def test_all_gpus_homogeneous_ring_equals_the_mirror_model(t3_gpu, name):
+    gemm = sublayer_gemm("mega-gpt2", "OP", 8)
+    hw = ring_hardware(t3_gpu, 8)
+    mirror = simulate_sublayer(hw, gemm, STRATEGIES[name])
+    every = simulate_ring(hw, gemm, STRATEGIES[name], all_gpus=True)
+    assert len(every) == 8
+    for r in every:
+        assert r.time_s == pytest.approx(mirror.time_s, rel=1e-9)
+        assert r.hbm_bytes == pytest.approx(mirror.hbm_bytes, rel=1e-9)
+        assert r.link_bytes == pytest.approx(mirror.link_bytes, rel=1e-12)
+
+
+def test_a_straggler_or_a_slow_link_delays_the_whole_ring(t3_gpu):
+    gemm = sublayer_gemm("t-nlg", "FC-2", 8)
+    hw = ring_hardware(t3_gpu, 8)
+    strategy = STRATEGIES["t3"]
+    base = max(r.time_s for r in simulate_ring(hw, gemm, strategy, all_gpus=True))
+    times = [max(r.time_s for r in simulate_ring(hw, gemm, strategy, all_gpus=True, compute_scale=[f] + [1.0] * 7))
+             for f in (1.05, 1.1, 1.2)]
+    assert base < times[0] < times[1] < times[2]
+    skew = simulate_ring(hw, gemm, strategy, all_gpus=True, link_scale=[1.0] * 7 + [0.5])
+    assert min(r.time_s for r in skew) > base  # every GPU waits for the slow link's messages
+    with pytest.raises(T3Error, match="all_gpus"):
+        simulate_ring(hw, gemm, strategy, compute_scale=[1.1] + [1.0] * 7)

@@ -235,7 +235,8 @@ def gemm_waves(row_blocks: tuple[int, ...], n: int, k: int, units: int, elem_byt
 class _GPU:
     """GPU 0's resources in one simulation, with byte counters."""
 
-    def __init__(self, sim: Simulation, hw: Hardware, devices: int, strategy: Strategy, params: T3Params, tag: str):
+    def __init__(self, sim: Simulation, hw: Hardware, devices: int, strategy: Strategy, params: T3Params, tag: str,
+                 link_scale: float = 1.0):
         d = hw.device
         self.sim, self.env, self.params, self.strategy, self.tag = sim, sim.env, params, strategy, tag
         self.devices = devices
@@ -248,7 +249,7 @@ class _GPU:
         if link is None:
             raise T3Error(f"hardware {hw.name!r} has no link to build a ring from")
         self.link_latency_s = link.latency_s
-        self.link_bw = link.bandwidth_bytes_per_s
+        self.link_bw = link.bandwidth_bytes_per_s * link_scale
         self.link: SharedBandwidth | None = (
             sim.bandwidth(self.link_bw, f"{tag}/link") if math.isfinite(self.link_bw) else None)
         self.units = d.compute_units
@@ -257,6 +258,12 @@ class _GPU:
         self.tile_s = 0.0
         self.link_bytes = 0.0
         self.hbm_bytes = 0.0
+        self.succ: _GPU = self  # who this GPU's ring messages land on: itself in the mirror model
+        # arrived[s]: the predecessor's stage-s message has landed here (its sender fires it)
+        self.arrived: list[simpy.Event] = [sim.env.event() for _ in range(devices)]
+        self.gathered: list[simpy.Event] = [sim.env.event() for _ in range(devices)]  # the same, all-gather
+        self.marks: dict[str, float] = {}
+        self.waves_run = 0
 
     def hbm_flow(self, nbytes: float, kind: str, text: str, natural_s: float = 0.0) -> simpy.Event:
         """An HBM transfer of stream ``kind``, paced over ``natural_s`` if positive, else as fast as it gets.
@@ -337,7 +344,7 @@ def _run_gemm(gpu: _GPU, row_blocks: tuple[int, ...], gemm: TPGemm, units: int, 
         yield gpu.compute.release(w.tiles)
         if remote:
             wave_stores.append(env.process(gpu.link_send(remote, f"{label} remote store")))
-            wave_stores.append(gpu.hbm_flow(remote, "coll.wr", f"{label} incoming store", gpu.link_time_s(remote)))
+            wave_stores.append(gpu.succ.hbm_flow(remote, "coll.wr", f"{label} remote store", gpu.link_time_s(remote)))
         stores += wave_stores
         finished = [stage_done[st] for st in w.completes if st < len(stage_done)]
         if finished:
@@ -346,19 +353,33 @@ def _run_gemm(gpu: _GPU, row_blocks: tuple[int, ...], gemm: TPGemm, units: int, 
     return len(waves)
 
 
-def _ring_step(gpu: _GPU, chunk: float, reads: float, writes: float, label: str,
-               write_kind: str = "coll.wr") -> Generator[simpy.events.Event, object, None]:
-    """One ring step: send ``chunk`` over the link while its HBM reads and writes stream at the link's pace."""
+def _ring_step(gpu: _GPU, chunk: float, reads: float, writes: float, remote_writes: float, label: str,
+               remote_kind: str = "coll.wr", stage: int | None = None, gather: bool = False,
+               ) -> Generator[simpy.events.Event, object, None]:
+    """One ring step: send ``chunk`` to the successor while HBM traffic streams at the link's pace.
+
+    ``reads`` and ``writes`` are this GPU's; ``remote_writes`` (of stream ``remote_kind``) land in the
+    successor's HBM (in the mirror model the successor is this GPU). When the message has landed,
+    the successor's ``arrived[stage]`` (``gathered[stage]`` in the all-gather) fires.
+    """
     natural = gpu.link_time_s(chunk)
-    hbm = [gpu.hbm_flow(reads, "coll.rd", label, natural), gpu.hbm_flow(writes, write_kind, label, natural)]
+    hbm = [gpu.hbm_flow(reads, "coll.rd", label, natural)]
+    if gpu.succ is gpu and remote_kind == "coll.wr":
+        hbm.append(gpu.hbm_flow(writes + remote_writes, "coll.wr", label, natural))
+    else:
+        hbm.append(gpu.hbm_flow(writes, "coll.wr", label, natural))
+        hbm.append(gpu.succ.hbm_flow(remote_writes, remote_kind, label, natural))
     yield gpu.env.process(gpu.link_send(chunk, label))
     yield gpu.env.all_of(hbm)
+    if stage is not None:
+        (gpu.succ.gathered if gather else gpu.succ.arrived)[stage].succeed()
 
 
-# HBM traffic per ring step, in chunks, for a GPU that reduces in its cores: reduce-scatter reads what
-# it sends and both partials (3), writes what it receives and the sum (2); all-gather reads 1, writes 1.
-RS_READ_CHUNKS, RS_WRITE_CHUNKS = 3.0, 2.0
-AG_READ_CHUNKS, AG_WRITE_CHUNKS = 1.0, 1.0
+# HBM traffic per ring step, in chunks: reduce-scatter in the cores reads what it sends and both partials
+# (3) and writes the sum (1), and the successor writes what it receives (1); all-gather reads 1, the
+# successor writes 1.
+RS_READ_CHUNKS, RS_WRITE_CHUNKS = 3.0, 1.0
+AG_READ_CHUNKS = 1.0
 
 
 def _check(hw: Hardware, gemm: TPGemm, strategy: Strategy) -> int:
@@ -389,107 +410,133 @@ def _gemm_form(gpu: _GPU, gemm: TPGemm, strategy: Strategy, taken: int, stage_do
         _run_gemm(gpu, tuple(rows), gemm, gpu.units, f"{gpu.tag} gemm", stage_done, remote_first_stage=True))))
 
 
-def simulate_sublayer(hw: Hardware, gemm: TPGemm, strategy: Strategy, params: T3Params = T3Params(),
-                      sim: Simulation | None = None, tag: str = "gpu0") -> SublayerResult:
-    """Time and bytes of one GPU running ``gemm`` then reduce-scatter then all-gather on a ring of ``gemm.tp``."""
-    n_dev = gemm.tp
-    taken = _check(hw, gemm, strategy)
-    sim = sim if sim is not None else Simulation()
-    gpu = _GPU(sim, hw, n_dev, strategy, params, tag)
-    gpu.tile_s = _tile_s(hw, gemm, params)
-    env = sim.env
-    elem = itemsize(gemm.dtype)
-    rows = _stage_rows(gemm.m, n_dev)
-    chunks = [r * gemm.n * elem for r in rows]
-    marks: dict[str, float] = {}
-    waves_run = [0]
+def _gpu_body(gpu: _GPU, gemm: TPGemm, strategy: Strategy, taken: int, chunks: Sequence[float],
+              ) -> Generator[simpy.events.Event, object, None]:
+    """One GPU's sublayer: GEMM and reduce-scatter as ``strategy`` overlaps them, then the all-gather.
 
-    def gemm_part(stage_done: Sequence[simpy.Event]) -> Generator[simpy.events.Event, object, None]:
-        waves_run[0] = cast(int, (yield env.process(_gemm_form(gpu, gemm, strategy, taken, stage_done))))
+    Ring dependencies: step ``s`` of a GPU forwards what its predecessor's step ``s - 1`` delivered, so
+    it waits for ``arrived[s - 1]``; in the mirror model that is this GPU's own previous message.
+    """
+    env, n_dev, tag, marks = gpu.env, gemm.tp, gpu.tag, gpu.marks
+    stage_done = [env.event() for _ in range(n_dev)]
+
+    def gemm_part() -> Generator[simpy.events.Event, object, None]:
+        gpu.waves_run = cast(int, (yield env.process(_gemm_form(gpu, gemm, strategy, taken, stage_done))))
         marks["gemm"] = env.now
 
     def sequential() -> Generator[simpy.events.Event, object, None]:
-        yield env.process(gemm_part([env.event()]))
+        yield env.process(gemm_part())
         for s in range(n_dev - 1):
+            if s:
+                yield gpu.arrived[s - 1]
             c = chunks[s]
-            yield env.process(_ring_step(gpu, c, RS_READ_CHUNKS * c, RS_WRITE_CHUNKS * c, f"{tag} reduce-scatter step {s}"))
+            yield env.process(_ring_step(gpu, c, RS_READ_CHUNKS * c, RS_WRITE_CHUNKS * c, c,
+                                         f"{tag} reduce-scatter step {s}", stage=s))
+        yield gpu.arrived[n_dev - 2]
         marks["rs"] = env.now
 
     def software() -> Generator[simpy.events.Event, object, None]:
         if taken:
             yield gpu.compute.acquire(taken)  # the persistent collective kernel holds its CUs
-        stage_done = [env.event() for _ in range(n_dev)]
-        reduced = [env.event() for _ in range(n_dev)]
 
         def collective() -> Generator[simpy.events.Event, object, None]:
             yield stage_done[0]
-            reduced[0].succeed()
             for s in range(n_dev - 1):
-                yield reduced[s]
                 c = chunks[s]
-                # send: read the chunk, and (mirror) write the chunk that arrives
-                yield env.process(_ring_step(gpu, c, c, c, f"{tag} reduce-scatter send {s}"))
-                yield stage_done[s + 1]
+                # send: read the chunk; the successor writes it
+                yield env.process(_ring_step(gpu, c, c, 0.0, c, f"{tag} reduce-scatter send {s}", stage=s))
+                yield env.all_of([stage_done[s + 1], gpu.arrived[s]])
                 # reduce kernel on the collective's CUs: read both partials, write the sum (memory-bound)
                 c1 = chunks[s + 1]
                 yield env.all_of([gpu.hbm_flow(2.0 * c1, "coll.rd", f"{tag} reduce {s + 1}"),
                                   gpu.hbm_flow(c1, "coll.wr", f"{tag} reduce {s + 1}")])
-                reduced[s + 1].succeed()
             marks["rs"] = env.now
             if taken:
                 yield gpu.compute.release(taken)
 
-        yield env.all_of([env.process(gemm_part(stage_done)), env.process(collective())])
+        yield env.all_of([env.process(gemm_part()), env.process(collective())])
 
     def t3() -> Generator[simpy.events.Event, object, None]:
-        stage_done = [env.event() for _ in range(n_dev)]
-        arrived = [env.event() for _ in range(n_dev)]  # arrived[s]: the predecessor's chunk for stage s+1
-
-        def first_stage_arrival() -> Generator[simpy.events.Event, object, None]:
+        def first_stage_sent() -> Generator[simpy.events.Event, object, None]:
             yield stage_done[0]
-            arrived[0].succeed()  # the predecessor's stage-0 stores landed during our stage 0
+            gpu.succ.arrived[0].succeed()  # our stage-0 stores have landed in the successor's memory
 
         def tracker() -> Generator[simpy.events.Event, object, None]:
             # stage s in 1..N-2: when the GEMM's writes and the incoming update are both counted,
             # trigger the DMA: read the reduced chunk (NMC) or both partials (added in the DMA engine)
             for s in range(1, n_dev - 1):
-                yield env.all_of([stage_done[s], arrived[s - 1]])
+                yield env.all_of([stage_done[s], gpu.arrived[s - 1]])
                 c = chunks[s]
                 reads = c if strategy.nmc else 2.0 * c
-                # the mirror incoming update: an in-memory add with NMC, a plain write without
-                yield env.process(_ring_step(gpu, c, reads, c, f"{tag} dma {s}", "nmc" if strategy.nmc else "coll.wr"))
-                arrived[s].succeed()
-            yield env.all_of([stage_done[n_dev - 1], arrived[n_dev - 2]])
+                # at the successor: an in-memory add with NMC, a plain write without
+                yield env.process(_ring_step(gpu, c, reads, 0.0, c, f"{tag} dma {s}",
+                                             "nmc" if strategy.nmc else "coll.wr", stage=s))
+            yield env.all_of([stage_done[n_dev - 1], gpu.arrived[n_dev - 2]])
             if not strategy.nmc:  # the last chunk stays local: add it to what arrived, in the DMA engine
                 c = chunks[n_dev - 1]
                 yield env.all_of([gpu.hbm_flow(2.0 * c, "coll.rd", f"{tag} final reduce"),
                                   gpu.hbm_flow(c, "coll.wr", f"{tag} final reduce")])
             marks["rs"] = env.now
 
-        yield env.all_of([env.process(gemm_part(stage_done)), env.process(first_stage_arrival()),
-                          env.process(tracker())])
+        yield env.all_of([env.process(gemm_part()), env.process(first_stage_sent()), env.process(tracker())])
 
-    def run() -> Generator[simpy.events.Event, object, None]:
-        body = {"none": sequential, "software": software, "t3": t3}[strategy.overlap]
-        yield env.process(body())
-        start_ag = env.now
-        for s in range(n_dev - 1):
-            c = chunks[(s + 1) % n_dev]
-            yield env.process(_ring_step(gpu, c, AG_READ_CHUNKS * c, AG_WRITE_CHUNKS * c, f"{tag} all-gather step {s}"))
-        marks["ag"] = env.now - start_ag
+    body = {"none": sequential, "software": software, "t3": t3}[strategy.overlap]
+    yield env.process(body())
+    start_ag = env.now
+    for s in range(n_dev - 1):
+        c = chunks[(s + 1) % n_dev]
+        if s:
+            yield gpu.gathered[s - 1]
+        yield env.process(_ring_step(gpu, c, AG_READ_CHUNKS * c, 0.0, c, f"{tag} all-gather step {s}", stage=s,
+                                     gather=True))
+    yield gpu.gathered[n_dev - 2]
+    marks["ag"] = env.now - start_ag
+    marks["end"] = env.now
 
-    sim.process(run())
-    end = sim.run()
-    return SublayerResult(
-        strategy=strategy.name,
-        time_s=end,
-        gemm_s=marks["gemm"],
-        reduce_scatter_end_s=marks["rs"],
-        all_gather_s=marks["ag"],
-        hbm_bytes=gpu.hbm_bytes,
-        link_bytes=gpu.link_bytes,
-        gemm_waves=waves_run[0],
-    )
+
+def simulate_ring(hw: Hardware, gemm: TPGemm, strategy: Strategy, params: T3Params | None = None, *,
+                  all_gpus: bool = False, compute_scale: Sequence[float] = (), link_scale: Sequence[float] = (),
+                  sim: Simulation | None = None, tag: str = "gpu") -> list[SublayerResult]:
+    """The sublayer on every GPU of the ring (``all_gpus``) or on GPU 0 with mirror symmetry (the default).
+
+    ``compute_scale[i]`` stretches GPU ``i``'s tile time (a straggler: 1.1 = 10% slower) and
+    ``link_scale[i]`` scales its outgoing link's bandwidth (a skewed ring: 0.5 = half speed); either
+    needs ``all_gpus``. Returns one result per simulated GPU, in ring order.
+    """
+    params = params if params is not None else T3Params()
+    n_dev = gemm.tp
+    taken = _check(hw, gemm, strategy)
+    if (compute_scale or link_scale) and not all_gpus:
+        raise T3Error("a straggler or a skewed ring needs all_gpus=True: the mirror model assumes identical GPUs")
+    count = n_dev if all_gpus else 1
+    for name, scale in (("compute_scale", compute_scale), ("link_scale", link_scale)):
+        if scale and (len(scale) != n_dev or not all(v > 0 for v in scale)):
+            raise T3Error(f"{name} needs {n_dev} positive numbers (one per GPU), got {list(scale)!r}")
+    sim = sim if sim is not None else Simulation()
+    base_tile_s = _tile_s(hw, gemm, params)
+    gpus = []
+    for i in range(count):
+        g = _GPU(sim, hw, n_dev, strategy, params, f"{tag}{i}" if all_gpus else tag,
+                 link_scale[i] if link_scale else 1.0)
+        g.tile_s = base_tile_s * (compute_scale[i] if compute_scale else 1.0)
+        gpus.append(g)
+    for i, g in enumerate(gpus):
+        g.succ = gpus[(i + 1) % count]
+    elem = itemsize(gemm.dtype)
+    chunks = [r * gemm.n * elem for r in _stage_rows(gemm.m, n_dev)]
+    for g in gpus:
+        sim.process(_gpu_body(g, gemm, strategy, taken, chunks))
+    sim.run()
+    return [SublayerResult(strategy=strategy.name, time_s=g.marks["end"], gemm_s=g.marks["gemm"],
+                           reduce_scatter_end_s=g.marks["rs"], all_gather_s=g.marks["ag"], hbm_bytes=g.hbm_bytes,
+                           link_bytes=g.link_bytes, gemm_waves=g.waves_run) for g in gpus]
+
+
+def simulate_sublayer(hw: Hardware, gemm: TPGemm, strategy: Strategy, params: T3Params | None = None,
+                      sim: Simulation | None = None, tag: str = "gpu0") -> SublayerResult:
+    """Time and bytes of one GPU running ``gemm`` then reduce-scatter then all-gather on a ring of
+    ``gemm.tp`` identical GPUs (mirror symmetry: what arrives is the image of what this GPU sends)."""
+    return simulate_ring(hw, gemm, strategy, params, sim=sim, tag=tag)[0]
 
 
 def gemm_alone_s(hw: Hardware, gemm: TPGemm, strategy: Strategy, params: T3Params = T3Params()) -> float:
@@ -577,6 +624,7 @@ __all__ = [
     "mca_allocate",
     "ring_hardware",
     "ring_link_bound_s",
+    "simulate_ring",
     "simulate_sublayer",
     "wave_count",
 ]
