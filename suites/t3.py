@@ -30,6 +30,7 @@ from hwsim.systems.t3 import (
     gemm_under_load_s,
     ideal_overlap,
     ring_hardware,
+    simulate_ring,
     simulate_sublayer,
 )
 from hwsim.workloads.tensor_parallel import SUBLAYERS, T3_CASES, sublayer_gemm
@@ -38,6 +39,7 @@ SUITE_NAME = "t3"
 COMPARISON_HARDWARE = "h100-sxm"
 TIMELINE_CASE = ("t-nlg", 16, "FC-2")
 LOAD_CASE = ("mega-gpt2", 16, "OP")
+STRAGGLER_CASE = ("t-nlg", 8, "FC-2")
 CU_SWEEP = (4, 8, 16, 32)
 BATCH_SWEEP = (1, 4, 8, 16)
 HEADLINE_STRATEGIES = ("sequential", "t3", "t3-mca")
@@ -318,6 +320,10 @@ class T3Suite:
     parameters: ClassVar[dict[str, Parameter]] = {
         "batch": Parameter(DEFAULT_BATCH, "sequences per GEMM (tokens per GEMM = seq_len x batch); the paper's is not "
                            "known here: ASSUMPTION 8", minimum=1, maximum=256),
+        "straggler": Parameter(1.1, "compute slowdown of one GPU in the all-GPU ring table (1.1 = 10% slower)",
+                               minimum=1.0, maximum=10.0),
+        "slow_link": Parameter(0.5, "bandwidth scale of one ring link in the all-GPU ring table (0.5 = half speed)",
+                               minimum=0.01, maximum=1.0),
         "seq_len": Parameter(0, "tokens per sequence; 0 = each model's training sequence length", minimum=0,
                              maximum=65536),
     }
@@ -419,6 +425,9 @@ class T3Suite:
                                       "gemm_latency_s", t, "s", "simulated", hw.name))
         tables.append(load)
 
+        tables.append(self._ring_table(hw, batch, seq_len, float(params["straggler"]), float(params["slow_link"]),
+                                       records, extra))
+
         # software overlap: how many CUs the collective takes (wave quantization ceil(tiles / (units - taken)))
         sweep = Table(title=f"software overlap: CUs taken by the collective kernel (of {hw.device.compute_units}), "
                             "geomean gain (quick cases)")
@@ -472,6 +481,35 @@ class T3Suite:
             else:
                 notes.append(f"GPU contention rows skipped: {gpu_unavailable_reason()}")
         return SuiteResult(records=records, notes=notes, figures=figures, tables=tables)
+
+    @staticmethod
+    def _ring_table(hw: Hardware, batch: int, seq_len: int | None, straggler: float, slow_link: float,
+                    records: list[Record], extra: dict[str, CaseValue]) -> Table:
+        """Every GPU simulated: a homogeneous ring, one straggler, one slow link (the mirror model cannot)."""
+        model_name, tp, sublayer = STRAGGLER_CASE
+        ring, gemm = ring_hardware(hw, tp), sublayer_gemm(model_name, sublayer, tp, batch=batch, seq_len=seq_len)
+        scenarios: dict[str, dict[str, list[float]]] = {
+            "homogeneous": {},
+            f"GPU 0 computes {straggler:g}x slower": {"compute_scale": [straggler] + [1.0] * (tp - 1)},
+            f"link 0 at {slow_link:g}x bandwidth": {"link_scale": [slow_link] + [1.0] * (tp - 1)},
+        }
+        table = Table(title=f"all {tp} GPUs of the ring simulated: {model_name} {sublayer}, slowest GPU's time")
+        table.add_column("ring")
+        for s in HEADLINE_STRATEGIES:
+            table.add_column(s, "us", number_format=".0f")
+        table.add_column("t3 gain", number_format="+.0%")
+        table.add_column("t3-mca gain", number_format="+.0%")
+        for label, kwargs in scenarios.items():
+            times = {s: max(r.time_s for r in simulate_ring(
+                ring, gemm, STRATEGIES[s], all_gpus=True, compute_scale=kwargs.get("compute_scale", ()),
+                link_scale=kwargs.get("link_scale", ()))) for s in HEADLINE_STRATEGIES}
+            table.add_row(label, *[t * 1e6 for t in times.values()],
+                          times["sequential"] / times["t3"] - 1, times["sequential"] / times["t3-mca"] - 1)
+            for s, t in times.items():
+                records.append(Record(SUITE_NAME, {"model": model_name, "tp": tp, "sublayer": sublayer, "strategy": s,
+                                                   "hw": hw.name, "ring": label, **extra},
+                                      "latency_s", t, "s", "simulated", hw.name, note="all GPUs simulated"))
+        return table
 
     @staticmethod
     def _ok(records: Sequence[Record], sim: Record) -> bool:
