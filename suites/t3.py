@@ -393,7 +393,7 @@ class T3Suite:
         sens.add_column("batch")
         for fig in PAPER:
             if fig.strategy != "ideal":
-                sens.add_column(fig.label, number_format="+.0%" if fig.kind == "speedup" else ".0%")
+                sens.add_column(fig.label, number_format="+.0%")
         strategies = {s: STRATEGIES[s] for s in HEADLINE_STRATEGIES}
         for b in BATCH_SWEEP:
             swept = cases if b == batch else run_cases(hw, strategies, cases=cases_list, batch=b, seq_len=seq_len,
@@ -403,7 +403,7 @@ class T3Suite:
                 if fig.strategy == "ideal":
                     continue
                 v = figure_value(fig, swept)
-                values.append(v)
+                values.append(-v if fig.kind == "bytes" else v)  # DRAM bytes as a change, like the headline
                 if b != batch:
                     records.append(Record(SUITE_NAME, fig.case(hw.name, b), fig.metric, v, "1", "simulated", hw.name,
                                           note=fig.label))
