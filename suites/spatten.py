@@ -21,6 +21,7 @@ from statistics import geometric_mean
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from hwsim.hardware import Hardware, load_hardware
 from hwsim.hardware.model import Device, Efficiency
@@ -72,8 +73,8 @@ MEASURE_OPS = (("gpt2-medium generation layer", 16, 1, 1024, True), ("bert-base 
 PARAMETERS = {
     "workload": Parameter("", ("path of a workload CSV in the released SpAtten format; empty: the shipped "
                                "GPT-2 files and the assumed BERT benchmarks")),
-    "iterations": Parameter(0, ("generation iterations simulated per benchmark (evenly spaced, scaled to all); "
-                                "0: 1 with --quick, else 2"), minimum=0, maximum=64),
+    "iterations": Parameter(0, ("generation iterations simulated per benchmark besides the first (evenly "
+                                "spaced, scaled to all); 0: 1 with --quick, else 2"), minimum=0, maximum=64),
     "layer_barrier": Parameter(False, ("wait for each layer's heads before admitting the next layer "
                                        "(the released testbench streams without one)")),
 }
@@ -165,9 +166,12 @@ class SpAttenSuite:
         figures = self._figure(ctx, rows)
         if ctx.tracer is not None:
             bench = benches[-1] if path else get_benchmark("gpt2-medium-wikitext2")
-            r = simulate(hw, bench, CONFIGS["spatten"], seed=ctx.seed, iterations=1, tracer=ctx.tracer,
-                         layer_barrier=barrier)
-            notes.append(f"trace: one {bench.name} iteration on {hw.name}, {r.iteration_latency_s * 1e6:.1f} us simulated")
+            groups = bench.iterations()
+            one = groups[len(groups) // 2]            # a middle iteration, alone
+            traced = replace(bench, rows=one)
+            r = simulate(hw, traced, CONFIGS["spatten"], seed=ctx.seed, tracer=ctx.tracer, layer_barrier=barrier)
+            notes.append(f"trace: {bench.name} iteration {one[0].iteration} on {hw.name}, "
+                         f"{r.latency_s * 1e6:.1f} us simulated")
         if ctx.measure:
             m_tables, m_records = self._measure(ctx, notes)
             tables += m_tables
@@ -327,8 +331,9 @@ class SpAttenSuite:
 
     def _notes(self, rows: list[_Bench], iterations: int, barrier: bool) -> list[str]:
         notes = [
-            (f"GPT-2 rows come from the released workload files; {iterations} of 32 iterations simulated per benchmark "
-             "and scaled (DRAM bytes counted over all 32); no prompt pass (the released workloads have none). "
+            (f"GPT-2 rows come from the released workload files; iteration 0 (before any pruning) and {iterations} "
+             "later iterations of 32 simulated per benchmark and scaled (DRAM bytes counted over all 32); no prompt "
+             "pass (the released workloads have none). "
              f"Layer barrier: {'on' if barrier else 'off (as the released testbench)'}."),
             "BERT keep ratios, bits and re-fetching heads are assumptions (marked *); see hwsim/systems/spatten_workloads.py.",
             ("Averages are geometric means over our benchmarks; the paper averages 30 benchmarks and does not say how. "
@@ -396,19 +401,28 @@ class SpAttenSuite:
         out: list[Record] = []
         t = Table(title="measured on this CPU vs cost model (host device fitted from microbenchmarks)")
         t.add_column("case")
-        t.add_column("measured", "us", number_format=".1f")
+        t.add_column("measured median", "us", number_format=".1f")
+        t.add_column("min", "us", number_format=".1f")
+        t.add_column("max/min", "x", number_format=".1f")
         t.add_column("predicted", "us", number_format=".1f")
         t.add_column("error", "%", number_format="+.0f")
+        noisy: list[str] = []
         for label, heads, q, kv, append in MEASURE_OPS:
             seq = _op_sequence(rng, heads, q, kv, 64, append)
-            seq()
-            m = measure(seq, warmup=3, repeats=21, max_time_s=2.0)
+            with threadpool_limits(limits=1):   # one BLAS thread: no oversubscription on a shared machine
+                seq()
+                m = measure(seq, warmup=3, repeats=21, max_time_s=2.0)
             pred = sum(o.time_s for o in attention_ops(host, heads, q, kv, 64, append))
             case: dict[str, str | int | float | bool] = {"kernel": "attention op sequence", "heads": heads, "q": q,
-                                                         "kv": kv}
-            out.append(Record(SUITE_NAME, case, "latency_s", m.median_s, "s", "measured", "host-cpu"))
+                                                         "kv": kv, "threads": 1}
+            spread = m.max_s / m.min_s
+            note = "noisy: max/min > 2" if spread > 2 else ""
+            if note:
+                noisy.append(label)
+            out.append(Record(SUITE_NAME, case, "latency_s", m.median_s, "s", "measured", "host-cpu", note=note))
             out.append(Record(SUITE_NAME, case, "latency_s", pred, "s", "simulated", "host-cpu"))
-            t.add_row(f"{label} (numpy op by op)", m.median_s * 1e6, pred * 1e6, 100 * (pred / m.median_s - 1))
+            t.add_row(f"{label} (numpy op by op)", m.median_s * 1e6, m.min_s * 1e6, spread, pred * 1e6,
+                      100 * (pred / m.median_s - 1))
         for rows, n, k in MEASURE_TOPK[:1] if ctx.quick else MEASURE_TOPK:
             x = rng.standard_normal((rows, n)).astype(np.float32)
             topk_numba(x, k)
@@ -421,9 +435,12 @@ class SpAttenSuite:
             out.append(Record(SUITE_NAME, tcase, "latency_s", pred_s, "s", "simulated", "host-cpu"))
             out.append(Record(SUITE_NAME, tcase | {"impl": "np.argpartition"}, "latency_s", base.median_s, "s",
                               "measured", "host-cpu"))
-            t.add_row(f"top-k {rows}x{n} k={k} (numba)", m.median_s * 1e6, pred_s * 1e6, 100 * (pred_s / m.median_s - 1))
+            t.add_row(f"top-k {rows}x{n} k={k} (numba)", m.median_s * 1e6, m.min_s * 1e6, m.max_s / m.min_s,
+                      pred_s * 1e6, 100 * (pred_s / m.median_s - 1))
         load = os.getloadavg()[0]
-        notes.append(f"measured on this CPU at load average {load:.1f} (shared machine)")
+        notes.append(f"measured on this CPU at load average {load:.1f} (shared machine); the host device is fitted "
+                     "from quick microbenchmarks taken under the same load"
+                     + (f"; noisy (max/min > 2): {', '.join(noisy)}" if noisy else ""))
         if not gpu_available():
             notes.append(f"GPU kernels not measured: {gpu_unavailable_reason()}")
         return [t], out

@@ -577,17 +577,22 @@ class _Accelerator:
         return self.sim.run()
 
 
-def _sample(n: int, count: int | None) -> list[int]:
-    if count is None or count >= n:
-        return list(range(n))
-    return sorted({round(float(x)) for x in np.linspace(0, n - 1, max(1, count))})
+def _sample(n: int, count: int | None) -> list[tuple[int, float]]:
+    """(iteration, weight) pairs: iteration 0 always (in the released files it runs before any
+    pruning, so it is unlike the rest) with weight 1, plus ``count`` evenly spaced later iterations
+    standing for all of them. ``None``: every iteration."""
+    if count is None or count >= n - 1:
+        return [(i, 1.0) for i in range(n)]
+    later = sorted({round(float(x)) for x in np.linspace(1, n - 1, max(1, count) + 2)[1:-1]})
+    return [(0, 1.0)] + [(i, (n - 1) / len(later)) for i in later]
 
 
 def simulate(hardware: Hardware, bench: Benchmark, config: SpAttenConfig = CONFIGS["spatten"], *,
              seed: int = 0, iterations: int | None = None, layer_barrier: bool = False,
              tracer: Tracer | None = None, hbm: HbmTiming = HBM2_2GBPS) -> SpAttenResult:
-    """Simulate a benchmark. ``iterations``: how many (evenly spaced) iterations to simulate; the
-    latency and energy are scaled to all of them, the DRAM bytes are counted exactly over all.
+    """Simulate a benchmark. ``iterations``: how many iterations after the first to simulate (evenly
+    spaced; the first is always simulated); the latency and energy are scaled to all of them, the DRAM
+    bytes are counted exactly over all. ``None``: every iteration.
     ``layer_barrier``: wait for a layer's requests before admitting the next layer's (TestSpAtten
     streams requests without one; the default follows it)."""
     d = hardware.device
@@ -603,11 +608,10 @@ def simulate(hardware: Hardware, bench: Benchmark, config: SpAttenConfig = CONFI
     result.dram_bytes = plan_bytes(bench, config, txn)
     busy = {"qk+softmax": 0.0, "topk": 0.0, "pv": 0.0}
     total = 0.0
-    scale = len(groups) / len(picked)
-    for i in picked:
+    for i, scale in picked:
         acc = _Accelerator(hardware, bench.head_dim, rng, tracer, f"{bench.name} it{i}", hbm)
         reqs = plan_iteration(groups[i], bench, config, txn)
-        total += acc.run(reqs, layer_barrier)
+        total += acc.run(reqs, layer_barrier) * scale
         for key, value in acc.bytes.items():
             result.simulated_bytes[key] += value
         for key, value in acc.busy.items():
@@ -616,8 +620,8 @@ def simulate(hardware: Hardware, bench: Benchmark, config: SpAttenConfig = CONFI
         result.requests += len(reqs)
         result.refetched_requests += acc.refetched
         result.topk_cycles += acc.topk_cycles * scale
-    result.iteration_latency_s = total / len(picked)
-    result.latency_s = result.iteration_latency_s * len(groups)
+    result.latency_s = total
+    result.iteration_latency_s = total / len(groups)
     result.cycles = result.latency_s * d.clock_hz
     result.stage_busy_s = busy
     # the DRAM energy follows the exact byte count, not the sampled iterations
