@@ -303,3 +303,13 @@ def test_suite_takes_a_user_workload(tmp_path):
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SpAttenConfig().name = "x"  # type: ignore[misc]
+
+
+def test_sampled_iterations_stand_for_all_of_them():
+    """Iteration 0 of the released files runs before any pruning: sampling must not over-weight it."""
+    b = get_benchmark("gpt2-small-wikitext2")
+    every = simulate(HW, b, iterations=None)
+    sampled = simulate(HW, b, iterations=2)
+    assert sampled.iterations_simulated == 3 and every.iterations_simulated == 32
+    assert sampled.latency_s == pytest.approx(every.latency_s, rel=0.05)
+    assert sampled.dram_bytes == every.dram_bytes == every.simulated_bytes
