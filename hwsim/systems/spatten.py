@@ -338,9 +338,9 @@ def map_row(row: WorkloadRow, config: SpAttenConfig, *, queries: int = 1, pays_t
     token = None
     if config.token_pruning and row.topk and token_from is not None and row.topk_k < token_from:
         token = (token_from, row.topk_k)
-    return Request(layer=row.layer, head=row.head, queries=queries if config.token_pruning else (
-        row.length if queries > 1 else 1),
-        key_rows=key_rows, value_rows=value_rows,
+    if queries > 1 and not config.token_pruning:   # summarization: every token is a query when none is pruned
+        queries = row.length
+    return Request(layer=row.layer, head=row.head, queries=queries, key_rows=key_rows, value_rows=value_rows,
         key_row_bytes=_row_bytes(row.head_dim, kb, kfused, txn),
         value_row_bytes=_row_bytes(row.head_dim, vb, vfused, txn), requant=requant,
         lsb_row_bytes=_row_bytes(row.head_dim, REQUANT_BITS, 1, txn), local_topk=local, token_topk=token)
