@@ -24,15 +24,27 @@ class SuiteInfo:
 
 
 BUILTIN_INFO: dict[str, SuiteInfo] = {info.name: info for info in (
-    SuiteInfo("kernels-basic", "GEMM, GEMV, triad, memcpy: cost model vs measurement on this machine", "host"),
-    SuiteInfo("t3", "T3: TP sublayer GEMM + reduce-scatter, sequential vs software vs track&trigger (+NMC, +MCA)",
-              "t3-gpu"),
-    SuiteInfo("flover", "Flover temporal fusion vs concurrent instances and batching; Azure trace; decode kernel",
-              "a100-sxm"),
-    SuiteInfo("spatten", "SpAtten: DRAM traffic, latency and top-k engine of cascade pruning, vs TITAN Xp / Xeon "
-              "baselines", "spatten"),
-    SuiteInfo("link-sharing", "Poisson flows sharing one link: engine vs M/G/1 processor-sharing theory", "t3-gpu",
-              {"flows": 20000, "load": 0.7, "mean_size_bytes": 1000000.0, "size_dist": "exponential", "weights": 1}),
-    SuiteInfo("moetuner", "expert placement (contiguous, round-robin, greedy, EPLB, MoETuner ILP) in simulated EP "
-              "inference", "h100-sxm", {"tokens_per_gpu": 2048, "spare_slots": 1}),
+    SuiteInfo('kernels-basic',
+              'GEMM, GEMV, triad, memcpy: cost model vs measurement on this machine',
+              'host'),
+    SuiteInfo('t3',
+              'T3: TP sublayer GEMM + reduce-scatter, sequential vs software vs track&trigger (+NMC, +MCA)',
+              't3-gpu',
+              {'batch': 8, 'straggler': 1.1, 'slow_link': 0.5, 'seq_len': 0}),
+    SuiteInfo('flover',
+              'Flover temporal fusion vs concurrent instances and batching; any request trace; decode kernel',
+              'a100-sxm',
+              {'sections': 'all', 'trace': '', 'trace_format': 'auto', 'model': 'gpt-j-6b', 'hw': '', 'tp': 1, 'replicas': 1, 'router': 'round-robin', 'max_requests': 0, 'time_scale': 1.0, 'max_context': 0}),
+    SuiteInfo('spatten',
+              'SpAtten from its released workloads: DRAM traffic by technique, cycles, energy, and speedup over TITAN Xp / Xeon / A3 / MNNFast beside the paper',
+              'spatten',
+              {'workload': '', 'iterations': 0, 'layer_barrier': False}),
+    SuiteInfo('link-sharing',
+              'Poisson flows sharing one link: engine vs M/G/1 processor-sharing theory',
+              't3-gpu',
+              {'flows': 20000, 'load': 0.7, 'mean_size_bytes': 1000000.0, 'size_dist': 'exponential', 'weights': 1}),
+    SuiteInfo('moetuner',
+              "expert placement (contiguous, round-robin, greedy, EPLB, MoETuner's ILPs, replicating and robust ILPs) in simulated EP inference on real routing, in-domain and cross-domain",
+              'h100-sxm',
+              {'tokens_per_gpu': 2048, 'spare_slots': 1, 'routing': ''}),
 )}

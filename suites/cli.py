@@ -11,21 +11,34 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from rich.console import Console
 
 import hwsim
 from hwsim.engine import Tracer
-from hwsim.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HwsimError, SuiteError
+from hwsim.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    HwsimError,
+    SuiteError,
+)
 from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware, list_hardware, load_hardware
 from hwsim.records import Provenance, read_results, write_results
 from hwsim.suites import compare as compare_mod
-from hwsim.suites.registry import SuiteContext, get_suite, resolve_params, suite_info, suite_targets
+from hwsim.suites.registry import (
+    SuiteContext,
+    get_suite,
+    resolve_params,
+    suite_info,
+    suite_targets,
+)
 from hwsim.suites.render import FORMATS, print_tables, render_document
 from hwsim.suites.tables import Table
 
@@ -90,7 +103,14 @@ def _parser() -> argparse.ArgumentParser:
 
     place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver")
     place.add_argument("--solver", required=True, help="solver name (built-in or from the hwsim.placement entry points)")
-    place.add_argument("--problem", required=True, type=Path, help="problem file (YAML or JSON; see suites/place.py)")
+    source = place.add_mutually_exclusive_group(required=True)
+    source.add_argument("--problem", type=Path, help="problem file (YAML or JSON; see suites/place.py)")
+    source.add_argument("--routing", type=Path, metavar="FILE.npz",
+                        help="build the problem from a routing-statistics file (format of placement/data/routing)")
+    place.add_argument("--evaluate", type=Path, nargs="+", default=[], metavar="FILE.npz",
+                       help="simulate the placement's EP layer time on each routing file (needs --routing)")
+    place.add_argument("--hw", default="h100-sxm", help="hardware preset or file for --routing/--evaluate (one GPU per EP rank)")
+    place.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
     place.add_argument("--out", type=Path, help="write the placement as JSON here")
     place.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="solver option (repeatable)")
 
@@ -211,6 +231,7 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
     for suite in suites:
         resolve_params(suite, params, where="--param")  # a typo fails before anything runs
     provenance = Provenance.collect()
+    failed: list[str] = []
     for suite in suites:
         if args.name == "all":
             out = (args.out or DEFAULT_OUT_DIR) / f"{suite.name}.json"
@@ -239,6 +260,10 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
             for line in compare_mod.summary_lines(comparison):
                 output.message(line)
             output.message(f"details: hwsim compare {out}")
+        failed += [f"{suite.name}:{name}" for name in result.failed_sections]
+    if failed:
+        output.message(f"failed sections (see the notes; the results file holds what finished): {', '.join(failed)}")
+        return EXIT_PARTIAL
     return 0
 
 
@@ -332,7 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _sweep(console, args)
             if args.command == "place":
                 from hwsim.suites.place import place_command
-                place_command(console, args.solver, args.problem, args.out, args.option)
+                place_command(console, args.solver, args.problem, args.out, args.option, routing=args.routing,
+                              evaluate=args.evaluate, hw=args.hw, as_json=args.json)
                 return 0
             return _compare(output, args)
         finally:
