@@ -38,11 +38,23 @@ class FifoChannel:
 
     def transfer(self, nbytes: float, *, label: str = "transfer") -> simpy.Event:
         """An event that fires, with the time since issue as its value, when the last byte has left."""
+        delay = self.reserve(nbytes, label=label)
+        if nbytes == 0:
+            return self.env.event().succeed(0.0)
+        return self.env.timeout(delay, value=delay)
+
+    def reserve(self, nbytes: float, *, label: str = "transfer") -> float:
+        """Book a transfer without an event of its own; return the seconds from now until its last byte leaves.
+
+        For a caller that waits on several channels at once (a fetch striped over DRAM channels):
+        one ``env.timeout(max(delays))`` then replaces one event per channel plus a condition, and
+        fires at the very instant the last of them would have.
+        """
         if not nbytes >= 0 or math.isinf(nbytes):
             raise ValueError(f"{self.name}: transfer size must be a non-negative finite number of bytes, got {nbytes!r}")
         now = self.env.now
         if nbytes == 0:
-            return self.env.event().succeed(0.0)
+            return 0.0
         start = self._free_at_s if self._free_at_s > now else now  # noqa: FURB136 (hot path)
         service = float(nbytes) / self.capacity_bytes_per_s
         end = start + service
@@ -50,10 +62,10 @@ class FifoChannel:
         self._issued_bytes += float(nbytes)
         self._issued_busy_s += service
         delay = end - now
-        self._ends.append(now + delay)  # the time SimPy will fire at (may differ from `end` in the last bit)
+        self._ends.append(now + delay)  # the time SimPy fires a timeout of `delay` (may differ from end in the last bit)
         if self.tracer is not None:  # serial service: one row of the trace holds every transfer
             self.tracer.span(f"{self.name}[0]", label, start, end, "transfer", bytes=float(nbytes))
-        return self.env.timeout(delay, value=delay)
+        return delay
 
     @property
     def queued_s(self) -> float:
