@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     hw.add_parser("list", help="list presets and user hardware files", parents=[fmt])
     show = hw.add_parser("show", help="show one hardware description", parents=[fmt])
     show.add_argument("name", help="preset name or path to a YAML file")
+    hw.add_parser("schema", help="print the JSON Schema of hardware YAML files (for editors)", parents=[fmt])
     cal = hw.add_parser("calibrate", help="measure this machine and write a hardware YAML")
     cal.add_argument("--quick", action="store_true", help="fewer sizes and repeats (a few seconds)")
     cal.add_argument("--name", default="host", help="name of the written hardware (default: host)")
@@ -126,30 +127,38 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.4g} {unit}"
 
 
-def _hw_show(name: str) -> Table:
-    hw = load_hardware(name)
-    d = hw.device
+def hardware_table(hw: Hardware) -> Table:
+    """Every value of the hardware schema, unset optionals included: nothing is left out (``hwsim hw show``)."""
+    from hwsim.hardware import schema as hw_schema
+
     table = Table(title=f"{hw.name}: {hw.description}")
     table.add_column("field")
     table.add_column("value")
-    rows = [("source", hw.source), ("kind", d.kind), ("compute units", str(d.compute_units)), ("clock", _si(d.clock_hz, "Hz"))]
-    rows += [(f"peak {dtype}", _si(rate, "FLOP/s")) for dtype, rate in d.peak_flops_per_s.items()]
-    rows += [("memory", f"{_si(d.memory.capacity_bytes, 'B')}, {_si(d.memory.bandwidth_bytes_per_s, 'B/s')}, "
-                        f"{d.memory.channels} channels, {d.memory.transaction_bytes} B transactions"),
-             ("on-chip SRAM", _si(d.sram_bytes, "B")), ("launch overhead", _si(d.launch_overhead_s, "s")),
-             ("efficiency", f"compute max {d.efficiency.compute_max:.3g}, half at {_si(d.efficiency.compute_half_flops, 'FLOP')}; "
-                            f"memory max {d.efficiency.memory_max:.3g}, half at {_si(d.efficiency.memory_half_bytes, 'B')}")]
-    rows += [(f"engine {e.name}", f"{e.units} units " + ", ".join(f"{k}={v:g}" for k, v in e.params.items())) for e in d.engines.values()]
-    t = hw.topology
-    topology = f"{t.kind}, {t.devices} devices"
-    if t.link is not None:
-        topology += f", link {_si(t.link.bandwidth_bytes_per_s, 'B/s')} / {_si(t.link.latency_s, 's')}"
-    if t.inter_link is not None:
-        topology += f", {t.nodes} nodes, inter-node {_si(t.inter_link.bandwidth_bytes_per_s, 'B/s')} / {_si(t.inter_link.latency_s, 's')}"
-    rows.append(("topology", topology))
-    for row in rows:
-        table.add_row(*row)
+    table.add_column("base value", justify="right", number_format=".6g")
+    table.add_column("unit")
+    table.add_column("description")
+    for leaf in hw_schema.leaves(hw):
+        value = leaf.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            shown = "not set" if value is None else str(value)
+            table.add_row(leaf.path, shown, None, "", leaf.help)
+        else:
+            shown = _si(float(value), leaf.unit) if leaf.unit else f"{value:g}"
+            table.add_row(leaf.path, shown, value, leaf.unit, leaf.help)
     return table
+
+
+def _hw_show(name: str) -> Table:
+    return hardware_table(load_hardware(name))
+
+
+def _hw_schema(output: Output) -> None:
+    """The JSON Schema of hardware files: always JSON, whatever --format says (it is a document, not a table)."""
+    import json
+
+    from hwsim.hardware import hardware_json_schema
+
+    sys.stdout.write(json.dumps(hardware_json_schema(), indent=2, ensure_ascii=False) + "\n")
 
 
 def _params(items: list[str]) -> dict[str, str | int | float | bool]:
@@ -319,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     output.tables([_hw_list()])
                 elif args.hw_command == "show":
                     output.tables([_hw_show(args.name)])
+                elif args.hw_command == "schema":
+                    _hw_schema(output)
                 else:
                     from hwsim.suites.calibrate import calibrate_command
                     calibrate_command(console, quick=args.quick, name=args.name, out=args.out, use_gpu=not args.no_gpu)
