@@ -11,9 +11,10 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from rich.console import Console
@@ -73,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", metavar="KEY=VALUE",
                      help="set a parameter the suite declares (repeatable); 'hwsim sweep' varies them over a grid")
 
-    sweep = sub.add_parser("sweep", help="run a suite over a grid of suite and hardware parameters, in parallel")
+    sweep = sub.add_parser("sweep", help="run a suite over a grid of suite and hardware parameters, in parallel",
+                           parents=[fmt])
     sweep.add_argument("name", metavar="SUITE", help="suite name")
     sweep.add_argument("--grid", type=Path, required=True, help="grid YAML: axes (cartesian), zip groups, explicit cases")
     sweep.add_argument("--out", type=Path, help=f"sweep directory (default {DEFAULT_OUT_DIR}/sweeps/SUITE-GRID/); "
@@ -89,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="show only records whose case has KEY=VALUE in the summary and figure (repeatable)")
     sweep.add_argument("--list", action="store_true", help="print the cases and exit without running")
 
-    place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver")
+    place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver", parents=[fmt])
     place.add_argument("--solver", required=True, help="solver name (built-in or from the hwsim.placement entry points)")
     place.add_argument("--problem", required=True, type=Path, help="problem file (YAML or JSON; see suites/place.py)")
     place.add_argument("--out", type=Path, help="write the placement as JSON here")
@@ -251,7 +253,7 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(console: Console, args: argparse.Namespace) -> int:
+def _sweep(output: Output, args: argparse.Namespace) -> int:
     from hwsim.suites.sweep import expand, make_backend, read_grid_file, run_sweep
     from hwsim.suites.sweep.grid import SweepError
 
@@ -265,7 +267,7 @@ def _sweep(console: Console, args: argparse.Namespace) -> int:
             table.add_column(column)
         for case in grid.cases:
             table.add_row(case.case_id, case.seed, ", ".join(f"{k}={v}" for k, v in case.params.items()))
-        print_tables([table], Console())
+        output.tables([table])
         return 0
     backend = make_backend(args.executor, args.workers, args.scheduler)
     out = args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}"
@@ -275,7 +277,11 @@ def _sweep(console: Console, args: argparse.Namespace) -> int:
         if not sep or not key:
             raise SweepError(f"--where {item!r}: expected KEY=VALUE")
         where[key] = value
+    # progress and the summary go to the terminal; in another --format they go to stderr and the summary to stdout
+    console = output.out if args.format == "table" else output.err
     rep = run_sweep(grid, out, backend, console, metric=args.metric, where=where)
+    if args.format != "table" and rep.summary is not None:
+        output.tables([rep.summary])
     return 1 if rep.failed else 0
 
 
@@ -340,10 +346,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 0
                 return _run_suites(output, args)
             if args.command == "sweep":
-                return _sweep(console, args)
+                return _sweep(output, args)
             if args.command == "place":
                 from hwsim.suites.place import place_command
-                place_command(console, args.solver, args.problem, args.out, args.option)
+                table, notes = place_command(args.solver, args.problem, args.out, args.option)
+                output.tables([table], notes)
+                if args.out:
+                    output.message(f"wrote {args.out}")
                 return 0
             return _compare(output, args)
         finally:

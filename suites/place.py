@@ -21,13 +21,12 @@ from typing import Any
 
 import numpy as np
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 from hwsim.errors import ConfigError
 from hwsim.fileio import read_yaml_file, write_text_atomic
 from hwsim.placement import Placement, PlacementError, PlacementProblem, gpu_loads, objective, solve
 from hwsim.placement.routing import sample_trace, synthetic_model
+from hwsim.suites.tables import Table
 
 TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic", "name"}
 SYNTHETIC_KEYS = {"layers", "experts", "zipf_s", "concentration", "token_slots", "seed"}
@@ -105,7 +104,8 @@ def placement_json(problem: PlacementProblem, placement: Placement) -> str:
                        "tail_load": obj.tail_load, "traffic_cost": obj.traffic_cost, "info": info, "layers": layers}, indent=1)
 
 
-def place_command(console: Console, solver: str, problem_path: Path, out: Path | None, options: list[str]) -> None:
+def place_command(solver: str, problem_path: Path, out: Path | None, options: list[str]) -> tuple[Table, list[str]]:
+    """Solve and write the placement; return its summary table and notes for the CLI to render."""
     problem = load_problem(problem_path)
     opts: dict[str, Any] = {}
     for item in options:
@@ -122,16 +122,19 @@ def place_command(console: Console, solver: str, problem_path: Path, out: Path |
         raise ProblemFileError(str(exc)) from None
     obj = objective(problem, placement)
     loads = gpu_loads(problem, placement)
-    table = Table(title=f"{problem.name}: {solver} ({problem.layers} layers x {problem.experts} experts on {problem.gpus} GPUs)")
-    for col in ("objective", "tail load", "traffic cost", "cross-GPU slots", "cross-node slots", "max/mean load", "replicas"):
-        table.add_column(col, justify="right")
-    table.add_row(f"{obj.total:.6g}", f"{obj.tail_load:.6g}", f"{obj.traffic_cost:.6g}", f"{obj.cross_gpu_tokens:.6g}",
-                  f"{obj.cross_node_tokens:.6g}", f"{float(np.mean(loads.max(axis=1) / loads.mean(axis=1))):.3f}",
-                  str(placement.replicas()))
-    console.print(table)
+    table = Table(title=f"{problem.name}: {solver} ({problem.layers} layers x {problem.experts} experts "
+                        f"on {problem.gpus} GPUs)")
+    for col in ("objective", "tail load", "traffic cost", "cross-GPU slots", "cross-node slots"):
+        table.add_column(col, number_format=".6g")
+    table.add_column("max/mean load", number_format=".3f")
+    table.add_column("replicas")
+    table.add_row(float(obj.total), float(obj.tail_load), float(obj.traffic_cost), float(obj.cross_gpu_tokens),
+                  float(obj.cross_node_tokens), float(np.mean(loads.max(axis=1) / loads.mean(axis=1))),
+                  int(placement.replicas()))
+    notes = []
     if "gap" in placement.info:
-        console.print(f"solve {placement.info.get('solve_s', 0):.2f} s, {placement.info.get('method')}, "
-                      f"gap {placement.info['gap'] * 100:.2f}% to a proven lower bound ({placement.info.get('status')})")
+        notes.append(f"solve {placement.info.get('solve_s', 0):.2f} s, {placement.info.get('method')}, "
+                     f"gap {placement.info['gap'] * 100:.2f}% to a proven lower bound ({placement.info.get('status')})")
     if out is not None:
         write_text_atomic(out, placement_json(problem, placement))
-        console.print(f"wrote {out}")
+    return table, notes

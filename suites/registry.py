@@ -43,7 +43,8 @@ class SuiteContext:
     quick: bool = False
     seed: int = 0
     tracer: Tracer | None = None
-    console: Console = field(default_factory=lambda: Console(stderr=False))
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    """Deprecated: suites return tables and notes and never print; kept (on stderr) for plug-ins written before."""
     figures_dir: Path | None = None
     params: Mapping[str, CaseValue] = field(default_factory=dict)
     """Knobs a caller (``hwsim sweep``, ``suite run --param``) sets; a suite reads the ones it declares
