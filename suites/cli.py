@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="table (fitted to the terminal), markdown, csv or json (default table)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    hw = sub.add_parser("hw", help="hardware descriptions").add_subparsers(dest="hw_command", required=True, metavar="ACTION")
+    hw = sub.add_parser("hw", help="hardware descriptions").add_subparsers(dest="hw_command", required=True,
+                                                                          metavar="ACTION")
     hw.add_parser("list", help="list presets and user hardware files", parents=[fmt])
     show = hw.add_parser("show", help="show one hardware description", parents=[fmt])
     show.add_argument("name", help="preset name or path to a YAML file")
@@ -61,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=Path, help="where to write the YAML (default: the user hardware directory)")
     cal.add_argument("--no-gpu", action="store_true", help="skip the GPU even when CuPy finds one")
 
-    suite = sub.add_parser("suite", help="benchmark suites").add_subparsers(dest="suite_command", required=True, metavar="ACTION")
+    suite = sub.add_parser("suite", help="benchmark suites").add_subparsers(dest="suite_command", required=True,
+                                                                           metavar="ACTION")
     suite.add_parser("list", help="list suites", parents=[fmt])
     run = suite.add_parser("run", help="run a suite (or 'all')", parents=[fmt])
     run.add_argument("name", help="suite name, or 'all'")
@@ -77,14 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a suite over a grid of suite and hardware parameters, in parallel",
                            parents=[fmt])
     sweep.add_argument("name", metavar="SUITE", help="suite name")
-    sweep.add_argument("--grid", type=Path, required=True, help="grid YAML: axes (cartesian), zip groups, explicit cases")
+    sweep.add_argument("--grid", type=Path, required=True,
+                       help="grid YAML: axes (cartesian), zip groups, explicit cases")
     sweep.add_argument("--out", type=Path, help=f"sweep directory (default {DEFAULT_OUT_DIR}/sweeps/SUITE-GRID/); "
                                                 "rerunning into it skips finished cases")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: one per CPU)")
     sweep.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://HOST:8786")
     sweep.add_argument("--executor", default="auto", choices=("auto", "dask", "process", "serial"),
                        help="auto: Dask when installed, else a process pool; serial: in this process")
-    sweep.add_argument("--seed", type=int, help="sweep seed; each case's seed derives from it and the case (default: the grid's, else 0)")
+    sweep.add_argument("--seed", type=int,
+                       help="sweep seed; each case's seed derives from it and the case (default: the grid's, else 0)")
     sweep.add_argument("--quick", action="store_true", default=None, help="run every case in the suite's quick form")
     sweep.add_argument("--metric", help="metric of the summary and figure (default: the grid's, else the first)")
     sweep.add_argument("--where", action="append", metavar="KEY=VALUE",
@@ -92,17 +96,20 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--list", action="store_true", help="print the cases and exit without running")
 
     place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver", parents=[fmt])
-    place.add_argument("--solver", required=True, help="solver name (built-in or from the hwsim.placement entry points)")
+    place.add_argument("--solver", required=True,
+                       help="solver name (built-in or from the hwsim.placement entry points)")
     place.add_argument("--problem", required=True, type=Path, help="problem file (YAML or JSON; see suites/place.py)")
     place.add_argument("--out", type=Path, help="write the placement as JSON here")
     place.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="solver option (repeatable)")
 
     cmp_ = sub.add_parser("compare", help="simulated vs measured (or vs paper), with the error of every row",
                           parents=[fmt])
-    cmp_.add_argument("files", nargs="+", type=Path, help="results files (simulated, measured and paper records, any mix)")
+    cmp_.add_argument("files", nargs="+", type=Path,
+                      help="results files (simulated, measured and paper records, any mix)")
     cmp_.add_argument("--against", choices=compare_mod.REFERENCES, default="measured",
                       help="the reference: measured records (default) or the papers' figures (source: paper)")
-    cmp_.add_argument("--out", type=Path, help="also write the rendered comparison to this file (markdown for --format table)")
+    cmp_.add_argument("--out", type=Path,
+                      help="also write the rendered comparison to this file (markdown for --format table)")
     return p
 
 
@@ -242,7 +249,8 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
         for figure in result.figures:
             output.message(f"figure: {figure}")
         if tracer is not None:
-            trace_path = args.trace if len(suites) == 1 else args.trace.with_name(f"{args.trace.stem}-{suite.name}{args.trace.suffix}")
+            trace_path = args.trace if len(suites) == 1 else args.trace.with_name(
+                f"{args.trace.stem}-{suite.name}{args.trace.suffix}")
             tracer.write(trace_path)
             output.message(f"trace: {trace_path} ({len(tracer.spans)} spans; open it at ui.perfetto.dev)")
         if any(r.source == "measured" for r in records):
@@ -262,7 +270,8 @@ def _sweep(output: Output, args: argparse.Namespace) -> int:
     suite = get_suite(args.name)
     grid = expand(read_grid_file(args.grid), str(args.grid), suite, seed=args.seed, quick=args.quick)
     if args.list:
-        table = Table(title=f"{len(grid.cases)} cases of {suite.name} (seed {grid.seed}{', quick' if grid.quick else ''})")
+        quick = ", quick" if grid.quick else ""
+        table = Table(title=f"{len(grid.cases)} cases of {suite.name} (seed {grid.seed}{quick})")
         for column in ("id", "seed", "case"):
             table.add_column(column)
         for case in grid.cases:
@@ -307,7 +316,7 @@ def _suite_list() -> Table:
     table = Table(title="suites")
     for column in ("name", "default hardware", "from", "description", "parameters (--param, sweeps)"):
         table.add_column(column)
-    for name, (target, origin) in suite_targets().items():
+    for name, (_target, origin) in suite_targets().items():
         try:
             s = get_suite(name)
             params = ", ".join(f"{k}={v.default}" for k, v in suite_parameters(s).items()) or "—"

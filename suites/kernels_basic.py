@@ -7,17 +7,17 @@ describes: run this after ``hwsim hw calibrate`` and ``hwsim compare`` shows how
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping
 
 from hwsim import costs
 from hwsim.costs import OpCost
 from hwsim.engine import Simulation
 from hwsim.errors import HardwareError
 from hwsim.hardware import Device, Hardware, load_hardware
-from hwsim.records import Record
 from hwsim.kernels import basic
 from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
 from hwsim.kernels.measure import measure
+from hwsim.records import Record
 from hwsim.suites.host import host_hardware
 from hwsim.suites.registry import SuiteContext, SuiteResult
 from hwsim.suites.tables import Table
@@ -74,7 +74,8 @@ def simulate(hw: Hardware, cases: list[Case], sim: Simulation) -> list[float]:
     device = hw.device
     track = f"{hw.name}"
     dram = sim.bandwidth(device.memory.bandwidth_bytes_per_s, f"{track}/dram")
-    sram = sim.bandwidth(device.sram_bandwidth_bytes_per_s, f"{track}/sram") if device.sram_bandwidth_bytes_per_s else None
+    sram_bw = device.sram_bandwidth_bytes_per_s
+    sram = sim.bandwidth(sram_bw, f"{track}/sram") if sram_bw else None
     units = sim.compute(device.compute_units, f"{track}/compute")
     durations: list[float] = []
 
@@ -97,7 +98,7 @@ def simulate(hw: Hardware, cases: list[Case], sim: Simulation) -> list[float]:
     return durations
 
 
-def _measure_case(case: Case, seed: int, device: str) -> float:
+def _measure_case(case: Case, seed: int, device: Literal["cpu", "gpu"]) -> float:
     inputs = basic.make_inputs(case.op, case.size, case.dtype, seed)
     if device == "gpu":
         inputs = basic.to_gpu(inputs)
@@ -128,7 +129,8 @@ class KernelsBasic:
         table.add_column("error", "%", number_format="+.1f")
         for case, sim_s in zip(cases, simulated):
             c = cost(hw.device, case)
-            records.append(Record(self.name, case.params, "time", sim_s, "s", "simulated", hw.name, note=f"bound={c.bound}"))
+            records.append(Record(self.name, case.params, "time", sim_s, "s", "simulated", hw.name,
+                                  note=f"bound={c.bound}"))
             measured = None
             if ctx.measure:
                 measured = _measure_case(case, ctx.seed, "cpu")
@@ -153,7 +155,8 @@ class KernelsBasic:
         for case, sim_s in zip(cases, durations):
             params = {**case.params, "device": "gpu"}
             records.append(Record(self.name, params, "time", sim_s, "s", "simulated", hw.name))
-            records.append(Record(self.name, params, "time", _measure_case(case, ctx.seed, "gpu"), "s", "measured", hw.name))
+            measured = _measure_case(case, ctx.seed, "gpu")
+            records.append(Record(self.name, params, "time", measured, "s", "measured", hw.name))
         return records
 
 

@@ -18,7 +18,7 @@ import simpy
 
 from hwsim.engine import Simulation
 from hwsim.hardware import Hardware, load_hardware
-from hwsim.records import TOLERANCE, Record, within_tolerance
+from hwsim.records import TOLERANCE, CaseValue, Record, within_tolerance
 from hwsim.suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
 from hwsim.suites.tables import Table
 
@@ -98,8 +98,8 @@ class LinkSharing:
         slowdown = fct_s[kept] / (sizes[kept] / bandwidth)
         theory_s = (mean_size / bandwidth) / (1.0 - load)  # M/G/1-PS mean sojourn (Kleinrock 1976)
         ratio = mean_fct_s / theory_s
-        case = {"flows": count, "load": load, "mean_size_bytes": mean_size, "size_dist": str(p["size_dist"]),
-                "weights": int(p["weights"])}
+        case: dict[str, CaseValue] = {"flows": count, "load": load, "mean_size_bytes": mean_size,
+                                      "size_dist": str(p["size_dist"]), "weights": int(p["weights"])}
         records = [
             Record(self.name, case, "mean_fct_s", mean_fct_s, "s", "simulated", hw.name),
             Record(self.name, case, "p99_fct_s", float(np.percentile(fct_s[kept], 99)), "s", "simulated", hw.name),

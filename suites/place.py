@@ -28,7 +28,8 @@ from hwsim.placement import Placement, PlacementError, PlacementProblem, gpu_loa
 from hwsim.placement.routing import sample_trace, synthetic_model
 from hwsim.suites.tables import Table
 
-TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic", "name"}
+TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic",
+            "name"}
 SYNTHETIC_KEYS = {"layers", "experts", "zipf_s", "concentration", "token_slots", "seed"}
 
 
@@ -43,7 +44,8 @@ def _number(doc: dict, key: str, path: Path, kind: type, default: Any = None) ->
         return default
     value = doc[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise ProblemFileError(f"{path}: field {key!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        wanted = "an integer" if kind is int else "a number"
+        raise ProblemFileError(f"{path}: field {key!r} must be {wanted}, got {value!r}")
     return value
 
 
@@ -64,10 +66,12 @@ def load_problem(path: Path) -> PlacementProblem:
             raise ProblemFileError(f"{path}: give either 'synthetic' or 'loads'/'routing', not both")
         syn = doc["synthetic"]
         if not isinstance(syn, dict) or set(syn) - SYNTHETIC_KEYS or SYNTHETIC_KEYS - {"seed"} - set(syn):
-            raise ProblemFileError(f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
+            raise ProblemFileError(
+                f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
         try:
             rng = np.random.default_rng(int(syn.get("seed", 0)))
-            model = synthetic_model(int(syn["layers"]), int(syn["experts"]), float(syn["zipf_s"]), float(syn["concentration"]), rng)
+            model = synthetic_model(int(syn["layers"]), int(syn["experts"]), float(syn["zipf_s"]),
+                                    float(syn["concentration"]), rng)
             trace = sample_trace(model, int(syn["token_slots"]), rng)
         except (TypeError, ValueError) as exc:
             raise ProblemFileError(f"{path}: synthetic: {exc}") from None
@@ -101,7 +105,8 @@ def placement_json(problem: PlacementProblem, placement: Placement) -> str:
         layers.append(experts)
     info = {k: v for k, v in placement.info.items() if isinstance(v, (int, float, str, bool, list))}
     return json.dumps({"problem": problem.name, "solver": placement.solver, "objective": obj.total,
-                       "tail_load": obj.tail_load, "traffic_cost": obj.traffic_cost, "info": info, "layers": layers}, indent=1)
+                       "tail_load": obj.tail_load, "traffic_cost": obj.traffic_cost, "info": info, "layers": layers},
+                      indent=1)
 
 
 def place_command(solver: str, problem_path: Path, out: Path | None, options: list[str]) -> tuple[Table, list[str]]:

@@ -121,8 +121,9 @@ def to_markdown(table: Table) -> str:
 
     lines = [f"**{esc(table.title)}**", ""] if table.title else []
     lines.append("| " + " | ".join(esc(c.header) for c in table.columns) + " |")
-    lines.append("|" + "".join("---:|" if table.justify_of(i) == "right" else "---|" for i in range(len(table.columns))))
-    lines += ["| " + " | ".join(esc(table.text(row, i)) for i in range(len(table.columns))) + " |" for row in table.rows]
+    columns = range(len(table.columns))
+    lines.append("|" + "".join("---:|" if table.justify_of(i) == "right" else "---|" for i in columns))
+    lines += ["| " + " | ".join(esc(table.text(row, i)) for i in columns) + " |" for row in table.rows]
     if table.caption:
         lines += [""] + table.caption.splitlines()
     return "\n".join(lines) + "\n"

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+import sweep_test_suites
 from rich.console import Console
 
-import sweep_test_suites
 from hwsim.records import read_results
 from hwsim.suites import registry
 from hwsim.suites.cli import main

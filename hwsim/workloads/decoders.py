@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from hwsim.errors import WorkloadError
 
 
-
 @dataclass(frozen=True)
 class DecoderModel:
     """The shapes one decode step touches.

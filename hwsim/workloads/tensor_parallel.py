@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from hwsim.errors import WorkloadError
 
 
-
 @dataclass(frozen=True)
 class TransformerShape:
     """What the four TP sublayers need: hidden size, MLP width, attention width and tokens per step."""

@@ -52,7 +52,8 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
     rep = SweepReport(grid=grid, out=out)
     rep.skipped = [c.case_id for c in grid.cases if out.is_done(c)]
     loaded: dict[str, Hardware] = {}
-    tasks = [Task(grid.suite_target, c, grid.quick, grid.hardware_for(c, loaded)) for c in grid.cases if not out.is_done(c)]
+    tasks = [Task(grid.suite_target, c, grid.quick, grid.hardware_for(c, loaded))
+             for c in grid.cases if not out.is_done(c)]
     console.print(f"sweep {grid.suite}: {len(grid.cases)} cases, {len(rep.skipped)} already done, "
                   f"{len(tasks)} to run on {backend.description}; results in {out.root}")
     started = time.perf_counter()
