@@ -28,6 +28,9 @@ BUILTIN_SOLVERS: dict[str, str] = {
     "greedy": "hwsim.placement.heuristics:GreedySolver",
     "eplb": "hwsim.placement.heuristics:EplbSolver",
     "moetuner": "hwsim.placement.ilp:MoETunerSolver",
+    "moetuner-minmax": "hwsim.placement.ilp:MinMaxMoETunerSolver",
+    "moetuner-replicate": "hwsim.placement.replicate:ReplicatingSolver",
+    "moetuner-robust": "hwsim.placement.robust:RobustSolver",
 }
 
 

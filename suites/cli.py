@@ -98,7 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver", parents=[fmt])
     place.add_argument("--solver", required=True,
                        help="solver name (built-in or from the hwsim.placement entry points)")
-    place.add_argument("--problem", required=True, type=Path, help="problem file (YAML or JSON; see suites/place.py)")
+    source = place.add_mutually_exclusive_group(required=True)
+    source.add_argument("--problem", type=Path, help="problem file (YAML or JSON; see suites/place.py)")
+    source.add_argument("--routing", type=Path, metavar="FILE.npz",
+                        help="build the problem from a routing-statistics file (format of placement/data/routing)")
+    place.add_argument("--evaluate", type=Path, nargs="+", default=[], metavar="FILE.npz",
+                       help="simulate the placement's EP layer time on each routing file (needs --routing)")
+    place.add_argument("--hw", default="h100-sxm",
+                       help="hardware preset or file for --routing/--evaluate (one GPU per EP rank)")
+    place.add_argument("--json", action="store_true",
+                       help="print the placement summary (objective, info, evaluate) as one JSON document")
     place.add_argument("--out", type=Path, help="write the placement as JSON here")
     place.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="solver option (repeatable)")
 
@@ -358,8 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _sweep(output, args)
             if args.command == "place":
                 from hwsim.suites.place import place_command
-                table, notes = place_command(args.solver, args.problem, args.out, args.option)
-                output.tables([table], notes)
+                result = place_command(args.solver, args.problem, args.out, args.option, routing=args.routing,
+                                       evaluate=args.evaluate, hw=args.hw)
+                if args.json:
+                    import json
+                    sys.stdout.write(json.dumps(result.document, indent=1, allow_nan=False) + "\n")
+                else:
+                    output.tables(result.tables, result.notes)
                 if args.out:
                     output.message(f"wrote {args.out}")
                 return 0

@@ -16,6 +16,7 @@ Problem file (YAML, or JSON, which YAML reads too)::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,63 @@ def placement_json(problem: PlacementProblem, placement: Placement) -> str:
                       indent=1)
 
 
-def place_command(solver: str, problem_path: Path, out: Path | None, options: list[str]) -> tuple[Table, list[str]]:
-    """Solve and write the placement; return its summary table and notes for the CLI to render."""
-    problem = load_problem(problem_path)
+def _routing_problem(path: Path, hw_name: str) -> tuple[PlacementProblem, Any, Any]:
+    """The problem a routing-statistics file implies on ``hw_name`` (one GPU per EP rank), with its model and scale."""
+    from hwsim.hardware import load_hardware
+    from hwsim.suites.moetuner import SPARE_SLOTS_PER_GPU, model_for, read_routing, routing_problem
+    from hwsim.systems.moetuner import Scale
+
+    real = read_routing(path)
+    model = model_for(real)
+    scale = Scale("cli", load_hardware(hw_name))
+    return routing_problem(model, scale, real, SPARE_SLOTS_PER_GPU), model, scale
+
+
+def evaluate_placement(placement: Placement, model: Any, scale: Any, files: list[Path]) -> list[dict[str, Any]]:
+    """EP layer time, tails and speedup over contiguous of ``placement`` on each routing file (recorded layers)."""
+    from hwsim.placement import solve as solve_with
+    from hwsim.suites.moetuner import CONTEXT_TOKENS, TOKENS_PER_GPU, read_routing, routing_problem
+    from hwsim.systems.moe import Batch, simulate
+
+    out = []
+    batch = Batch(TOKENS_PER_GPU * scale.hardware.topology.devices, CONTEXT_TOKENS)
+    for path in files:
+        real = read_routing(path)
+        if real.num_experts != model.experts or real.top_k != model.top_k:
+            raise ProblemFileError(f"{path}: {real.num_experts} experts top-{real.top_k} do not match the placement's "
+                                   f"{model.experts} experts top-{model.top_k}")
+        problem = routing_problem(model, scale, real, 1)
+        base = solve_with(problem, "contiguous")
+        runs = [simulate(model, scale.hardware, batch, p.split, problem.loads, problem.routing,
+                         attention_with_tokens=True) for p in (placement, base)]
+        out.append({"file": str(path), "time_s": runs[0].time_s, "token_tail_s": runs[0].token_tail_s,
+                    "all_to_all_tail_s": runs[0].all_to_all_tail_s, "contiguous_time_s": runs[1].time_s,
+                    "speedup_vs_contiguous": runs[1].time_s / runs[0].time_s - 1.0})
+    return out
+
+
+@dataclass
+class PlaceResult:
+    """What ``hwsim place`` computed: tables and notes for people, ``document`` for ``--json``."""
+
+    tables: list[Table]
+    notes: list[str]
+    document: dict[str, Any]
+
+
+def place_command(solver: str, problem_path: Path | None, out: Path | None, options: list[str],
+                  routing: Path | None = None, evaluate: list[Path] | None = None,
+                  hw: str = "h100-sxm") -> PlaceResult:
+    """Solve (and evaluate), write the placement if asked; return what the CLI renders."""
+    evaluate = list(evaluate or [])
+    model = scale = None
+    if routing is not None:
+        problem, model, scale = _routing_problem(routing, hw)
+    elif evaluate:
+        raise ProblemFileError("--evaluate needs --routing (the model and hardware come from it)")
+    else:
+        assert problem_path is not None
+        problem = load_problem(problem_path)
     opts: dict[str, Any] = {}
     for item in options:
         key, sep, value = item.partition("=")
@@ -127,6 +182,10 @@ def place_command(solver: str, problem_path: Path, out: Path | None, options: li
         raise ProblemFileError(str(exc)) from None
     obj = objective(problem, placement)
     loads = gpu_loads(problem, placement)
+    evaluated = evaluate_placement(placement, model, scale, evaluate) if evaluate else []
+    document = json.loads(placement_json(problem, placement))
+    document.pop("layers")
+    document["evaluate"] = evaluated
     table = Table(title=f"{problem.name}: {solver} ({problem.layers} layers x {problem.experts} experts "
                         f"on {problem.gpus} GPUs)")
     for col in ("objective", "tail load", "traffic cost", "cross-GPU slots", "cross-node slots"):
@@ -136,10 +195,21 @@ def place_command(solver: str, problem_path: Path, out: Path | None, options: li
     table.add_row(float(obj.total), float(obj.tail_load), float(obj.traffic_cost), float(obj.cross_gpu_tokens),
                   float(obj.cross_node_tokens), float(np.mean(loads.max(axis=1) / loads.mean(axis=1))),
                   int(placement.replicas()))
+    tables = [table]
     notes = []
     if "gap" in placement.info:
         notes.append(f"solve {placement.info.get('solve_s', 0):.2f} s, {placement.info.get('method')}, "
                      f"gap {placement.info['gap'] * 100:.2f}% to a proven lower bound ({placement.info.get('status')})")
+    if evaluated:
+        ev = Table(title=f"{placement.solver} evaluated on {scale.label if scale else ''} (recorded layers)")
+        ev.add_column("routing file")
+        for col in ("time", "token tail", "all-to-all tail"):
+            ev.add_column(col, "ms", number_format=".3f")
+        ev.add_column("speedup vs contiguous", "%", number_format="+.1f")
+        for e in evaluated:
+            ev.add_row(Path(e["file"]).name, e["time_s"] * 1e3, e["token_tail_s"] * 1e3, e["all_to_all_tail_s"] * 1e3,
+                       e["speedup_vs_contiguous"] * 100)
+        tables.append(ev)
     if out is not None:
         write_text_atomic(out, placement_json(problem, placement))
-    return table, notes
+    return PlaceResult(tables, notes, document)
