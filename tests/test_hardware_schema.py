@@ -183,3 +183,41 @@ def test_validate_applies_cross_field_rules():
     bad = dataclasses.replace(FULL, topology=dataclasses.replace(FULL.topology, kind="two-level", devices=3, nodes=2))
     with pytest.raises(HardwareError, match="field 'topology.nodes': value 2 does not divide devices=3"):
         hw_schema.validate(bad, "x")
+
+
+def test_hw_show_lists_empty_collections_as_unset():
+    rows = {row[0]: row for row in hardware_table(load_hardware("h100-sxm")).rows}
+    assert rows["device.engines"][1] == "not set" and rows["device.sram_bandwidth"][1] == "not set"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    """One step of a toy staircase."""
+
+    working_set_bytes: float = hw_schema.spec("working_set", "size", unit="bytes", exclusive_minimum=0)
+    read_bytes_per_s: float = hw_schema.spec("read", "read bandwidth", unit="bytes_per_s", exclusive_minimum=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Toy:
+    """A toy with a list of steps, as a memory staircase would be declared."""
+
+    steps: tuple[_Step, ...] = hw_schema.spec("steps", "the staircase", default=())
+
+
+def test_a_tuple_of_dataclasses_is_supported_end_to_end():
+    doc = {"steps": [{"working_set": "32 KiB", "read": "1 TB/s"}, {"working_set": "1 GiB", "read": "100 GB/s"}]}
+    toy = hw_schema.parse(_Toy, doc, "toy.yaml")
+    assert toy.steps[1] == _Step(2.0**30, 100e9)
+    assert hw_schema.parse(_Toy, yaml.safe_load(yaml.safe_dump(hw_schema.dump(toy))), "again") == toy
+    target = hw_schema.resolve_path(toy, ["steps", "1", "read"])
+    assert target.field_path == ("steps", "1", "read_bytes_per_s")
+    changed = hw_schema.replace_at(toy, target.field_path, hw_schema.parse_leaf(target.type, target.spec, "50 GB/s"))
+    assert changed.steps[1].read_bytes_per_s == 50e9 and changed.steps[0] == toy.steps[0]
+    assert [leaf.path for leaf in hw_schema.leaves(toy)] == ["steps.0.working_set", "steps.0.read",
+                                                            "steps.1.working_set", "steps.1.read"]
+    assert hw_schema.json_schema(_Toy)["properties"]["steps"]["items"]["required"] == ["working_set", "read"]
+    with pytest.raises(HardwareError, match="field 'steps.1.read': value '0 B/s' must be positive"):
+        hw_schema.parse(_Toy, {"steps": [doc["steps"][0], {"working_set": "1 GiB", "read": "0 B/s"}]}, "bad.yaml")
+    with pytest.raises(HardwareError, match="field 'steps.0.read': value 0.0 must be positive"):
+        hw_schema.validate(hw_schema.replace_at(toy, ("steps", "0", "read_bytes_per_s"), 0.0), "override")

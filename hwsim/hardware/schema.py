@@ -484,6 +484,8 @@ def _leaves_of(tp: Any, s: FieldSpec, value: Any, path: str, field_path: tuple[s
     if is_dataclass(inner):
         return leaves(value, path, field_path)
     items = list(value.items()) if _is_mapping(inner) else list(enumerate(value))
+    if not items:  # an empty mapping or list still shows, as unset
+        return [Leaf(path, field_path, None, "", s.help)]
     out: list[Leaf] = []
     for key, v in items:
         out += _leaves_of(_item_type(inner), s, v, _join(path, str(key)), (*field_path, str(key)))
