@@ -15,12 +15,13 @@ CALIBRATION_ATTEMPTS = 3
 
 
 def host_hardware(given: Hardware | None = None, *, kind: str | None = None, quick: bool = True, seed: int = 0,
-                  use_saved: bool = True) -> tuple[Hardware, list[str]]:
+                  use_saved: bool = True, name: str = HOST_NAME) -> tuple[Hardware, list[str]]:
     """(this machine's hardware, notes for the reader).
 
     ``kind``: accept ``given`` or the saved ``host`` only when its device is of this kind (e.g. "cpu"
     for a model of CPU kernels). ``use_saved=False`` skips the saved file and calibrates now (a suite
-    whose cost model must be fitted in the same conditions it measures in).
+    whose cost model must be fitted in the same conditions it measures in). ``name``: the name of a
+    description calibrated now.
     """
     if given is not None and (kind is None or given.device.kind == kind):
         return given, []
@@ -36,7 +37,7 @@ def host_hardware(given: Hardware | None = None, *, kind: str | None = None, qui
 
     for attempt in range(CALIBRATION_ATTEMPTS):
         try:
-            hw, _ = cpu_hardware(HOST_NAME, quick=quick, seed=seed + attempt)
+            hw, _ = cpu_hardware(name, quick=quick, seed=seed + attempt)
         except CalibrationError:  # a fit spoiled by a busy machine: measure again
             if attempt == CALIBRATION_ATTEMPTS - 1:
                 raise

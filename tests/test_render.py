@@ -17,9 +17,6 @@ from hwsim.suites.tables import Table
 
 WIDTHS = (80, 160)
 SLOW_SUITES = {"moetuner"}  # over ~20 s with --quick on a loaded 2-core machine (34 s measured)
-# Suites still printing rich tables to ctx.console instead of returning them (each owner converts its
-# own suite; integrator: this should be empty once those branches are merged).
-STILL_PRINTING = {"t3", "flover"}
 
 
 def _rendered(table: Table, width: int) -> str:
@@ -50,9 +47,8 @@ def test_every_suite_quick_returns_tables_that_fit_80_and_160_columns(name):
     ctx = SuiteContext(hardware=None, quick=True, seed=0, console=Console(file=printed, width=120))
     result = get_suite(name).run(ctx)
     assert result.records
-    if name not in STILL_PRINTING:
-        assert printed.getvalue() == "", f"suite {name} printed instead of returning tables"
-        assert result.tables, f"suite {name} returned no tables"
+    assert printed.getvalue() == "", f"suite {name} printed instead of returning tables"
+    assert result.tables, f"suite {name} returned no tables"
     for table in result.tables:
         assert all(isinstance(c, (str, int, float)) or c is None for row in table.rows for c in row)
         assert not any("[/" in c for row in table.rows for c in row if isinstance(c, str)), "rich markup in a cell"
