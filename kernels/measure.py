@@ -8,14 +8,28 @@ calls, summarised by the median (robust to the odd preempted sample).
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from hwsim.kernels.gpu import require_gpu
 
-__all__ = ["Timing", "measure", "MIN_SAMPLES"]
+__all__ = [
+    "MIN_SAMPLES",
+    "NOISE_LIMIT",
+    "RobustTiming",
+    "Timing",
+    "gpu_event_timer",
+    "load_average",
+    "measure",
+    "measure_interleaved",
+    "reference_s",
+    "thread_counts",
+    "thread_limits",
+]
 
 Device = Literal["cpu", "gpu"]
 
@@ -37,7 +51,7 @@ class Timing:
     samples_s: tuple[float, ...]
 
     @classmethod
-    def from_samples(cls, samples_s: tuple[float, ...], *, warmup: int, device: Device) -> "Timing":
+    def from_samples(cls, samples_s: tuple[float, ...], *, warmup: int, device: Device) -> Timing:
         """Build the summary from raw per-call seconds."""
         if not samples_s:
             raise ValueError("samples_s: need at least one sample, got 0")
@@ -142,3 +156,194 @@ def _measure_gpu(fn: Callable[[], Any], warmup: int, repeats: int, max_time_s: f
         if len(samples) >= floor and time.perf_counter() - start_s >= budget_s:
             break
     return Timing.from_samples(tuple(samples), warmup=done_warmup, device="gpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# Measurement on a shared machine: explicit threads, interleaved repeats, a load check.
+#
+# A busy core only ever slows a run down, so the *minimum* of interleaved samples estimates what the
+# machine does when quiet; the median and a spread figure say how much the machine interfered.
+
+#: A case whose reference kernel ran this much slower after than before (or whose spread exceeds
+#: this) is retried, and marked noisy if it stays so.
+NOISE_LIMIT = 0.25
+
+
+def _set_threads(threads: int) -> tuple[int, Any]:
+    """Set Numba's and the BLAS pools' thread counts; return what to restore."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    limiter: Any = None
+    try:  # threadpoolctl is optional: a bare GPU box may not have it
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        limiter = threadpool_limits(limits=threads)
+    except ImportError:
+        limiter = None
+    return before, limiter
+
+
+class thread_limits:
+    """``with thread_limits(n):`` runs Numba parallel loops and BLAS on exactly ``n`` threads."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = _check_count("threads", threads, 1)
+        self._saved: tuple[int, Any] | None = None
+
+    def __enter__(self) -> thread_limits:  # noqa: PYI034
+        self._saved = _set_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import numba
+
+        assert self._saved is not None
+        before, limiter = self._saved
+        numba.set_num_threads(before)
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+
+def thread_counts() -> dict[str, int]:
+    """The thread counts in force now: Numba's, and each BLAS library's (via threadpoolctl)."""
+    import numba
+
+    counts = {"numba": int(numba.get_num_threads())}
+    try:
+        from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                counts[f"blas:{pool.get('internal_api', '?')}"] = int(pool.get("num_threads", 0))
+    except ImportError:
+        pass
+    return counts
+
+
+def load_average() -> float:
+    """One-minute load average (0.0 where the OS has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return 0.0
+
+
+def _reference_work() -> float:
+    """A fixed ~1 ms of scalar Python arithmetic on one core: its time says how busy the core is."""
+    acc = 0.0
+    for i in range(20_000):
+        acc += (i & 7) * 0.5
+    return acc
+
+
+def reference_s(samples: int = 5) -> float:
+    """Best-of-``samples`` time of the reference work (seconds)."""
+    best = math.inf
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        _reference_work()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@dataclass(frozen=True)
+class RobustTiming:
+    """One case measured by :func:`measure_interleaved`: best, median, spread, and the load around it."""
+
+    min_s: float
+    median_s: float
+    spread: float
+    """(median - min) / min over the interleaved samples: 0 on a quiet machine."""
+    samples: int
+    load_before: float
+    load_after: float
+    reference_ratio: float
+    """Reference-kernel time after / before the case: > 1 means the core got busier meanwhile."""
+    attempts: int
+    noisy: bool
+    threads: Mapping[str, int]
+
+    def note(self) -> str:
+        """Provenance line for a measured record."""
+        threads = ",".join(f"{k}={v}" for k, v in sorted(self.threads.items()))
+        return (f"min of {self.samples} interleaved; median={self.median_s:.4g}s spread={self.spread:.2f} "
+                f"load={self.load_before:.2f}->{self.load_after:.2f} ref_ratio={self.reference_ratio:.2f} "
+                f"attempts={self.attempts} noisy={self.noisy} threads[{threads}]")
+
+
+def measure_interleaved(
+    cases: Mapping[str, Callable[[], Any]],
+    *,
+    rounds: int = 7,
+    warmup: int = 1,
+    max_time_s: float = 4.0,
+    retries: int = 2,
+    noise_limit: float = NOISE_LIMIT,
+    timer: Callable[[Callable[[], Any]], float] | None = None,
+) -> dict[str, RobustTiming]:
+    """Time every case in round-robin order ``rounds`` times; report min, median and spread per case.
+
+    Interleaving spreads a burst of load over all cases instead of ruining one. A reference kernel
+    is timed before and after; a case whose spread exceeds ``noise_limit`` or that ran while the
+    reference slowed by more than ``noise_limit`` is re-measured (up to ``retries`` times, keeping
+    the better minimum) and marked ``noisy`` if it never came out clean. ``timer`` times one call
+    (default: ``perf_counter`` around it; a GPU caller passes a CUDA-event timer).
+    """
+    if not cases:
+        raise ValueError("cases must not be empty")
+    rounds = _check_count("rounds", rounds, 1)
+    time_one = timer or _time_cpu_call
+    for fn in cases.values():
+        if not callable(fn):
+            raise TypeError(f"every case must be callable, got {fn!r}")
+        for _ in range(warmup):
+            fn()
+    results: dict[str, RobustTiming] = {}
+    pending = list(cases)
+    attempt = 0
+    while pending and attempt <= retries:
+        attempt += 1
+        load0, ref0 = load_average(), reference_s()
+        samples: dict[str, list[float]] = {name: [] for name in pending}
+        start = time.perf_counter()
+        for r in range(rounds):
+            for name in pending:
+                samples[name].append(time_one(cases[name]))
+            if r + 1 >= MIN_SAMPLES and time.perf_counter() - start > max_time_s:
+                break
+        load1, ref1 = load_average(), reference_s()
+        ratio = ref1 / ref0 if ref0 > 0 else 1.0
+        threads = thread_counts()
+        still: list[str] = []
+        for name in pending:
+            s = samples[name]
+            lo, med = min(s), float(statistics.median(s))
+            spread = (med - lo) / lo if lo > 0 else 0.0
+            noisy = spread > noise_limit or abs(ratio - 1.0) > noise_limit
+            old = results.get(name)
+            best_min = min(lo, old.min_s) if old else lo
+            results[name] = RobustTiming(best_min, med, spread, len(s), load0, load1, ratio, attempt, noisy, threads)
+            if noisy:
+                still.append(name)
+        pending = still
+    return results
+
+
+def _time_cpu_call(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - t0) * 1e-9
+
+
+def gpu_event_timer(fn: Callable[[], Any]) -> float:
+    """Device seconds of one call between CUDA events on the current stream."""
+    cp = require_gpu()
+    stream = cp.cuda.get_current_stream()
+    ev_start, ev_end = cp.cuda.Event(), cp.cuda.Event()
+    ev_start.record(stream)
+    fn()
+    ev_end.record(stream)
+    ev_end.synchronize()
+    return float(cp.cuda.get_elapsed_time(ev_start, ev_end)) * 1e-3
