@@ -14,6 +14,7 @@ GPU equivalents (``gpu_*``) use CuPy kernels timed with CUDA events and raise
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -481,3 +482,138 @@ def gpu_calibration(quick: bool = False, seed: int = 0, repeats: int | None = No
         fma_fp64_points=tuple(gpu_fma_peak_points(np.float64, works, reps)),
         launch_overhead_s=gpu_launch_overhead_s(reps),
     )
+
+
+# --------------------------------------------------------------------------- per-family calibration (CPU)
+#
+# Each builder returns {case name: (work description, zero-argument callable)}: the caller times them
+# interleaved (kernels.measure.measure_interleaved) and fits the family's parameters. The shapes here
+# are the CALIBRATION shapes; the validation suite (suites/validate.py) uses disjoint ones and a test
+# checks that the two sets never meet.
+
+#: Working sets (total bytes touched) of the staircase sweep: L1 to well past any cache.
+STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 96 * KiB, 384 * KiB, 1536 * KiB, 6 * MiB, 24 * MiB, 96 * MiB, 384 * MiB)
+QUICK_STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 384 * KiB, 6 * MiB, 96 * MiB, 384 * MiB)
+#: Calibration GEMM shapes (m, n, k), fp32 BLAS.
+CAL_GEMM_SHAPES: tuple[tuple[int, int, int], ...] = ((192, 192, 192), (384, 384, 384), (768, 768, 768),
+                                                     (1536, 1536, 768))
+#: Calibration GEMV shapes (m, k), fp32 BLAS.
+CAL_GEMV_SHAPES: tuple[tuple[int, int], ...] = ((1536, 1536), (3072, 3072), (6144, 3072))
+#: Calibration top-k shapes (rows, n, k).
+CAL_TOPK_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 3 << 16, 48), (24, 6000, 24), (96, 12000, 96))
+#: Calibration attention shapes (heads, q_len, kv_len, head_dim), all kept.
+CAL_ATTENTION_SHAPES: tuple[tuple[int, int, int, int], ...] = ((6, 24, 768, 64), (12, 48, 384, 64))
+#: Softmax calibration (rows, cols).
+CAL_SOFTMAX_SHAPES: tuple[tuple[int, int], ...] = ((384, 768), (1536, 1536))
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _stream_sum(b):  # pragma: no cover - compiled
+    acc = 0.0
+    for i in prange(b.shape[0]):
+        acc += b[i]
+    return acc
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _softmax_rows(x, out):  # pragma: no cover - compiled
+    for r in prange(x.shape[0]):
+        m = x[r, 0]
+        for j in range(x.shape[1]):
+            m = max(m, x[r, j])
+        s = 0.0
+        for j in range(x.shape[1]):
+            e = math.exp(x[r, j] - m)
+            out[r, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(x.shape[1]):
+            out[r, j] *= inv
+
+
+def staircase_cases(sizes_bytes: Sequence[int], seed: int) -> dict[str, tuple[int, Any]]:
+    """Read (parallel sum) and read+write (triad) kernels per working set; value: bytes moved."""
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[int, Any]] = {}
+    for size in _check_sizes_bytes(sizes_bytes, 24):
+        n = size // 24
+        b, c, a = rng.random(n), rng.random(n), np.empty(n)
+        cases[f"triad:{size}"] = (24 * n, lambda a=a, b=b, c=c: _stream_triad(a, b, c, 3.0))
+        r = rng.random(size // 8)
+        cases[f"read:{size}"] = (8 * r.size, lambda r=r: _stream_sum(r))
+    return cases
+
+
+def launch_s(repeats: int = 7) -> float:
+    """Steady-state cost of one parallel Numba kernel call on 64 elements (best of batched runs)."""
+    a, b, c = np.empty(64), np.ones(64), np.ones(64)
+    _stream_triad(a, b, c, 3.0)
+    best = math.inf
+    for _ in range(_check_repeats(repeats)):
+        t0 = time.perf_counter()
+        for _ in range(200):
+            _stream_triad(a, b, c, 3.0)
+        best = min(best, (time.perf_counter() - t0) / 200)
+    return best
+
+
+def gemm_cases(shapes: Sequence[tuple[int, int, int]], seed: int) -> dict[str, tuple[tuple[int, int, int], Any]]:
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int], Any]] = {}
+    for m, n, k in shapes:
+        a = rng.random((m, k), dtype=np.float32)
+        b = rng.random((k, n), dtype=np.float32)
+        c = np.empty((m, n), dtype=np.float32)
+        cases[f"gemm:{m}x{n}x{k}"] = ((m, n, k), lambda a=a, b=b, c=c: np.matmul(a, b, out=c))
+    return cases
+
+
+def gemv_cases(shapes: Sequence[tuple[int, int]], seed: int) -> dict[str, tuple[tuple[int, int], Any]]:
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int], Any]] = {}
+    for m, k in shapes:
+        a = rng.random((m, k), dtype=np.float32)
+        x = rng.random(k, dtype=np.float32)
+        y = np.empty(m, dtype=np.float32)
+        cases[f"gemv:{m}x{k}"] = ((m, k), lambda a=a, x=x, y=y: np.matmul(a, x, out=y))
+    return cases
+
+
+def softmax_cases(shapes: Sequence[tuple[int, int]], seed: int) -> dict[str, tuple[tuple[int, int], Any]]:
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int], Any]] = {}
+    for rows, cols in shapes:
+        x = rng.random((rows, cols), dtype=np.float32)
+        out = np.empty_like(x)
+        cases[f"softmax:{rows}x{cols}"] = ((rows, cols), lambda x=x, out=out: _softmax_rows(x, out))
+    return cases
+
+
+def topk_cases(shapes: Sequence[tuple[int, int, int]], seed: int) -> dict[str, tuple[tuple[int, int, int], Any]]:
+    """The project's CPU top-k kernel (kernels/topk.py), whatever algorithm it runs."""
+    from hwsim.kernels.topk import topk_numba
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int], Any]] = {}
+    for rows, n, k in shapes:
+        x = rng.standard_normal((rows, n)).astype(np.float32)
+        cases[f"topk:{rows}x{n}:k{k}"] = ((rows, n, k), lambda x=x, k=k: topk_numba(x, k))
+    return cases
+
+
+def attention_cases(shapes: Sequence[tuple[int, int, int, int]], seed: int,
+                    kept: float = 1.0) -> dict[str, tuple[tuple[int, int, int, int], Any]]:
+    """The project's CPU attention kernel over ``kept`` of the tokens and all heads; value: (h, q, kept, d)."""
+    from hwsim.kernels.attention import attention_numba
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
+    for heads, q_len, kv_len, d in shapes:
+        q = rng.standard_normal((heads, q_len, d)).astype(np.float32)
+        k = rng.standard_normal((heads, kv_len, d)).astype(np.float32)
+        v = rng.standard_normal((heads, kv_len, d)).astype(np.float32)
+        toks = np.sort(rng.permutation(kv_len)[: max(1, int(kv_len * kept))])
+        hs = np.arange(heads)
+        cases[f"attention:{heads}x{q_len}x{kv_len}x{d}:kept{len(toks)}"] = (
+            (heads, q_len, len(toks), d), lambda q=q, k=k, v=v, t=toks, h=hs: attention_numba(q, k, v, t, h))
+    return cases

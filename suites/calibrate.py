@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -17,11 +19,14 @@ import yaml
 from rich.console import Console
 
 from hwsim.costs import efficiency_from_fit
+from hwsim.costs.families import Interference, MemoryStep, OperatorModels, gemm_padded_flops
 from hwsim.errors import MeasurementError
 from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Device, Efficiency, Hardware, Memory, dump_hardware, user_hardware_dir
 from hwsim.kernels import microbench
 from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
+from hwsim.kernels.measure import RobustTiming, load_average, measure_interleaved, thread_limits
+from hwsim.suites.tables import Table
 
 KiB, MiB = 1024, 1024 * 1024
 # Quick calibration still needs two sizes well past any last-level cache to see DRAM.
@@ -201,3 +206,149 @@ def calibrate_command(console: Console, *, quick: bool, name: str, out: Path | N
     for line in gpu_lines:
         console.print(f"  {line}")
     console.print(f"wrote {gpu_path}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-family operator models (hwsim.costs.families), fitted from calibration microbenchmarks only.
+
+
+@dataclass(frozen=True)
+class ModelCalibration:
+    """Fitted per-family models plus what the fit saw (for the table and the stability test)."""
+
+    models: OperatorModels
+    fitted: dict[str, float]
+    """Every fitted scalar by name (the calibration-stability check compares these)."""
+    timings: dict[str, RobustTiming]
+    load_before: float
+    load_after: float
+
+
+def _fixed_and_rate(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(fixed_s, rate) of ``t = fixed + work / rate`` from best-of-k times: the rate is the best
+    achieved on the largest half of the points, the fixed cost the smallest point's remainder."""
+    pts = sorted((float(w), float(t)) for w, t in points)
+    big = pts[len(pts) // 2:]
+    rate = max(w / t for w, t in big)
+    fixed = max(0.0, min(t - w / rate for w, t in pts[: max(1, len(pts) // 2)]))
+    rate = max(w / max(t - fixed, 1e-12) for w, t in big)
+    return fixed, rate
+
+
+def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int | None = None) -> ModelCalibration:
+    """Run the per-family calibration microbenchmarks on ``threads`` threads and fit their parameters.
+
+    Only the shapes in :mod:`hwsim.kernels.microbench` (``STAIRCASE_BYTES``, ``CAL_*``) are run; the
+    validation suite's shapes are disjoint.
+    """
+    from hwsim.kernels.overlap import cpu_control_slowdown, cpu_overlap_points
+
+    rounds = rounds or (5 if quick else 9)
+    sizes = microbench.QUICK_STAIRCASE_BYTES if quick else microbench.STAIRCASE_BYTES
+    with thread_limits(threads):
+        load0 = load_average()
+        stair = microbench.staircase_cases(sizes, seed)
+        gemms = microbench.gemm_cases(microbench.CAL_GEMM_SHAPES[: 3 if quick else None], seed)
+        gemvs = microbench.gemv_cases(microbench.CAL_GEMV_SHAPES, seed)
+        soft = microbench.softmax_cases(microbench.CAL_SOFTMAX_SHAPES, seed)
+        topks = microbench.topk_cases(microbench.CAL_TOPK_SHAPES, seed)
+        atts = microbench.attention_cases(microbench.CAL_ATTENTION_SHAPES, seed)
+        calls = {name: fn for group in (stair, gemms, gemvs, soft, topks, atts) for name, (_, fn) in group.items()}
+        timings = measure_interleaved(calls, rounds=rounds, warmup=2, max_time_s=6.0 if quick else 15.0)
+        best = {name: t.min_s for name, t in timings.items()}
+        launch = microbench.launch_s()
+        steps = []
+        for size in sizes:
+            rw_bytes = stair[f"triad:{size}"][0]
+            rd_bytes = stair[f"read:{size}"][0]
+            rw = rw_bytes / max(best[f"triad:{size}"] - launch, 0.1 * best[f"triad:{size}"])
+            rd = rd_bytes / max(best[f"read:{size}"] - launch, 0.1 * best[f"read:{size}"])
+            steps.append(MemoryStep(float(size), rd, rw))
+        mono = steps
+        tile = CPU_GEMM_TILE
+        gemm_fixed, gemm_rate = _fixed_and_rate(
+            [(gemm_padded_flops(m, n, k, tile, threads), best[name]) for name, ((m, n, k), _) in gemms.items()])
+        base = OperatorModels(threads=threads, launch_s=launch, staircase=tuple(mono),
+                              gemm_flops_per_s={"fp32": gemm_rate}, gemm_fixed_s=gemm_fixed, gemm_tile=tile)
+        gemv_fraction = statistics.median(
+            base.stream_s((m * k + k + m) * 4.0, 0.0) / max(best[name] - launch, 1e-9) for name, ((m, k), _) in gemvs.items())
+        soft_rate = max(r * c / max(best[name] - launch, 1e-9) for name, ((r, c), _) in soft.items())
+        topk_rate, topk_row = _fit_topk([(shape, best[name] - launch) for name, (shape, _) in topks.items()])
+        att_rate = max(4.0 * h * q * t * d / max(best[name] - launch - h * q * t / soft_rate, 1e-9)
+                       for name, ((h, q, t, d), _) in atts.items())
+        interference = Interference()
+        if threads >= 2:
+            control = cpu_control_slowdown(seed=seed, repeats=5, target_s=0.01)
+            pairs = cpu_overlap_points((48 * MiB,), seed=seed, repeats=5, target_s=0.01)
+            p = pairs[0]
+            mixed = statistics.fmean([p.compute_concurrent_s / p.compute_alone_s, p.reduce_concurrent_s / p.reduce_alone_s])
+            mem_pair = _stream_pair_slowdown(seed)
+            interference = Interference(memory_memory=max(1.0, mem_pair), compute_compute=max(1.0, control),
+                                        compute_memory=max(1.0, mixed))
+        load1 = load_average()
+    models = replace(base, gemv_read_fraction=min(1.0, gemv_fraction), softmax_elements_per_s=soft_rate,
+                     topk_elements_per_s=topk_rate, topk_row_s=topk_row, attention_flops_per_s=att_rate,
+                     interference=interference)
+    fitted = {"launch_s": launch, "gemm_fp32_flops_per_s": gemm_rate, "gemm_fixed_s": gemm_fixed,
+              "gemv_read_fraction": models.gemv_read_fraction, "softmax_elements_per_s": soft_rate,
+              "topk_elements_per_s": topk_rate, "topk_row_s": topk_row, "attention_flops_per_s": att_rate,
+              "interference_memory_memory": interference.memory_memory,
+              "interference_compute_compute": interference.compute_compute,
+              "interference_compute_memory": interference.compute_memory}
+    for s in mono:
+        fitted[f"read_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_bytes_per_s
+        fitted[f"read_write_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_write_bytes_per_s
+    return ModelCalibration(models, fitted, timings, load0, load1)
+
+
+#: CPU GEMM output tile: assumption (OpenBLAS-style register/cache blocking of a few dozen rows and
+#: columns per thread); only the wave quantization of small matrices depends on it.
+CPU_GEMM_TILE: tuple[int, int] = (64, 64)
+
+
+def _fit_topk(points: Sequence[tuple[tuple[int, int, int], float]]) -> tuple[float, float]:
+    """(elements per second, seconds per row) of ``t = rows * n / rate + rows * row_s`` by
+    non-negative least squares on relative error."""
+    import numpy as np
+
+    a = np.array([[rows * n, rows] for (rows, n, _), _ in points], dtype=float)
+    t = np.array([max(s, 1e-9) for _, s in points])
+    w = 1.0 / t
+    coef, *_ = np.linalg.lstsq(a * w[:, None], t * w, rcond=None)
+    per_element, per_row = float(coef[0]), float(coef[1])
+    if per_row < 0 or per_element <= 0:
+        per_row = 0.0
+        per_element = float(np.median(t / a[:, 0]))
+    return 1.0 / per_element, per_row
+
+
+def _stream_pair_slowdown(seed: int) -> float:
+    """Two threads each running ``c = a + b`` over 48 MiB at once: mean slowdown vs alone."""
+    import numpy as np
+
+    from hwsim.kernels.overlap import time_pair, vector_add
+
+    rng = np.random.default_rng(seed)
+    n = 2 * MiB
+    bufs = [(rng.random(n), rng.random(n), np.empty(n)) for _ in range(2)]
+    alone = min(_timed(lambda: vector_add(*bufs[0])) for _ in range(5))
+    first, second, _ = time_pair(lambda: vector_add(*bufs[0]), lambda: vector_add(*bufs[1]), 5)
+    return statistics.fmean([first / alone, second / alone])
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def calibration_table(cal: ModelCalibration) -> Table:
+    """The fitted parameters as data (the CLI renders it)."""
+    table = Table(title=f"per-family calibration ({cal.models.threads} threads, load {cal.load_before:.2f}->{cal.load_after:.2f})")
+    table.add_column("parameter")
+    table.add_column("value", justify="right", number_format=".4g")
+    for name, value in cal.fitted.items():
+        table.add_row(name, value)
+    return table
