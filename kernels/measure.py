@@ -22,10 +22,12 @@ __all__ = [
     "NOISE_LIMIT",
     "RobustTiming",
     "Timing",
+    "alone_cpu_s",
     "gpu_event_timer",
     "load_average",
     "measure",
     "measure_interleaved",
+    "pair_times",
     "reference_s",
     "thread_counts",
     "thread_limits",
@@ -264,11 +266,16 @@ class RobustTiming:
     attempts: int
     noisy: bool
     threads: Mapping[str, int]
+    clock: str = "wall"
+    """What ``min_s``/``median_s`` count: ``wall`` time, or ``thread_cpu`` (CPU time of the calling
+    thread: a single-threaded kernel's time with any time-slicing by other processes removed)."""
+    wall_min_s: float = math.nan
 
     def note(self) -> str:
         """Provenance line for a measured record."""
         threads = ",".join(f"{k}={v}" for k, v in sorted(self.threads.items()))
-        return (f"min of {self.samples} interleaved; median={self.median_s:.4g}s spread={self.spread:.2f} "
+        return (f"min of {self.samples} interleaved ({self.clock} clock; wall min={self.wall_min_s:.4g}s); "
+                f"median={self.median_s:.4g}s spread={self.spread:.2f} "
                 f"load={self.load_before:.2f}->{self.load_after:.2f} ref_ratio={self.reference_ratio:.2f} "
                 f"attempts={self.attempts} noisy={self.noisy} threads[{threads}]")
 
@@ -283,6 +290,7 @@ def measure_interleaved(
     noise_limit: float = NOISE_LIMIT,
     timer: Callable[[Callable[[], Any]], float] | None = None,
     min_sample_s: float = 2e-4,
+    clock: str = "wall",
 ) -> dict[str, RobustTiming]:
     """Time every case in round-robin order ``rounds`` times; report min, median and spread per case.
 
@@ -291,8 +299,14 @@ def measure_interleaved(
     reference slowed by more than ``noise_limit`` is re-measured (up to ``retries`` times, keeping
     the better minimum) and marked ``noisy`` if it never came out clean. A case shorter than
     ``min_sample_s`` is timed as a batch of back-to-back calls (per-call time reported). ``timer`` times one call
-    (default: ``perf_counter`` around it; a GPU caller passes a CUDA-event timer).
+    (default: ``perf_counter`` around it; a GPU caller passes a CUDA-event timer). ``clock="thread_cpu"``
+    times the calling thread's CPU time instead: exact for a kernel that runs on the calling thread
+    only (Numba and BLAS limited to 1 thread), and blind to other processes taking the core.
     """
+    if clock not in ("wall", "thread_cpu"):
+        raise ValueError(f"clock must be 'wall' or 'thread_cpu', got {clock!r}")
+    if clock == "thread_cpu" and thread_counts().get("numba", 1) != 1:
+        raise ValueError("clock='thread_cpu' needs Numba limited to 1 thread (use thread_limits(1))")
     if not cases:
         raise ValueError("cases must not be empty")
     rounds = _check_count("rounds", rounds, 1)
@@ -315,10 +329,17 @@ def measure_interleaved(
         attempt += 1
         load0, ref0 = load_average(), reference_s()
         samples: dict[str, list[float]] = {name: [] for name in pending}
+        walls: dict[str, list[float]] = {name: [] for name in pending}
         start = time.perf_counter()
         for r in range(rounds):
             for name in pending:
-                samples[name].append(_batch(time_one, cases[name], inner[name]))
+                if clock == "thread_cpu":
+                    cpu, wall = _batch_cpu(cases[name], inner[name])
+                    samples[name].append(cpu)
+                    walls[name].append(wall)
+                else:
+                    samples[name].append(_batch(time_one, cases[name], inner[name]))
+                    walls[name].append(samples[name][-1])
             if r + 1 >= MIN_SAMPLES and time.perf_counter() - start > max_time_s:
                 break
         load1, ref1 = load_average(), reference_s()
@@ -332,7 +353,9 @@ def measure_interleaved(
             noisy = spread > noise_limit or abs(ratio - 1.0) > noise_limit
             old = results.get(name)
             best_min = min(lo, old.min_s) if old else lo
-            results[name] = RobustTiming(best_min, med, spread, len(s), load0, load1, ratio, attempt, noisy, threads)
+            wall_min = min(walls[name]) if not old else min(min(walls[name]), old.wall_min_s)
+            results[name] = RobustTiming(best_min, med, spread, len(s), load0, load1, ratio, attempt, noisy, threads,
+                                         clock, wall_min)
             if noisy:
                 still.append(name)
         pending = still
@@ -348,6 +371,15 @@ def _batch(time_one: Callable[[Callable[[], Any]], float], fn: Callable[[], Any]
             fn()
 
     return time_one(many) / calls
+
+
+def _batch_cpu(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
+    """(thread CPU seconds, wall seconds) per call of ``calls`` back-to-back calls."""
+    w0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+    for _ in range(calls):
+        fn()
+    c1, w1 = time.thread_time_ns(), time.perf_counter_ns()
+    return (c1 - c0) * 1e-9 / calls, (w1 - w0) * 1e-9 / calls
 
 
 def _time_cpu_call(fn: Callable[[], Any]) -> float:
@@ -366,3 +398,39 @@ def gpu_event_timer(fn: Callable[[], Any]) -> float:
     ev_end.record(stream)
     ev_end.synchronize()
     return float(cp.cuda.get_elapsed_time(ev_start, ev_end)) * 1e-3
+
+
+def pair_times(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[float, float, float, float]:
+    """Start two (GIL-releasing) calls together on two threads from a barrier.
+
+    Returns (first CPU s, second CPU s, first wall s, second wall s): each thread's own CPU time
+    counts only while it ran, so time-slicing by other processes drops out while hardware
+    interference between the two (shared core resources, caches, memory bandwidth) stays in.
+    """
+    import threading
+
+    barrier = threading.Barrier(2)
+    out: dict[int, tuple[float, float]] = {}
+
+    def worker(index: int, fn: Callable[[], Any]) -> None:
+        barrier.wait()
+        w0, c0 = time.perf_counter(), time.thread_time()
+        fn()
+        out[index] = (time.thread_time() - c0, time.perf_counter() - w0)
+
+    threads = [threading.Thread(target=worker, args=(0, first)), threading.Thread(target=worker, args=(1, second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out[0][0], out[1][0], out[0][1], out[1][1]
+
+
+def alone_cpu_s(fn: Callable[[], Any], repeats: int = 5) -> float:
+    """Best thread-CPU time of ``fn`` alone (run on the calling thread)."""
+    best = math.inf
+    for _ in range(repeats):
+        c0 = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - c0)
+    return best

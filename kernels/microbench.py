@@ -495,14 +495,16 @@ def gpu_calibration(quick: bool = False, seed: int = 0, repeats: int | None = No
 STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 96 * KiB, 384 * KiB, 1536 * KiB, 6 * MiB, 24 * MiB, 96 * MiB, 384 * MiB)
 QUICK_STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 384 * KiB, 6 * MiB, 96 * MiB, 384 * MiB)
 #: Calibration GEMM shapes (m, n, k), fp32 BLAS.
-CAL_GEMM_SHAPES: tuple[tuple[int, int, int], ...] = ((192, 192, 192), (384, 384, 384), (768, 768, 768),
-                                                     (1536, 1536, 768))
+CAL_GEMM_SHAPES: tuple[tuple[int, int, int], ...] = ((128, 128, 128), (192, 192, 192), (384, 384, 384),
+                                                     (640, 640, 640), (768, 768, 768), (1536, 1536, 768))
 #: Calibration GEMV shapes (m, k), fp32 BLAS.
 CAL_GEMV_SHAPES: tuple[tuple[int, int], ...] = ((1536, 1536), (3072, 3072), (6144, 3072))
 #: Calibration top-k shapes (rows, n, k).
 CAL_TOPK_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 3 << 16, 48), (24, 6000, 24), (96, 12000, 96))
 #: Calibration attention shapes (heads, q_len, kv_len, head_dim), all kept.
 CAL_ATTENTION_SHAPES: tuple[tuple[int, int, int, int], ...] = ((6, 24, 768, 64), (12, 48, 384, 64))
+#: Pruned calibration attention (heads, q_len, kv_len, head_dim, kept fraction): fits the gather rate.
+CAL_ATTENTION_PRUNED: tuple[tuple[int, int, int, int, float], ...] = ((10, 2, 3072, 64, 0.33), (6, 8, 1536, 64, 0.6))
 #: Softmax calibration (rows, cols).
 CAL_SOFTMAX_SHAPES: tuple[tuple[int, int], ...] = ((384, 768), (1536, 1536))
 
@@ -532,27 +534,36 @@ def _softmax_rows(x, out):  # pragma: no cover - compiled
 
 
 def staircase_cases(sizes_bytes: Sequence[int], seed: int) -> dict[str, tuple[int, Any]]:
-    """Read (parallel sum) and read+write (triad) kernels per working set; value: bytes moved."""
+    """Per working set: read (parallel sum), read+write (the project's triad kernel) and copy (its
+    memcpy kernel); value: bytes moved."""
+    from hwsim.kernels.basic import memcpy_numba, triad_numba
+
     rng = np.random.default_rng(_check_seed(seed))
     cases: dict[str, tuple[int, Any]] = {}
     for size in _check_sizes_bytes(sizes_bytes, 24):
         n = size // 24
         b, c, a = rng.random(n), rng.random(n), np.empty(n)
-        cases[f"triad:{size}"] = (24 * n, lambda a=a, b=b, c=c: _stream_triad(a, b, c, 3.0))
+        cases[f"triad:{size}"] = (24 * n, lambda a=a, b=b, c=c: triad_numba(a, b, c, 3.0))
         r = rng.random(size // 8)
         cases[f"read:{size}"] = (8 * r.size, lambda r=r: _stream_sum(r))
+        src = rng.integers(0, 255, size // 2, dtype=np.uint8)
+        dst = np.empty_like(src)
+        cases[f"copy:{size}"] = (2 * src.size, lambda s=src, d=dst: memcpy_numba(s, d))
     return cases
 
 
 def launch_s(repeats: int = 7) -> float:
-    """Steady-state cost of one parallel Numba kernel call on 64 elements (best of batched runs)."""
+    """Steady-state cost of one call of the project's parallel triad kernel on 64 elements (best of
+    batched runs): the fixed cost of a memory-bound kernel call."""
+    from hwsim.kernels.basic import triad_numba
+
     a, b, c = np.empty(64), np.ones(64), np.ones(64)
-    _stream_triad(a, b, c, 3.0)
+    triad_numba(a, b, c, 3.0)
     best = math.inf
     for _ in range(_check_repeats(repeats)):
         t0 = time.perf_counter()
         for _ in range(200):
-            _stream_triad(a, b, c, 3.0)
+            triad_numba(a, b, c, 3.0)
         best = min(best, (time.perf_counter() - t0) / 200)
     return best
 

@@ -7,25 +7,44 @@ that suite reports are predictions, not fits.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 from rich.console import Console
 
-from hwsim.costs import efficiency_from_fit
-from hwsim.costs.families import Interference, MemoryStep, OperatorModels, gemm_padded_flops
+from hwsim.costs import efficiency_from_fit, fit_linear_time
+from hwsim.costs.families import (
+    Interference,
+    MemoryStep,
+    OperatorModels,
+    gemm_padded_flops,
+)
 from hwsim.errors import MeasurementError
 from hwsim.fileio import write_text_atomic
-from hwsim.hardware import Device, Efficiency, Hardware, Memory, dump_hardware, user_hardware_dir
+from hwsim.hardware import (
+    Device,
+    Efficiency,
+    Hardware,
+    Memory,
+    dump_hardware,
+    user_hardware_dir,
+)
 from hwsim.kernels import microbench
 from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
-from hwsim.kernels.measure import RobustTiming, load_average, measure_interleaved, thread_limits
+from hwsim.kernels.measure import (
+    RobustTiming,
+    alone_cpu_s,
+    load_average,
+    measure_interleaved,
+    pair_times,
+    thread_limits,
+)
 from hwsim.suites.tables import Table
 
 KiB, MiB = 1024, 1024 * 1024
@@ -178,8 +197,8 @@ def gpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
 
 
 def write_hardware(hw: Hardware, path: Path) -> Path:
-    header = (f"# Written by 'hwsim hw calibrate': every number below was measured on this machine by\n"
-              f"# microbenchmarks (triad, FMA chains, empty-kernel launches), in SI base units.\n")
+    header = ("# Written by 'hwsim hw calibrate': every number below was measured on this machine by\n"
+              "# microbenchmarks (triad, FMA chains, empty-kernel launches), in SI base units.\n")
     return write_text_atomic(path, header + yaml.safe_dump(dump_hardware(hw), sort_keys=False))
 
 
@@ -241,10 +260,8 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
     Only the shapes in :mod:`hwsim.kernels.microbench` (``STAIRCASE_BYTES``, ``CAL_*``) are run; the
     validation suite's shapes are disjoint.
     """
-    from hwsim.kernels.overlap import cpu_control_slowdown, cpu_overlap_points
-
     rounds = rounds or (5 if quick else 9)
-    sizes = microbench.QUICK_STAIRCASE_BYTES if quick else microbench.STAIRCASE_BYTES
+    sizes = microbench.STAIRCASE_BYTES  # cheap: the full staircase even when quick
     with thread_limits(threads):
         load0 = load_average()
         stair = microbench.staircase_cases(sizes, seed)
@@ -253,51 +270,53 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
         soft = microbench.softmax_cases(microbench.CAL_SOFTMAX_SHAPES, seed)
         topks = microbench.topk_cases(microbench.CAL_TOPK_SHAPES, seed)
         atts = microbench.attention_cases(microbench.CAL_ATTENTION_SHAPES, seed)
+        for h, q, kv, d, kept in microbench.CAL_ATTENTION_PRUNED:
+            atts.update(microbench.attention_cases(((h, q, kv, d),), seed, kept))
         calls = {name: fn for group in (stair, gemms, gemvs, soft, topks, atts) for name, (_, fn) in group.items()}
-        timings = measure_interleaved(calls, rounds=rounds, warmup=2, max_time_s=6.0 if quick else 15.0)
+        clock = "thread_cpu" if threads == 1 else "wall"
+        timings = measure_interleaved(calls, rounds=rounds, warmup=2, max_time_s=6.0 if quick else 15.0, clock=clock)
         best = {name: t.min_s for name, t in timings.items()}
         launch = microbench.launch_s()
         steps = []
         for size in sizes:
-            rw_bytes = stair[f"triad:{size}"][0]
-            rd_bytes = stair[f"read:{size}"][0]
-            rw = rw_bytes / max(best[f"triad:{size}"] - launch, 0.1 * best[f"triad:{size}"])
-            rd = rd_bytes / max(best[f"read:{size}"] - launch, 0.1 * best[f"read:{size}"])
-            steps.append(MemoryStep(float(size), rd, rw))
+            def bw(kind: str, size: int = size) -> float:
+                t = best[f"{kind}:{size}"]
+                return stair[f"{kind}:{size}"][0] / max(t - launch, 0.5 * t)
+
+            steps.append(MemoryStep(float(size), bw("read"), bw("triad"), bw("copy")))
         mono = steps
         tile = CPU_GEMM_TILE
-        gemm_fixed, gemm_rate = _fixed_and_rate(
+        gemm_rate, gemm_fixed = fit_linear_time(
             [(gemm_padded_flops(m, n, k, tile, threads), best[name]) for name, ((m, n, k), _) in gemms.items()])
+        gemm_fixed = max(gemm_fixed, 0.0)
         base = OperatorModels(threads=threads, launch_s=launch, staircase=tuple(mono),
                               gemm_flops_per_s={"fp32": gemm_rate}, gemm_fixed_s=gemm_fixed, gemm_tile=tile)
         gemv_fraction = statistics.median(
             base.stream_s((m * k + k + m) * 4.0, 0.0) / max(best[name] - launch, 1e-9) for name, ((m, k), _) in gemvs.items())
         soft_rate = max(r * c / max(best[name] - launch, 1e-9) for name, ((r, c), _) in soft.items())
-        topk_rate, topk_row = _fit_topk([(shape, best[name] - launch) for name, (shape, _) in topks.items()])
-        att_rate = max(4.0 * h * q * t * d / max(best[name] - launch - h * q * t / soft_rate, 1e-9)
-                       for name, ((h, q, t, d), _) in atts.items())
-        interference = Interference()
-        if threads >= 2:
-            control = cpu_control_slowdown(seed=seed, repeats=5, target_s=0.01)
-            pairs = cpu_overlap_points((48 * MiB,), seed=seed, repeats=5, target_s=0.01)
-            p = pairs[0]
-            mixed = statistics.fmean([p.compute_concurrent_s / p.compute_alone_s, p.reduce_concurrent_s / p.reduce_alone_s])
-            mem_pair = _stream_pair_slowdown(seed)
-            interference = Interference(memory_memory=max(1.0, mem_pair), compute_compute=max(1.0, control),
-                                        compute_memory=max(1.0, mixed))
+        per_element, topk_row = _fit_two([(rows * n, rows, best[name] - launch)
+                                          for name, ((rows, n, _), _) in topks.items()])
+        topk_rate = 1.0 / per_element
+        per_flop, per_byte = _fit_two([(4.0 * h * q * t * d, 2.0 * h * t * d * 4.0,
+                                        best[name] - launch - h * q * t / soft_rate)
+                                       for name, ((h, q, t, d), _) in atts.items()])
+        att_rate, gather_bw = 1.0 / per_flop, (1.0 / per_byte if per_byte > 0 else math.inf)
+        interference = pair_interference(seed) if (os.cpu_count() or 1) >= 2 else Interference()
         load1 = load_average()
     models = replace(base, gemv_read_fraction=min(1.0, gemv_fraction), softmax_elements_per_s=soft_rate,
                      topk_elements_per_s=topk_rate, topk_row_s=topk_row, attention_flops_per_s=att_rate,
+                     gather_bytes_per_s=gather_bw,
                      interference=interference)
     fitted = {"launch_s": launch, "gemm_fp32_flops_per_s": gemm_rate, "gemm_fixed_s": gemm_fixed,
               "gemv_read_fraction": models.gemv_read_fraction, "softmax_elements_per_s": soft_rate,
-              "topk_elements_per_s": topk_rate, "topk_row_s": topk_row, "attention_flops_per_s": att_rate,
+              "topk_elements_per_s": topk_rate, "topk_row_s": topk_row, "attention_flops_per_s": att_rate, "gather_bytes_per_s": gather_bw,
               "interference_memory_memory": interference.memory_memory,
               "interference_compute_compute": interference.compute_compute,
               "interference_compute_memory": interference.compute_memory}
     for s in mono:
         fitted[f"read_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_bytes_per_s
         fitted[f"read_write_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_write_bytes_per_s
+        fitted[f"copy_bytes_per_s@{int(s.working_set_bytes)}"] = s.copy_bytes_per_s or 0.0
     return ModelCalibration(models, fitted, timings, load0, load1)
 
 
@@ -306,42 +325,66 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
 CPU_GEMM_TILE: tuple[int, int] = (64, 64)
 
 
-def _fit_topk(points: Sequence[tuple[tuple[int, int, int], float]]) -> tuple[float, float]:
-    """(elements per second, seconds per row) of ``t = rows * n / rate + rows * row_s`` by
-    non-negative least squares on relative error."""
+def _fit_two(points: Sequence[tuple[float, float, float]]) -> tuple[float, float]:
+    """Non-negative ``(a, b)`` of ``t = a * x1 + b * x2`` by least squares on relative error; when
+    the two-term fit goes negative, the one-term fit ``t = a * x1`` (b = 0)."""
     import numpy as np
 
-    a = np.array([[rows * n, rows] for (rows, n, _), _ in points], dtype=float)
-    t = np.array([max(s, 1e-9) for _, s in points])
+    x = np.array([[x1, x2] for x1, x2, _ in points], dtype=float)
+    t = np.array([max(tt, 1e-9) for _, _, tt in points])
     w = 1.0 / t
-    coef, *_ = np.linalg.lstsq(a * w[:, None], t * w, rcond=None)
-    per_element, per_row = float(coef[0]), float(coef[1])
-    if per_row < 0 or per_element <= 0:
-        per_row = 0.0
-        per_element = float(np.median(t / a[:, 0]))
-    return 1.0 / per_element, per_row
+    coef, *_ = np.linalg.lstsq(x * w[:, None], t * w, rcond=None)
+    a, b = float(coef[0]), float(coef[1])
+    if a <= 0 or b < 0:
+        a, b = float(np.sum(w * w * x[:, 0] * t) / np.sum(w * w * x[:, 0] ** 2)), 0.0
+    return a, b
 
 
-def _stream_pair_slowdown(seed: int) -> float:
-    """Two threads each running ``c = a + b`` over 48 MiB at once: mean slowdown vs alone."""
+#: Calibration pairs: FMA passes over 4096 values, and ``c = a + b`` over this many bytes (x4 passes).
+CAL_PAIR_FMA_PASSES = 400
+CAL_PAIR_STREAM_BYTES = 48 * MiB
+
+
+def pair_kernels(seed: int, fma_passes: int, stream_bytes: int) -> tuple[list[Callable[[], object]], list[Callable[[], object]]]:
+    """Two independent FMA calls and two independent stream calls (each single-threaded, GIL released)."""
     import numpy as np
 
-    from hwsim.kernels.overlap import time_pair, vector_add
+    from hwsim.kernels.overlap import FMA_STEPS, _fma_stream, _vector_add
 
     rng = np.random.default_rng(seed)
-    n = 2 * MiB
-    bufs = [(rng.random(n), rng.random(n), np.empty(n)) for _ in range(2)]
-    alone = min(_timed(lambda: vector_add(*bufs[0])) for _ in range(5))
-    first, second, _ = time_pair(lambda: vector_add(*bufs[0]), lambda: vector_add(*bufs[1]), 5)
-    return statistics.fmean([first / alone, second / alone])
+    x = rng.random(4096)
+    fmas: list[Callable[[], object]] = []
+    streams: list[Callable[[], object]] = []
+    for _ in range(2):
+        out = np.empty_like(x)
+        fmas.append(lambda out=out: _fma_stream(x, out, FMA_STEPS, fma_passes))
+        n = stream_bytes // 24
+        a, b, c = rng.random(n), rng.random(n), np.empty(n)
+        streams.append(lambda a=a, b=b, c=c: [_vector_add(a, b, c) for _ in range(4)])
+    for fn in fmas + streams:
+        fn()
+    return fmas, streams
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    import time
+def pair_slowdowns(first: Callable[[], object], second: Callable[[], object], repeats: int = 5) -> tuple[float, float, float]:
+    """(first slowdown, second slowdown, pair CPU time): best-of CPU times together over alone."""
+    alone1, alone2 = alone_cpu_s(first, repeats), alone_cpu_s(second, repeats)
+    best1 = best2 = math.inf
+    for _ in range(repeats):
+        c1, c2, _, _ = pair_times(first, second)
+        best1, best2 = min(best1, c1), min(best2, c2)
+    return best1 / alone1, best2 / alone2, max(best1, best2)
 
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+
+def pair_interference(seed: int) -> Interference:
+    """FMA+FMA, stream+stream and FMA+stream pairs on two threads: the calibrated slowdowns."""
+    fmas, streams = pair_kernels(seed, CAL_PAIR_FMA_PASSES, CAL_PAIR_STREAM_BYTES)
+    ff = pair_slowdowns(fmas[0], fmas[1])
+    ss = pair_slowdowns(streams[0], streams[1])
+    fs = pair_slowdowns(fmas[0], streams[0])
+    return Interference(memory_memory=max(1.0, statistics.fmean(ss[:2])),
+                        compute_compute=max(1.0, statistics.fmean(ff[:2])),
+                        compute_memory=max(1.0, statistics.fmean(fs[:2])))
 
 
 def calibration_table(cal: ModelCalibration) -> Table:

@@ -205,7 +205,8 @@ def validate_cpu(*, threads: int, quick: bool, seed: int = 0, rounds: int | None
         calls = {c.label: c.build(seed) for c in cases}
         load0 = load_average()
         timings = measure_interleaved(calls, rounds=rounds or (5 if quick else 9), warmup=2,
-                                      max_time_s=20.0 if quick else 60.0)
+                                      max_time_s=20.0 if quick else 60.0,
+                                      clock="thread_cpu" if threads == 1 else "wall")
         load1 = load_average()
     records: list[Record] = []
     pairs: list[tuple[str, str, float, float]] = []
@@ -235,55 +236,42 @@ def validate_cpu(*, threads: int, quick: bool, seed: int = 0, rounds: int | None
                      f"{err * 100:+.1f}%" if err is not None else None, "")
     errors = family_errors(pairs)
     noisy = sum(1 for t in timings.values() if t.noisy)
-    notes = [f"calibration: load {cal.load_before:.2f}->{cal.load_after:.2f}; validation: load {load0:.2f}->{load1:.2f}; "
-             f"{noisy} of {len(timings)} cases marked noisy (spread or reference-kernel drift > 25%)",
+    notes = [(f"calibration: load {cal.load_before:.2f}->{cal.load_after:.2f}; validation: load {load0:.2f}->{load1:.2f}; "
+              f"{noisy} of {len(timings)} cases marked noisy (spread or reference-kernel drift > 25%)"),
              "measured = best of interleaved repeats (a busy core only slows a run); median and spread in each record's note"]
     tables = [family_table(errors, f"per-family error on held-out cases ({threads} threads)"), rows,
               calibration_table(cal)]
     return ValidationResult(records, tables, notes, errors, models)
 
 
+#: Validation pairs (kind, FMA passes, stream bytes): sizes the calibration pairs never use.
+VAL_PAIRS: tuple[tuple[str, int, int], ...] = (("fma+fma", 150, 0), ("stream+stream", 0, 20 << 20),
+                                               ("fma+stream", 250, 12 << 20), ("stream+fma", 700, 30 << 20))
+
+
 def _contention_pairs(models: OperatorModels, seed: int) -> list[tuple[str, str, float, float, str]]:
     """Two single-threaded kernels at once on two cores, predicted from their alone times by the
-    calibrated interference (sizes differ from the calibration pairs)."""
+    calibrated interference. Measured: the later of the two threads' CPU times (time-slicing by
+    other processes drops out; interference between the two stays in)."""
     import os
 
     from hwsim.costs.families import concurrent_s
-    from hwsim.kernels.measure import load_average
-    from hwsim.kernels.overlap import FMA_STEPS, _fma_stream, _vector_add, time_pair
+    from hwsim.kernels.measure import alone_cpu_s, load_average
+    from hwsim.suites.calibrate import pair_kernels, pair_slowdowns
 
     if (os.cpu_count() or 1) < 2:
         return []
-    rng = np.random.default_rng(seed)
-    x = rng.random(4096)
-    outs = [np.empty_like(x), np.empty_like(x)]
-    _fma_stream(x, outs[0], FMA_STEPS, 1)
     results = []
-    specs = (("fma+fma", 0.0, 0.0, 30, 60), ("stream+stream", 1.0, 1.0, 16 << 20, 24 << 20),
-             ("fma+stream", 0.0, 1.0, 45, 20 << 20))
-    for label, mem_a, mem_b, size_a, size_b in specs:
-        fns = []
-        for i, (mem, size) in enumerate(((mem_a, size_a), (mem_b, size_b))):
-            if mem == 0.0:
-                fns.append(lambda p=size, o=outs[i]: _fma_stream(x, o, FMA_STEPS, p * 10))
-            else:
-                n = size // 24
-                a, b, c = rng.random(n), rng.random(n), np.empty(n)
-                fns.append(lambda a=a, b=b, c=c: [_vector_add(a, b, c) for _ in range(4)])
-        for f in fns:
-            f()
-        alone = [min(_once(f) for _ in range(5)) for f in fns]
+    for label, passes, nbytes in VAL_PAIRS:
+        fmas, streams = pair_kernels(seed + 1, max(passes, 1), max(nbytes, 1 << 20))
+        first, mem1 = (fmas[0], 0.0) if label.startswith("fma") else (streams[0], 1.0)
+        second, mem2 = (fmas[1], 0.0) if label.endswith("fma") else (streams[1], 1.0)
         load0 = load_average()
-        firsts, seconds, boths = [], [], []
-        for _ in range(5):
-            a_s, b_s, both = time_pair(fns[0], fns[1], 1)
-            firsts.append(a_s)
-            seconds.append(b_s)
-            boths.append(both)
-        measured = min(boths)
-        predicted = concurrent_s(alone[0], alone[1], mem_a, mem_b, models.interference)[2]
-        note = (f"min of 5 pair runs; median={statistics.median(boths):.4g}s; alone={alone[0]:.4g}s,{alone[1]:.4g}s; "
-                f"load={load0:.2f}->{load_average():.2f}; threads: one per kernel")
+        alone1, alone2 = alone_cpu_s(first), alone_cpu_s(second)
+        _, _, measured = pair_slowdowns(first, second)
+        predicted = concurrent_s(alone1, alone2, mem1, mem2, models.interference)[2]
+        note = (f"best of 5 pair runs, thread CPU clock; alone={alone1:.4g}s,{alone2:.4g}s; "
+                f"load={load0:.2f}->{load_average():.2f}; one thread per kernel")
         results.append(("contention", label, predicted, measured, note))
     return results
 
@@ -339,5 +327,14 @@ def run_validate(*, device: str, threads: int | None, quick: bool, seed: int = 0
     return result
 
 
-__all__ = ["run_validate", "FamilyError", "ValidationCase", "ValidationResult", "cpu_cases", "family_errors", "family_table",
-           "validate_cpu", "write_outputs"]
+__all__ = [
+    "FamilyError",
+    "ValidationCase",
+    "ValidationResult",
+    "cpu_cases",
+    "family_errors",
+    "family_table",
+    "run_validate",
+    "validate_cpu",
+    "write_outputs",
+]

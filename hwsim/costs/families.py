@@ -31,6 +31,9 @@ class MemoryStep:
     working_set_bytes: float
     read_bytes_per_s: float
     read_write_bytes_per_s: float
+    copy_bytes_per_s: float | None = None
+    """A plain copy's rate (counting bytes read + written): a library copy may use wider or
+    non-temporal stores and beat the triad in DRAM, or lose to it in cache. None: the triad's."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,10 @@ class OperatorModels:
     topk_row_s: float = 0.0
     """Per-row cost of the top-k kernel (sample, bracket, final exact select, output)."""
     attention_flops_per_s: float = math.inf
-    """Rate of the fused attention kernel's dot products (gathered rows of K and V)."""
+    """Rate of the fused attention kernel's dot products (rows of K and V in cache)."""
+    gather_bytes_per_s: float = math.inf
+    """Rate of fetching the kept (pruned, scattered) rows of K and V the first time: fitted from a
+    pruned calibration case; it adds to the dot products (one core does both in turn)."""
     interference: Interference = field(default_factory=Interference)
 
     def __post_init__(self) -> None:
@@ -95,11 +101,14 @@ class OperatorModels:
 
     # ------------------------------------------------------------------ memory staircase
 
-    def bandwidth(self, working_set_bytes: float, *, write: bool) -> float:
+    def bandwidth(self, working_set_bytes: float, *, write: bool, copy: bool = False) -> float:
         """Bandwidth (B/s) at this working set: log-size interpolation between measured steps."""
         steps = self.staircase
         xs = [math.log(s.working_set_bytes) for s in steps]
-        ys = [s.read_write_bytes_per_s if write else s.read_bytes_per_s for s in steps]
+        if copy:
+            ys = [s.copy_bytes_per_s or s.read_write_bytes_per_s for s in steps]
+        else:
+            ys = [s.read_write_bytes_per_s if write else s.read_bytes_per_s for s in steps]
         x = math.log(max(working_set_bytes, 1.0))
         if x <= xs[0]:
             return ys[0]
@@ -121,7 +130,7 @@ class OperatorModels:
 
     def copy_s(self, nbytes: float) -> float:
         """Copy ``nbytes``: read once, written once."""
-        return self.launch_s + self.stream_s(nbytes, nbytes) / self.copy_fraction
+        return self.launch_s + 2.0 * nbytes / (self.bandwidth(2.0 * nbytes, write=True, copy=True) * self.copy_fraction)
 
     def elementwise_s(self, n: int, itemsize: float, inputs: int, outputs: int) -> float:
         """A map over ``n`` elements (triad: inputs=2, outputs=1), memory-bound."""
@@ -163,8 +172,8 @@ class OperatorModels:
         flops = 4.0 * heads * q_len * kept_tokens * head_dim
         kv_bytes = 2.0 * heads * kept_tokens * head_dim * itemsize
         scores = float(heads) * q_len * kept_tokens
-        return self.launch_s + max(flops / self.attention_flops_per_s, self.stream_s(kv_bytes, 0.0)) \
-            + scores / self.softmax_elements_per_s
+        return (self.launch_s + flops / self.attention_flops_per_s + kv_bytes / self.gather_bytes_per_s
+                + scores / self.softmax_elements_per_s)
 
     def grouped_gemm_s(self, counts: list[int], hidden: int, ffn: int, itemsize: float, dtype: str) -> float:
         """MoE expert FFNs, one expert after another: two GEMMs per expert with tokens."""
@@ -188,7 +197,8 @@ def models_to_dict(models: OperatorModels) -> dict[str, object]:
     return {
         "threads": models.threads,
         "launch_s": models.launch_s,
-        "staircase": [[s.working_set_bytes, s.read_bytes_per_s, s.read_write_bytes_per_s] for s in models.staircase],
+        "staircase": [[s.working_set_bytes, s.read_bytes_per_s, s.read_write_bytes_per_s, s.copy_bytes_per_s]
+                      for s in models.staircase],
         "gemm_flops_per_s": dict(models.gemm_flops_per_s),
         "gemm_fixed_s": models.gemm_fixed_s,
         "gemm_tile": list(models.gemm_tile),
@@ -198,6 +208,7 @@ def models_to_dict(models: OperatorModels) -> dict[str, object]:
         "topk_elements_per_s": models.topk_elements_per_s,
         "topk_row_s": models.topk_row_s,
         "attention_flops_per_s": models.attention_flops_per_s,
+        "gather_bytes_per_s": models.gather_bytes_per_s,
         "interference": {"memory_memory": models.interference.memory_memory,
                          "compute_compute": models.interference.compute_compute,
                          "compute_memory": models.interference.compute_memory},
@@ -207,7 +218,9 @@ def models_to_dict(models: OperatorModels) -> dict[str, object]:
 def models_from_dict(data: Mapping[str, object], where: str = "<models>") -> OperatorModels:
     """Inverse of :func:`models_to_dict`; a missing or malformed field is a CostError naming it."""
     try:
-        steps = tuple(MemoryStep(float(a), float(b), float(c)) for a, b, c in data["staircase"])  # type: ignore[attr-defined]
+        steps = tuple(MemoryStep(float(row[0]), float(row[1]), float(row[2]),
+                                 float(row[3]) if len(row) > 3 and row[3] is not None else None)
+                      for row in data["staircase"])  # type: ignore[attr-defined]
         inter = data.get("interference") or {}
         tile = data.get("gemm_tile", (64, 64))
         return OperatorModels(
@@ -223,6 +236,7 @@ def models_from_dict(data: Mapping[str, object], where: str = "<models>") -> Ope
             topk_elements_per_s=float(data.get("topk_elements_per_s", math.inf)),  # type: ignore[arg-type]
             topk_row_s=float(data.get("topk_row_s", 0.0)),  # type: ignore[arg-type]
             attention_flops_per_s=float(data.get("attention_flops_per_s", math.inf)),  # type: ignore[arg-type]
+            gather_bytes_per_s=float(data.get("gather_bytes_per_s", math.inf)),  # type: ignore[arg-type]
             interference=Interference(**{k: float(v) for k, v in inter.items()}),  # type: ignore[attr-defined]
         )
     except (KeyError, TypeError, ValueError) as exc:
