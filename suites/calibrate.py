@@ -13,6 +13,7 @@ import platform
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -357,13 +358,18 @@ def pair_kernels(seed: int, fma_passes: int, stream_bytes: int) -> tuple[list[Ca
     streams: list[Callable[[], object]] = []
     for _ in range(2):
         out = np.empty_like(x)
-        fmas.append(lambda out=out: _fma_stream(x, out, FMA_STEPS, fma_passes))
+        fmas.append(partial(_fma_stream, x, out, FMA_STEPS, fma_passes))
         n = stream_bytes // 24
         a, b, c = rng.random(n), rng.random(n), np.empty(n)
-        streams.append(lambda a=a, b=b, c=c: [_vector_add(a, b, c) for _ in range(4)])
+        streams.append(partial(_passes, _vector_add, 4, a, b, c))
     for fn in fmas + streams:
         fn()
     return fmas, streams
+
+
+def _passes(fn: Callable[..., object], count: int, *args: object) -> None:
+    for _ in range(count):
+        fn(*args)
 
 
 def pair_slowdowns(first: Callable[[], object], second: Callable[[], object], repeats: int = 5) -> tuple[float, float, float]:

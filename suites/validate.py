@@ -327,6 +327,27 @@ def run_validate(*, device: str, threads: int | None, quick: bool, seed: int = 0
     return result
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hwsim.suites.validate``: the same check without the full CLI (no rich, no PyYAML),
+    for a bare GPU machine with only numpy, numba, cupy and pytest."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m hwsim.suites.validate", description=main.__doc__)
+    p.add_argument("--device", choices=("cpu", "gpu"), default="gpu")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    result = run_validate(device=args.device, threads=args.threads, quick=args.quick, seed=args.seed, out=args.out)
+    for table in result.tables:
+        print(_markdown(table))
+    for note in result.notes:
+        print(f"- {note}", file=sys.stderr)
+    return 0
+
+
 __all__ = [
     "FamilyError",
     "ValidationCase",
@@ -334,7 +355,12 @@ __all__ = [
     "cpu_cases",
     "family_errors",
     "family_table",
+    "main",
     "run_validate",
     "validate_cpu",
     "write_outputs",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
