@@ -286,9 +286,9 @@ def _compare(output: Output, args: argparse.Namespace) -> int:
     elif args.format == "csv":
         text = compare_mod.to_csv(comparison)
     else:
-        text = render_document([compare_mod.to_table(comparison)], "markdown")
+        text = render_document([compare_mod.to_table(comparison), compare_mod.family_table(comparison)], "markdown")
     if args.format == "table":
-        output.tables([compare_mod.to_table(comparison)])
+        output.tables([compare_mod.to_table(comparison), compare_mod.family_table(comparison)])
     else:
         sys.stdout.write(text)
     if args.out:
