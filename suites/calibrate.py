@@ -261,7 +261,7 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
     Only the shapes in :mod:`hwsim.kernels.microbench` (``STAIRCASE_BYTES``, ``CAL_*``) are run; the
     validation suite's shapes are disjoint.
     """
-    rounds = rounds or (5 if quick else 9)
+    rounds = rounds or (7 if quick else 11)
     sizes = microbench.STAIRCASE_BYTES  # cheap: the full staircase even when quick
     with thread_limits(threads):
         load0 = load_average()
