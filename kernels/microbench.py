@@ -492,7 +492,7 @@ def gpu_calibration(quick: bool = False, seed: int = 0, repeats: int | None = No
 # checks that the two sets never meet.
 
 #: Working sets (total bytes touched) of the staircase sweep: L1 to well past any cache.
-STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 96 * KiB, 384 * KiB, 1536 * KiB, 6 * MiB, 24 * MiB, 96 * MiB, 384 * MiB)
+STAIRCASE_BYTES: tuple[int, ...] = (6 * KiB, 24 * KiB, 96 * KiB, 384 * KiB, 1536 * KiB, 6 * MiB, 24 * MiB, 96 * MiB, 384 * MiB)
 QUICK_STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 384 * KiB, 6 * MiB, 96 * MiB, 384 * MiB)
 #: Calibration GEMM shapes (m, n, k), fp32 BLAS.
 CAL_GEMM_SHAPES: tuple[tuple[int, int, int], ...] = ((128, 128, 128), (192, 192, 192), (384, 384, 384),

@@ -261,7 +261,7 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
     Only the shapes in :mod:`hwsim.kernels.microbench` (``STAIRCASE_BYTES``, ``CAL_*``) are run; the
     validation suite's shapes are disjoint.
     """
-    rounds = rounds or (7 if quick else 11)
+    rounds = rounds or (11 if quick else 15)
     sizes = microbench.STAIRCASE_BYTES  # cheap: the full staircase even when quick
     with thread_limits(threads):
         load0 = load_average()
@@ -278,13 +278,11 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
         timings = measure_interleaved(calls, rounds=rounds, warmup=2, max_time_s=6.0 if quick else 15.0, clock=clock)
         best = {name: t.min_s for name, t in timings.items()}
         launch = microbench.launch_s()
-        steps = []
-        for size in sizes:
-            def bw(kind: str, size: int = size) -> float:
-                t = best[f"{kind}:{size}"]
-                return stair[f"{kind}:{size}"][0] / max(t - launch, 0.5 * t)
-
-            steps.append(MemoryStep(float(size), bw("read"), bw("triad"), bw("copy")))
+        # rate per call at each working set, the call's fixed cost included: well conditioned
+        # even where the fixed cost is most of the call (subtracting it would not be)
+        steps = [MemoryStep(float(size), *(stair[f"{kind}:{size}"][0] / best[f"{kind}:{size}"]
+                                           for kind in ("read", "triad", "copy")))
+                 for size in sizes]
         mono = steps
         tile = CPU_GEMM_TILE
         gemm_rate, gemm_fixed = fit_linear_time(

@@ -162,13 +162,10 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
     t_cal = _measure(cp, cal, rounds)
     best = {k: v.min_s for k, v in t_cal.items()}
     launch = best["launch"]
-    steps = []
-    for size in GPU_STAIRCASE_BYTES:
-        def bw(kind: str, size: int = size) -> float:
-            t = best[f"{kind}:{size}"]
-            return float(work[f"{kind}:{size}"]) / max(t - launch, 0.5 * t)
-
-        steps.append(MemoryStep(float(size), bw("read"), bw("triad"), bw("copy")))
+    # per-call rates at each working set, launch included (see MemoryStep)
+    steps = [MemoryStep(float(size), *(float(work[f"{kind}:{size}"]) / best[f"{kind}:{size}"]
+                                       for kind in ("read", "triad", "copy")))
+             for size in GPU_STAIRCASE_BYTES]
     rates: dict[str, float] = {}
     fixeds = []
     for dname in DTYPES:

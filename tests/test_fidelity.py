@@ -256,7 +256,8 @@ def test_compare_summarises_each_family() -> None:
 @pytest.mark.slow
 def test_calibration_is_stable_with_a_core_busy() -> None:
     """Two quick calibrations back to back while another process spins on one core agree within 10%
-    on every fitted number."""
+    on every fitted number (a fixed cost, named ``*_s``, may also differ by up to 5 us: timer and
+    call-overhead resolution, and a near-zero per-row cost is not a 100% change worth failing on)."""
     from hwsim.suites.calibrate import fit_operator_models
 
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -266,6 +267,10 @@ def test_calibration_is_stable_with_a_core_busy() -> None:
     finally:
         spinner.kill()
         spinner.wait()
-    off = {k: (first[k], second[k]) for k in first
-           if not (first[k] == second[k] or abs(first[k] - second[k]) <= 0.10 * max(abs(first[k]), abs(second[k])))}
+    def agree(name: str, a: float, b: float) -> bool:
+        if a == b or abs(a - b) <= 0.10 * max(abs(a), abs(b)):
+            return True
+        return name.endswith("_s") and abs(a - b) <= 5e-6
+
+    off = {k: (first[k], second[k]) for k in first if not agree(k, first[k], second[k])}
     assert not off, f"fitted numbers that moved by more than 10%: {off}"

@@ -29,6 +29,8 @@ class MemoryStep:
     """Bandwidth measured at one working-set size (bytes touched by the kernel)."""
 
     working_set_bytes: float
+    """Bytes the kernel touches. Rates are per call of a kernel of that size, its fixed cost
+    included, so a memory-bound call takes ``bytes / rate`` (interpolated between steps)."""
     read_bytes_per_s: float
     read_write_bytes_per_s: float
     copy_bytes_per_s: float | None = None
@@ -130,11 +132,11 @@ class OperatorModels:
 
     def copy_s(self, nbytes: float) -> float:
         """Copy ``nbytes``: read once, written once."""
-        return self.launch_s + 2.0 * nbytes / (self.bandwidth(2.0 * nbytes, write=True, copy=True) * self.copy_fraction)
+        return 2.0 * nbytes / (self.bandwidth(2.0 * nbytes, write=True, copy=True) * self.copy_fraction)
 
     def elementwise_s(self, n: int, itemsize: float, inputs: int, outputs: int) -> float:
         """A map over ``n`` elements (triad: inputs=2, outputs=1), memory-bound."""
-        return self.launch_s + self.stream_s(n * itemsize * inputs, n * itemsize * outputs)
+        return self.stream_s(n * itemsize * inputs, n * itemsize * outputs)
 
     def gemm_s(self, m: int, n: int, k: int, itemsize: float, dtype: str) -> float:
         """GEMM with tile and wave quantization: ``waves`` rounds of ``threads`` output tiles, each
@@ -183,7 +185,7 @@ class OperatorModels:
     def dispatch_s(self, slots: int, hidden: int, itemsize: float) -> float:
         """MoE dispatch (counting sort by expert): each slot's row read once and written once."""
         nbytes = float(slots) * hidden * itemsize
-        return self.launch_s + self.stream_s(nbytes, nbytes)
+        return self.stream_s(nbytes, nbytes)
 
 
 def gemm_padded_flops(m: int, n: int, k: int, tile: tuple[int, int], units: int) -> float:
