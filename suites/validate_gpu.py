@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.costs.families import (
+    GPU_TOPK_BLOCKS_PER_SM,
     Interference,
     MemoryStep,
     OperatorModels,
@@ -178,7 +179,9 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
                           gemm_fixed_s=statistics.median(fixeds), gemm_tile=GPU_GEMM_TILE)
     gemv_fraction = statistics.median(base.stream_s((m * k + k + m) * 2.0, 0.0) / max(best[f"gemv:{m}x{k}"] - launch, 1e-9)
                                       for m, k in GPU_CAL_GEMV)
-    topk_x = np.array([[r * n, r] for r, n, _ in GPU_CAL_TOPK], dtype=float)
+    parallel_rows = sms * GPU_TOPK_BLOCKS_PER_SM
+    topk_x = np.array([[math.ceil(r / parallel_rows) * n, math.ceil(r / parallel_rows)] for r, n, _ in GPU_CAL_TOPK],
+                      dtype=float)
     topk_t = np.array([best[f"topk:{r}x{n}:k{k}"] - launch for r, n, k in GPU_CAL_TOPK])
     coef, *_ = np.linalg.lstsq(topk_x / topk_t[:, None], np.ones_like(topk_t), rcond=None)
     per_element, per_row = max(float(coef[0]), 1e-15), max(float(coef[1]), 0.0)
@@ -209,7 +212,7 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
     from dataclasses import replace
 
     models = replace(base, gemv_read_fraction=min(1.0, gemv_fraction), topk_elements_per_s=1.0 / per_element,
-                     topk_row_s=per_row, interference=interference)
+                     topk_row_s=per_row, topk_parallel_rows=parallel_rows, interference=interference)
 
     # ---------------------------------------------------------------- validation
     val: dict[str, Callable[[], Any]] = {}

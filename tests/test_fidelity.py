@@ -21,8 +21,12 @@ from hwsim.costs.families import (
     models_from_dict,
     models_to_dict,
 )
-from hwsim.kernels import measure as measure_mod
-from hwsim.kernels.measure import RobustTiming, measure_interleaved, thread_counts, thread_limits
+from hwsim.kernels.measure import (
+    RobustTiming,
+    measure_interleaved,
+    thread_counts,
+    thread_limits,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -85,6 +85,9 @@ class OperatorModels:
     """Selection rate of the top-k kernel: one pass over every element plus the select among candidates."""
     topk_row_s: float = 0.0
     """Per-row cost of the top-k kernel (sample, bracket, final exact select, output)."""
+    topk_parallel_rows: int = 1
+    """Rows selected at once, each at ``topk_elements_per_s`` (a GPU runs one block per row, many
+    blocks at a time); 1 on a CPU, whose rate already counts all its threads."""
     attention_flops_per_s: float = math.inf
     """Rate of the fused attention kernel's dot products (rows of K and V in cache)."""
     gather_bytes_per_s: float = math.inf
@@ -164,7 +167,8 @@ class OperatorModels:
         per-element rate (sample threshold + one pass + exact select among candidates), a per-row cost,
         and never faster than reading the values from the memory level they live in."""
         elements = float(rows) * n
-        select = elements / self.topk_elements_per_s + rows * self.topk_row_s
+        waves = math.ceil(rows / self.topk_parallel_rows)
+        select = waves * (n / self.topk_elements_per_s + self.topk_row_s)
         read = self.stream_s(elements * itemsize, 0.0)
         return self.launch_s + max(select, read)
 
@@ -209,6 +213,7 @@ def models_to_dict(models: OperatorModels) -> dict[str, object]:
         "softmax_elements_per_s": models.softmax_elements_per_s,
         "topk_elements_per_s": models.topk_elements_per_s,
         "topk_row_s": models.topk_row_s,
+        "topk_parallel_rows": models.topk_parallel_rows,
         "attention_flops_per_s": models.attention_flops_per_s,
         "gather_bytes_per_s": models.gather_bytes_per_s,
         "interference": {"memory_memory": models.interference.memory_memory,
@@ -237,6 +242,7 @@ def models_from_dict(data: Mapping[str, object], where: str = "<models>") -> Ope
             softmax_elements_per_s=float(data.get("softmax_elements_per_s", math.inf)),  # type: ignore[arg-type]
             topk_elements_per_s=float(data.get("topk_elements_per_s", math.inf)),  # type: ignore[arg-type]
             topk_row_s=float(data.get("topk_row_s", 0.0)),  # type: ignore[arg-type]
+            topk_parallel_rows=int(data.get("topk_parallel_rows", 1)),  # type: ignore[call-overload]
             attention_flops_per_s=float(data.get("attention_flops_per_s", math.inf)),  # type: ignore[arg-type]
             gather_bytes_per_s=float(data.get("gather_bytes_per_s", math.inf)),  # type: ignore[arg-type]
             interference=Interference(**{k: float(v) for k, v in inter.items()}),  # type: ignore[attr-defined]
@@ -245,7 +251,7 @@ def models_from_dict(data: Mapping[str, object], where: str = "<models>") -> Ope
         raise CostError(f"{where}: operator models: bad or missing field ({exc})") from None
 
 
-__all__ = ["Interference", "MemoryStep", "OperatorModels", "concurrent_s", "gemm_padded_flops", "models_from_dict", "models_to_dict"]
+__all__ = ["Interference", "MemoryStep", "OperatorModels", "concurrent_s", "derived_gpu_models", "gemm_padded_flops", "models_from_dict", "models_to_dict"]
 
 
 def concurrent_s(first_alone_s: float, second_alone_s: float, first_memory: float, second_memory: float,
@@ -265,3 +271,52 @@ def concurrent_s(first_alone_s: float, second_alone_s: float, first_memory: floa
         return t1, done2, max(t1, done2)
     done1 = t2 + (1.0 - t2 / t1) * first_alone_s
     return done1, t2, max(done1, t2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Operator models of a GPU that has not been calibrated, derived from its hardware file's datasheet
+# numbers and the assumptions below (each to be replaced by `hwsim validate --device gpu`).
+
+#: Fraction of the datasheet HBM bandwidth a streaming copy/triad reaches. Assumption: STREAM-style
+#: kernels on H100-class GPUs typically reach ~90% of the datasheet figure.
+GPU_STREAM_FRACTION = 0.9
+#: L2 bandwidth as a multiple of HBM bandwidth for an L2-resident working set. Assumption (public
+#: microbenchmarks of H100 report an L2 several times faster than HBM); only the mid-size steps use it.
+GPU_L2_OVER_HBM = 2.0
+#: Fraction of the streaming rate a GEMV / decode skinny GEMM reaches. Assumption: cuBLAS GEMV reads
+#: the matrix once but does not reach a copy's rate; the issue's H100 measurements show ~25% slower.
+GPU_GEMV_FRACTION = 0.8
+#: Fraction of dense tensor-core peak a large cuBLAS GEMM reaches. Assumption (as the presets'
+#: efficiency curve: ~75%).
+GPU_GEMM_FRACTION = 0.75
+#: Output tile of a cuBLAS GEMM CTA for the wave model. Assumption: 128 x 128 on Hopper.
+GPU_GEMM_TILE = (128, 128)
+#: Radix-select top-k (kernels/topk.py topk_cupy): one 256-thread block per row; a row's block
+#: selects at this many elements per second (4 radix passes over fp32 values, mostly from L2).
+#: Assumption, to be replaced by calibration.
+GPU_TOPK_ROW_ELEMENTS_PER_S = 4e9
+#: Resident 256-thread blocks per SM (2048 threads per SM on Hopper, whitepaper), so rows in flight.
+GPU_TOPK_BLOCKS_PER_SM = 8
+#: Two kernels on two streams: both memory-bound share HBM (each at half rate: slowdown 2, physics of a
+#: saturated bus); two full-device GEMMs share the SMs (2); a GEMM next to a copy mostly overlaps.
+#: The last is an assumption (T3, ASPLOS'24, measures contention of this kind; no number taken from it).
+GPU_INTERFERENCE = Interference(memory_memory=2.0, compute_compute=2.0, compute_memory=1.25)
+
+
+def derived_gpu_models(*, sms: int, hbm_bytes_per_s: float, l2_bytes: float, launch_s: float,
+                       peak_flops_per_s: Mapping[str, float]) -> OperatorModels:
+    """Per-family models of an uncalibrated GPU from datasheet numbers and the assumptions above."""
+    hbm = hbm_bytes_per_s * GPU_STREAM_FRACTION
+    l2 = hbm * GPU_L2_OVER_HBM
+    steps = []
+    for ws in (1 << 20, 8 << 20, l2_bytes * 0.5, l2_bytes * 4, 1 << 32):
+        level = l2 if ws <= l2_bytes * 0.5 else hbm
+        rate = ws / (launch_s + ws / level)  # per-call rate, launch included (see MemoryStep)
+        steps.append(MemoryStep(float(ws), rate, rate, rate))
+    steps.sort(key=lambda s: s.working_set_bytes)
+    return OperatorModels(
+        threads=sms, launch_s=launch_s, staircase=tuple(steps),
+        gemm_flops_per_s={k: v * GPU_GEMM_FRACTION for k, v in peak_flops_per_s.items()},
+        gemm_fixed_s=launch_s, gemm_tile=GPU_GEMM_TILE, gemv_read_fraction=GPU_GEMV_FRACTION,
+        topk_elements_per_s=GPU_TOPK_ROW_ELEMENTS_PER_S, topk_row_s=0.0,
+        topk_parallel_rows=sms * GPU_TOPK_BLOCKS_PER_SM, interference=GPU_INTERFERENCE)
