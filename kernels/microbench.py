@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from functools import partial
+from typing import Any
 
 import numba
 import numpy as np
@@ -27,31 +29,31 @@ from hwsim.kernels.gpu import require_gpu
 from hwsim.kernels.measure import measure
 
 __all__ = [
-    "STREAM_SIZES_BYTES",
-    "QUICK_STREAM_SIZES_BYTES",
-    "FMA_WORKS_FLOPS",
-    "QUICK_FMA_WORKS_FLOPS",
-    "GPU_STREAM_SIZES_BYTES",
-    "GPU_FMA_WORKS_FLOPS",
     "FMA_ACCUMULATORS",
-    "FMA_UNROLL",
-    "FMA_LANES",
     "FMA_ADDEND",
+    "FMA_LANES",
+    "FMA_UNROLL",
+    "FMA_WORKS_FLOPS",
+    "GPU_FMA_WORKS_FLOPS",
+    "GPU_STREAM_SIZES_BYTES",
+    "QUICK_FMA_WORKS_FLOPS",
+    "QUICK_STREAM_SIZES_BYTES",
+    "STREAM_SIZES_BYTES",
+    "CpuCalibration",
+    "GpuCalibration",
+    "cpu_calibration",
+    "dispatch_overhead_s",
+    "fma_chains",
     "fma_multipliers",
     "fma_offsets",
-    "fma_chains",
-    "fma_reference",
-    "stream_triad_points",
     "fma_peak_points",
-    "dispatch_overhead_s",
-    "CpuCalibration",
-    "cpu_calibration",
-    "gpu_stream_points",
+    "fma_reference",
+    "gpu_calibration",
     "gpu_fma_chains",
     "gpu_fma_peak_points",
     "gpu_launch_overhead_s",
-    "GpuCalibration",
-    "gpu_calibration",
+    "gpu_stream_points",
+    "stream_triad_points",
 ]
 
 KiB = 1024
@@ -629,4 +631,59 @@ def attention_cases(shapes: Sequence[tuple[int, int, int, int]], seed: int,
         hs = np.arange(heads)
         cases[f"attention:{heads}x{q_len}x{kv_len}x{d}:kept{len(toks)}"] = (
             (heads, q_len, len(toks), d), lambda q=q, k=k, v=v, t=toks, h=hs: attention_numba(q, k, v, t, h))
+    return cases
+
+
+#: Calibration shapes of the decode kernels: skinny GEMM (rows, n, k) and attention (batch, heads, len, head_dim).
+CAL_SKINNY_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 2304, 768), (4, 1536, 1536), (8, 3072, 768), (2, 768, 3072))
+CAL_DECODE_ATTENTION: tuple[tuple[int, int, int, int], ...] = ((3, 6, 384, 64), (6, 12, 160, 64))
+
+
+def skinny_cases(shapes: Sequence[tuple[int, int, int]], seed: int) -> dict[str, tuple[tuple[int, int, int], Any]]:
+    """The decode kernel's weight-streaming linear (kernels/decode.py ``_linear``)."""
+    from hwsim.kernels.decode import _linear
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int], Any]] = {}
+    for rows, n, k in shapes:
+        x = rng.standard_normal((rows, k)).astype(np.float32)
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        out = np.empty((rows, n), dtype=np.float32)
+        cases[f"skinny:{rows}x{n}x{k}"] = ((rows, n, k), partial(_linear, x, w, out))
+    return cases
+
+
+def decode_attention_cases(shapes: Sequence[tuple[int, int, int, int]],
+                           seed: int) -> dict[str, tuple[tuple[int, int, int, int], Any]]:
+    """The decode kernel's attention over contiguous caches (kernels/decode.py ``_attend``)."""
+    from hwsim.kernels.decode import _attend
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
+    for batch, heads, length, hd in shapes:
+        q = rng.standard_normal((batch, heads, hd)).astype(np.float32)
+        kc = rng.standard_normal((batch, heads, length + 1, hd)).astype(np.float32)
+        vc = rng.standard_normal((batch, heads, length + 1, hd)).astype(np.float32)
+        lens = np.full(batch, length, dtype=np.int64)
+        out = np.empty_like(q)
+        cases[f"decode_attention:{batch}x{heads}x{length}x{hd}"] = ((batch, heads, length, hd),
+                                                                     partial(_attend, q, kc, vc, lens, out))
+    return cases
+
+
+#: MoE dispatch calibration (tokens, experts, top_k, hidden).
+CAL_DISPATCH: tuple[tuple[int, int, int, int], ...] = ((384, 4, 2, 384), (1536, 32, 1, 128), (768, 12, 3, 192))
+
+
+def dispatch_cases(shapes: Sequence[tuple[int, int, int, int]], seed: int) -> dict[str, tuple[tuple[int, int], Any]]:
+    """The MoE counting-sort dispatch (kernels/moe.py); value: (slots, hidden)."""
+    from hwsim.kernels.moe import dispatch_numba
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int], Any]] = {}
+    for tokens, experts, top_k, hidden in shapes:
+        x = rng.standard_normal((tokens, hidden)).astype(np.float32)
+        choice = np.argsort(rng.random((tokens, experts)), axis=1)[:, :top_k].astype(np.int64)
+        cases[f"dispatch:{tokens}x{experts}x{top_k}x{hidden}"] = ((tokens * top_k, hidden),
+                                                                  partial(dispatch_numba, x, choice, experts))
     return cases

@@ -273,7 +273,11 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
         atts = microbench.attention_cases(microbench.CAL_ATTENTION_SHAPES, seed)
         for h, q, kv, d, kept in microbench.CAL_ATTENTION_PRUNED:
             atts.update(microbench.attention_cases(((h, q, kv, d),), seed, kept))
-        calls = {name: fn for group in (stair, gemms, gemvs, soft, topks, atts) for name, (_, fn) in group.items()}
+        skinny = microbench.skinny_cases(microbench.CAL_SKINNY_SHAPES, seed)
+        datt = microbench.decode_attention_cases(microbench.CAL_DECODE_ATTENTION, seed)
+        disp = microbench.dispatch_cases(microbench.CAL_DISPATCH, seed)
+        calls = {name: fn for group in (stair, gemms, gemvs, soft, topks, atts, skinny, datt, disp)
+                 for name, (_, fn) in group.items()}
         clock = "thread_cpu" if threads == 1 else "wall"
         timings = measure_interleaved(calls, rounds=rounds, warmup=2, max_time_s=6.0 if quick else 15.0, clock=clock)
         best = {name: t.min_s for name, t in timings.items()}
@@ -300,15 +304,32 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
                                         best[name] - launch - h * q * t / soft_rate)
                                        for name, ((h, q, t, d), _) in atts.items()])
         att_rate, gather_bw = 1.0 / per_flop, (1.0 / per_byte if per_byte > 0 else math.inf)
+        # skinny GEMM: t - launch = weight / (read_bw(ws) * fraction) + 2 rows n k / rate
+        per_flop_s, per_stream = _fit_two([(2.0 * r * n * k, n * k * 4.0 / base.bandwidth(n * k * 4.0, write=False),
+                                            best[name] - launch) for name, ((r, n, k), _) in skinny.items()])
+        skinny_rate = 1.0 / per_flop_s
+        dispatch_slot = max(0.0, statistics.median(
+            (best[name] - launch - base.stream_s(slots * h * 4.0, slots * h * 4.0)) / slots
+            for name, ((slots, h), _) in disp.items()))
+        skinny_fraction = min(1.0, 1.0 / per_stream) if per_stream > 0 else 1.0
+        datt_rate = max(4.0 * b * h * (ln + 1) * d / max(best[name] - launch
+                                                         - 2.0 * b * h * (ln + 1) * d * 4.0
+                                                         / base.bandwidth(2.0 * b * h * (ln + 1) * d * 4.0, write=False),
+                                                         1e-9)
+                        for name, ((b, h, ln, d), _) in datt.items())
         interference = pair_interference(seed) if (os.cpu_count() or 1) >= 2 else Interference()
         load1 = load_average()
     models = replace(base, gemv_read_fraction=min(1.0, gemv_fraction), softmax_elements_per_s=soft_rate,
                      topk_elements_per_s=topk_rate, topk_row_s=topk_row, attention_flops_per_s=att_rate,
-                     gather_bytes_per_s=gather_bw,
+                     gather_bytes_per_s=gather_bw, skinny_flops_per_s=skinny_rate,
+                     skinny_read_fraction=skinny_fraction, decode_attention_flops_per_s=datt_rate,
+                     dispatch_slot_s=dispatch_slot,
                      interference=interference)
     fitted = {"launch_s": launch, "gemm_fp32_flops_per_s": gemm_rate, "gemm_fixed_s": gemm_fixed,
               "gemv_read_fraction": models.gemv_read_fraction, "softmax_elements_per_s": soft_rate,
               "topk_elements_per_s": topk_rate, "topk_row_s": topk_row, "attention_flops_per_s": att_rate, "gather_bytes_per_s": gather_bw,
+              "skinny_flops_per_s": skinny_rate, "skinny_read_fraction": skinny_fraction,
+              "decode_attention_flops_per_s": datt_rate, "dispatch_slot_s": dispatch_slot,
               "interference_memory_memory": interference.memory_memory,
               "interference_compute_compute": interference.compute_compute,
               "interference_compute_memory": interference.compute_memory}

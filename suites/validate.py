@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,64 @@ def _softmax(rows: int, cols: int) -> ValidationCase:
     return ValidationCase("softmax", {"rows": rows, "cols": cols}, build, lambda m: m.softmax_s(rows, cols, 4.0))
 
 
+#: Decode steps: (batch, hidden, heads, ffn, cached length per request).
+VAL_DECODE = ((1, 1024, 8, 4096, 255), (4, 1024, 16, 2048, 500), (8, 512, 8, 2048, 1000))
+#: MoE layers: (tokens, experts, top_k, hidden, ffn, skew).
+VAL_MOE = ((512, 8, 2, 512, 1024, 1.0), (256, 16, 2, 256, 1024, 0.5))
+
+
+def _decode(batch: int, hidden: int, heads: int, ffn: int, length: int) -> ValidationCase:
+    lens = [length - 13 * i for i in range(batch)]  # ragged, as requests are
+
+    def build(seed: int) -> Callable[[], Any]:
+        from hwsim.kernels.decode import LayerShape, decode_numba, make_inputs
+
+        inp = make_inputs(LayerShape(hidden, heads, ffn), np.array(lens, dtype=np.int64), seed)
+        keep_k, keep_v = inp.k_cache.copy(), inp.v_cache.copy()
+
+        def step() -> Any:
+            out = decode_numba(inp)
+            inp.k_cache[...] = keep_k  # the step appends to the caches: undo for the next repeat
+            inp.v_cache[...] = keep_v
+            return out
+
+        return step
+
+    # the undo copies are part of what is timed: priced as two copies of the caches
+    cache_bytes = 2.0 * batch * heads * (length + 2) * (hidden // heads) * 4.0
+
+    def predict(m: OperatorModels) -> float:
+        return m.decode_step_s(lens, hidden, heads, ffn, 4.0) + 2 * m.copy_s(cache_bytes / 2)
+
+    return ValidationCase("decode", {"batch": batch, "hidden": hidden, "heads": heads, "ffn": ffn,
+                                     "len": length}, build, predict)
+
+
+def _moe(tokens: int, experts: int, top_k: int, hidden: int, ffn: int, skew: float) -> list[ValidationCase]:
+    from hwsim.kernels.moe import make_inputs
+
+    counts = [int(c) for c in make_inputs(tokens, experts, top_k, hidden, ffn, skew, 0).counts]
+    params = {"tokens": tokens, "experts": experts, "top_k": top_k, "hidden": hidden, "ffn": ffn, "skew": skew}
+
+    def build_dispatch(seed: int) -> Callable[[], Any]:
+        from hwsim.kernels.moe import dispatch_numba, make_inputs
+
+        inp = make_inputs(tokens, experts, top_k, hidden, ffn, skew, seed)
+        return partial(dispatch_numba, inp.x, inp.experts, experts)
+
+    def build_ffn(seed: int) -> Callable[[], Any]:
+        from hwsim.kernels.moe import dispatch_numba, grouped_ffn_blas, make_inputs
+
+        inp = make_inputs(tokens, experts, top_k, hidden, ffn, skew, seed)
+        xp, _, offsets = dispatch_numba(inp.x, inp.experts, experts)
+        return partial(grouped_ffn_blas, xp, offsets, inp.w1, inp.w2)
+
+    slots = tokens * top_k
+    return [ValidationCase("moe_dispatch", params, build_dispatch, lambda m: m.dispatch_s(slots, hidden, 4.0)),
+            ValidationCase("moe_grouped_gemm", params, build_ffn,
+                           lambda m: m.grouped_gemm_s(counts, hidden, ffn, 4.0, "fp32"))]
+
+
 def cpu_cases(quick: bool) -> list[ValidationCase]:
     """The CPU validation cases (quick: the smaller ones of each family)."""
     cases = [_copy(b) for b in VAL_COPY_BYTES] + [_triad(n) for n in VAL_TRIAD_N]
@@ -142,6 +201,9 @@ def cpu_cases(quick: bool) -> list[ValidationCase]:
     cases += [_topk(*s) for s in VAL_TOPK]
     cases += [_attention(*s) for s in VAL_ATTENTION]
     cases += [_softmax(*s) for s in VAL_SOFTMAX]
+    cases += [_decode(*s) for s in VAL_DECODE]
+    for s in VAL_MOE:
+        cases += _moe(*s)
     return cases
 
 

@@ -143,6 +143,9 @@ def _val_signatures() -> set[tuple[int, ...]]:
     sig |= {(h, q, d) for h, q, _, d, _ in v.VAL_ATTENTION} | {(h, kv, d) for h, _, kv, d, _ in v.VAL_ATTENTION}
     sig |= {(r, c) for r, c in v.VAL_SOFTMAX}
     sig |= {(8 * n,) for n in v.VAL_TRIAD_N} | {(b,) for b in v.VAL_COPY_BYTES}
+    for _, hidden, _, ffn, _ in v.VAL_DECODE:  # decode weights [out, in]
+        sig |= {(3 * hidden, hidden), (hidden, hidden), (ffn, hidden), (hidden, ffn)}
+    sig |= {(tokens, hidden) for tokens, _, _, hidden, _, _ in v.VAL_MOE}
     return sig
 
 
@@ -162,7 +165,7 @@ def test_calibration_and_validation_shapes_are_disjoint() -> None:
 def test_calibration_never_runs_a_validation_case(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the whole per-family calibration (each case once) while recording the shape of every array
     handed to a kernel: none is the shape of a validation case's input."""
-    from hwsim.kernels import attention, basic, microbench, topk
+    from hwsim.kernels import attention, basic, decode, microbench, moe, topk
     from hwsim.suites import calibrate
 
     seen: list[tuple[int, ...]] = []
@@ -175,7 +178,8 @@ def test_calibration_never_runs_a_validation_case(monkeypatch: pytest.MonkeyPatc
         return wrapped
 
     for module, name in ((basic, "triad_numba"), (basic, "memcpy_numba"), (topk, "topk_numba"),
-                         (attention, "attention_numba"), (microbench, "_softmax_rows"), (microbench, "_stream_sum")):
+                         (attention, "attention_numba"), (microbench, "_softmax_rows"), (microbench, "_stream_sum"),
+                         (decode, "_linear"), (decode, "_attend"), (moe, "dispatch_numba")):
         monkeypatch.setattr(module, name, spy(getattr(module, name)))
     monkeypatch.setattr(microbench.np, "matmul", spy(np.matmul))
 

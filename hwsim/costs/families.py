@@ -93,6 +93,14 @@ class OperatorModels:
     gather_bytes_per_s: float = math.inf
     """Rate of fetching the kept (pruned, scattered) rows of K and V the first time: fitted from a
     pruned calibration case; it adds to the dot products (one core does both in turn)."""
+    skinny_flops_per_s: float = math.inf
+    """Dot-product rate of the weight-streaming skinny GEMM (decode projections, few rows)."""
+    skinny_read_fraction: float = 1.0
+    """Fraction of the staircase read bandwidth at which that kernel streams its weights."""
+    decode_attention_flops_per_s: float = math.inf
+    """Dot-product rate of decode attention over a request's contiguous K/V cache."""
+    dispatch_slot_s: float = 0.0
+    """MoE dispatch: cost per (token, expert) slot of the counting sort beyond its row copy."""
     interference: Interference = field(default_factory=Interference)
 
     def __post_init__(self) -> None:
@@ -181,15 +189,40 @@ class OperatorModels:
         return (self.launch_s + flops / self.attention_flops_per_s + kv_bytes / self.gather_bytes_per_s
                 + scores / self.softmax_elements_per_s)
 
+    def skinny_gemm_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
+        """``out[rows, n] = x[rows, k] @ w[n, k].T`` with few rows: the weights stream once (at the
+        skinny fraction of the read staircase) while each weight row is reused from L1 by every row of
+        x; dot products at the calibrated rate. One core does both in turn, so the two add."""
+        weight = float(n) * k * itemsize
+        return (self.launch_s + weight / (self.bandwidth(weight, write=False) * self.skinny_read_fraction)
+                + 2.0 * rows * n * k / self.skinny_flops_per_s)
+
+    def decode_attention_s(self, lens: list[int], heads: int, head_dim: int, itemsize: float) -> float:
+        """One new token per request attending over its ``len + 1`` cached tokens (K and V read once)."""
+        tokens = float(sum(n + 1 for n in lens))
+        kv = 2.0 * heads * tokens * head_dim * itemsize
+        return (self.launch_s + 4.0 * heads * tokens * head_dim / self.decode_attention_flops_per_s
+                + kv / self.bandwidth(kv, write=False))
+
+    def decode_step_s(self, batch_lens: list[int], hidden: int, heads: int, ffn: int, itemsize: float) -> float:
+        """One decode step of a GPT layer: QKV, attention, output projection, MLP (composed)."""
+        b = len(batch_lens)
+        return (self.skinny_gemm_s(b, 3 * hidden, hidden, itemsize)
+                + self.decode_attention_s(batch_lens, heads, hidden // heads, itemsize)
+                + self.skinny_gemm_s(b, hidden, hidden, itemsize)
+                + self.skinny_gemm_s(b, ffn, hidden, itemsize) + self.skinny_gemm_s(b, hidden, ffn, itemsize)
+                + self.elementwise_s(b * ffn, itemsize, 1, 1))
+
     def grouped_gemm_s(self, counts: list[int], hidden: int, ffn: int, itemsize: float, dtype: str) -> float:
         """MoE expert FFNs, one expert after another: two GEMMs per expert with tokens."""
         return sum(self.gemm_s(c, ffn, hidden, itemsize, dtype) + self.gemm_s(c, hidden, ffn, itemsize, dtype)
                    for c in counts if c > 0)
 
     def dispatch_s(self, slots: int, hidden: int, itemsize: float) -> float:
-        """MoE dispatch (counting sort by expert): each slot's row read once and written once."""
+        """MoE dispatch (counting sort by expert): each slot's row read once and written once, plus a
+        calibrated per-slot cost (histogram, cursor, row-sized copy call)."""
         nbytes = float(slots) * hidden * itemsize
-        return self.stream_s(nbytes, nbytes)
+        return self.launch_s + self.stream_s(nbytes, nbytes) + slots * self.dispatch_slot_s
 
 
 def gemm_padded_flops(m: int, n: int, k: int, tile: tuple[int, int], units: int) -> float:
@@ -215,6 +248,10 @@ def models_to_dict(models: OperatorModels) -> dict[str, object]:
         "topk_row_s": models.topk_row_s,
         "topk_parallel_rows": models.topk_parallel_rows,
         "attention_flops_per_s": models.attention_flops_per_s,
+        "skinny_flops_per_s": models.skinny_flops_per_s,
+        "skinny_read_fraction": models.skinny_read_fraction,
+        "decode_attention_flops_per_s": models.decode_attention_flops_per_s,
+        "dispatch_slot_s": models.dispatch_slot_s,
         "gather_bytes_per_s": models.gather_bytes_per_s,
         "interference": {"memory_memory": models.interference.memory_memory,
                          "compute_compute": models.interference.compute_compute,
@@ -245,6 +282,10 @@ def models_from_dict(data: Mapping[str, object], where: str = "<models>") -> Ope
             topk_parallel_rows=int(data.get("topk_parallel_rows", 1)),  # type: ignore[call-overload]
             attention_flops_per_s=float(data.get("attention_flops_per_s", math.inf)),  # type: ignore[arg-type]
             gather_bytes_per_s=float(data.get("gather_bytes_per_s", math.inf)),  # type: ignore[arg-type]
+            skinny_flops_per_s=float(data.get("skinny_flops_per_s", math.inf)),  # type: ignore[arg-type]
+            skinny_read_fraction=float(data.get("skinny_read_fraction", 1.0)),  # type: ignore[arg-type]
+            decode_attention_flops_per_s=float(data.get("decode_attention_flops_per_s", math.inf)),  # type: ignore[arg-type]
+            dispatch_slot_s=float(data.get("dispatch_slot_s", 0.0)),  # type: ignore[arg-type]
             interference=Interference(**{k: float(v) for k, v in inter.items()}),  # type: ignore[attr-defined]
         )
     except (KeyError, TypeError, ValueError) as exc:
