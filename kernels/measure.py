@@ -289,8 +289,9 @@ def measure_interleaved(
     retries: int = 2,
     noise_limit: float = NOISE_LIMIT,
     timer: Callable[[Callable[[], Any]], float] | None = None,
-    min_sample_s: float = 2e-4,
+    min_sample_s: float = 5e-4,
     clock: str = "wall",
+    warm_below_s: float = 0.02,
 ) -> dict[str, RobustTiming]:
     """Time every case in round-robin order ``rounds`` times; report min, median and spread per case.
 
@@ -298,7 +299,9 @@ def measure_interleaved(
     is timed before and after; a case whose spread exceeds ``noise_limit`` or that ran while the
     reference slowed by more than ``noise_limit`` is re-measured (up to ``retries`` times, keeping
     the better minimum) and marked ``noisy`` if it never came out clean. A case shorter than
-    ``min_sample_s`` is timed as a batch of back-to-back calls (per-call time reported). ``timer`` times one call
+    ``min_sample_s`` is timed as a batch of back-to-back calls (per-call time reported), and a case
+    shorter than ``warm_below_s`` gets one untimed call before each sample, so the previous case's
+    data does not leave it cold (the models price a kernel repeated on its buffers). ``timer`` times one call
     (default: ``perf_counter`` around it; a GPU caller passes a CUDA-event timer). ``clock="thread_cpu"``
     times the calling thread's CPU time instead: exact for a kernel that runs on the calling thread
     only (Numba and BLAS limited to 1 thread), and blind to other processes taking the core.
@@ -312,6 +315,7 @@ def measure_interleaved(
     rounds = _check_count("rounds", rounds, 1)
     time_one = timer or _time_cpu_call
     inner: dict[str, int] = {}
+    warm: dict[str, bool] = {}
     for name, fn in cases.items():
         if not callable(fn):
             raise TypeError(f"every case must be callable, got {fn!r}")
@@ -322,6 +326,7 @@ def measure_interleaved(
         # previous case do not dominate it
         one = min(time_one(fn) for _ in range(2))
         inner[name] = max(1, min(10_000, math.ceil(min_sample_s / max(one, 1e-9)))) if timer is None else 1
+        warm[name] = one < warm_below_s
     results: dict[str, RobustTiming] = {}
     pending = list(cases)
     attempt = 0
@@ -333,6 +338,8 @@ def measure_interleaved(
         start = time.perf_counter()
         for r in range(rounds):
             for name in pending:
+                if warm[name]:
+                    cases[name]()  # one untimed call first, so the sample runs warm (as a repeated kernel does)
                 if clock == "thread_cpu":
                     cpu, wall = _batch_cpu(cases[name], inner[name])
                     samples[name].append(cpu)

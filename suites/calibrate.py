@@ -12,7 +12,7 @@ import os
 import platform
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -242,6 +242,8 @@ class ModelCalibration:
     timings: dict[str, RobustTiming]
     load_before: float
     load_after: float
+    extra_timings: dict[str, RobustTiming] = field(default_factory=dict)
+    """Timings of the ``extra`` (validation) cases measured in the same rounds; not fitted."""
 
 
 def _fixed_and_rate(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
@@ -255,11 +257,14 @@ def _fixed_and_rate(points: Sequence[tuple[float, float]]) -> tuple[float, float
     return fixed, rate
 
 
-def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int | None = None) -> ModelCalibration:
+def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int | None = None,
+                        extra: Mapping[str, Callable[[], object]] | None = None) -> ModelCalibration:
     """Run the per-family calibration microbenchmarks on ``threads`` threads and fit their parameters.
 
     Only the shapes in :mod:`hwsim.kernels.microbench` (``STAIRCASE_BYTES``, ``CAL_*``) are run; the
-    validation suite's shapes are disjoint.
+    validation suite's shapes are disjoint. ``extra`` cases (the validation cases) are timed in the
+    same interleaved rounds, so both sides see the same machine, but never enter the fit; their
+    timings come back in ``ModelCalibration.extra_timings``.
     """
     rounds = rounds or (11 if quick else 15)
     sizes = microbench.STAIRCASE_BYTES  # cheap: the full staircase even when quick
@@ -279,7 +284,15 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
         calls = {name: fn for group in (stair, gemms, gemvs, soft, topks, atts, skinny, datt, disp)
                  for name, (_, fn) in group.items()}
         clock = "thread_cpu" if threads == 1 else "wall"
-        timings = measure_interleaved(calls, rounds=rounds, warmup=2, max_time_s=6.0 if quick else 15.0, clock=clock)
+        extra = dict(extra or {})
+        clash = set(extra) & set(calls)
+        if clash:
+            raise CalibrationError(f"validation case names collide with calibration cases: {sorted(clash)}")
+        all_timings = measure_interleaved({**calls, **extra}, rounds=rounds, warmup=2,
+                                          max_time_s=(20.0 if quick else 60.0) if extra else (6.0 if quick else 15.0),
+                                          clock=clock)
+        timings = {name: all_timings[name] for name in calls}
+        extra_timings = {name: all_timings[name] for name in extra}
         best = {name: t.min_s for name, t in timings.items()}
         launch = microbench.launch_s()
         # rate per call at each working set, the call's fixed cost included: well conditioned
@@ -337,7 +350,7 @@ def fit_operator_models(*, threads: int, quick: bool, seed: int = 0, rounds: int
         fitted[f"read_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_bytes_per_s
         fitted[f"read_write_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_write_bytes_per_s
         fitted[f"copy_bytes_per_s@{int(s.working_set_bytes)}"] = s.copy_bytes_per_s or 0.0
-    return ModelCalibration(models, fitted, timings, load0, load1)
+    return ModelCalibration(models, fitted, timings, load0, load1, extra_timings)
 
 
 #: CPU GEMM output tile: assumption (OpenBLAS-style register/cache blocking of a few dozen rows and
