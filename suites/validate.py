@@ -172,7 +172,8 @@ def _moe(tokens: int, experts: int, top_k: int, hidden: int, ffn: int, skew: flo
     from hwsim.kernels.moe import make_inputs
 
     counts = [int(c) for c in make_inputs(tokens, experts, top_k, hidden, ffn, skew, 0).counts]
-    params = {"tokens": tokens, "experts": experts, "top_k": top_k, "hidden": hidden, "ffn": ffn, "skew": skew}
+    params: dict[str, CaseValue] = {"tokens": tokens, "experts": experts, "top_k": top_k, "hidden": hidden,
+                                    "ffn": ffn, "skew": skew}
 
     def build_dispatch(seed: int) -> Callable[[], Any]:
         from hwsim.kernels.moe import dispatch_numba, make_inputs
