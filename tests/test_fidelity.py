@@ -282,3 +282,23 @@ def test_calibration_is_stable_with_a_core_busy() -> None:
 
     off = {k: (first[k], second[k]) for k in first if not agree(k, first[k], second[k])}
     assert not off, f"fitted numbers that moved by more than 10%: {off}"
+
+
+# ------------------------------------------------------------------------------ shared-units predictor
+
+
+def test_predict_shared_splits_units_by_demand_and_interferes() -> None:
+    from hwsim.systems.overlap import KernelFootprint, predict_shared
+
+    gemm = KernelFootprint("gemm", alone_s=1.0, bytes=0.0, blocks=100)
+    copy = KernelFootprint("copy", alone_s=0.5, bytes=0.5 * 1e9, blocks=100)
+    # both fit on 200 units and do not interfere: perfect overlap
+    free = predict_shared(gemm, copy, 200, 1e9, Interference())
+    assert free.both_s == pytest.approx(1.0)
+    # 100 units: each gets 50 (not first-takes-all), so each runs two waves while both run
+    split = predict_shared(gemm, copy, 100, 1e9, Interference())
+    assert split.second_s == pytest.approx(1.0)  # the copy's 0.5 s stretched to two waves
+    assert split.both_s == pytest.approx(2.0)
+    # a calibrated compute+memory interference lands between overlapped and serial
+    mixed = predict_shared(gemm, copy, 200, 1e9, Interference(compute_memory=1.3))
+    assert 1.0 < mixed.both_s < 1.5
