@@ -281,7 +281,7 @@ def _kept(name: str, kept: int | Sequence[int] | None, total: int, total_name: s
         if count > total:
             raise CostError(f"{name} must be <= {total_name}={total}, got {count}")
         return count
-    indices = [_count(f"{name} index", i, minimum=0) for i in kept]
+    indices = [_count(f"{name} index", i, minimum=0) for i in kept]  # type: ignore[union-attr]
     if not indices:
         raise CostError(f"{name} must keep at least one, got an empty sequence")
     out_of_range = [i for i in indices if i >= total]

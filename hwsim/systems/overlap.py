@@ -89,7 +89,7 @@ def predict_concurrent(first: KernelFootprint, second: KernelFootprint, units: i
             take = max(1, min(left, free))
             held[k.name] = take
             nbytes = per_block_bytes * take
-            events = [env.timeout(wave_s)]
+            events: list[simpy.events.Event] = [env.timeout(wave_s)]
             if nbytes > 0:
                 events.append(memory.transfer(nbytes, cap_bytes_per_s=nbytes / wave_s, label=k.name))
             yield env.all_of(events)
