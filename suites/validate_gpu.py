@@ -130,19 +130,23 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
     def rand(shape: Any, dtype: Any) -> Any:
         return cp.asarray(rng.standard_normal(shape).astype(dtype))
 
+    def fill(n: int) -> Any:
+        """A float32 device array for bandwidth cases (values do not matter; no host RNG of GBs)."""
+        return cp.full(n, 0.5, dtype=cp.float32)
+
     # ---------------------------------------------------------------- calibration
     triad = cp.ElementwiseKernel("T b, T c, T s", "T a", "a = b + s * c", "hwsim_val_triad")
     cal: dict[str, Callable[[], Any]] = {}
     work: dict[str, Any] = {}
     for size in GPU_STAIRCASE_BYTES:
         n = size // 12  # three float32 arrays: the working set is ``size``
-        b, c, a = rand(n, np.float32), rand(n, np.float32), cp.empty(n, dtype=cp.float32)
+        b, c, a = fill(n), fill(n), cp.empty(n, dtype=cp.float32)
         cal[f"triad:{size}"] = partial(triad, b, c, np.float32(3.0), a)
         work[f"triad:{size}"] = 12.0 * n
-        r = rand(size // 4, np.float32)
+        r = fill(size // 4)
         cal[f"read:{size}"] = r.sum
         work[f"read:{size}"] = 4.0 * r.size
-        src, dst = rand(size // 8, np.float32), cp.empty(size // 8, dtype=cp.float32)
+        src, dst = fill(size // 8), cp.empty(size // 8, dtype=cp.float32)
         cal[f"copy:{size}"] = partial(cp.copyto, dst, src)
         work[f"copy:{size}"] = 8.0 * src.size
     tiny = cp.empty(32, dtype=cp.float32)
@@ -187,8 +191,8 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
     per_element, per_row = max(float(coef[0]), 1e-15), max(float(coef[1]), 0.0)
     # two streams: GEMM + copy, copy + copy, GEMM + GEMM
     ga, gb = rand((4096, 4096), np.float16), rand((4096, 4096), np.float16)
-    ca, cb = rand(64 * MiB, np.float32), cp.empty(64 * MiB, dtype=cp.float32)
-    da, db = rand(64 * MiB, np.float32), cp.empty(64 * MiB, dtype=cp.float32)
+    ca, cb = fill(64 * MiB), cp.empty(64 * MiB, dtype=cp.float32)
+    da, db = fill(64 * MiB), cp.empty(64 * MiB, dtype=cp.float32)
     gemm_fn = lambda: cp.matmul(ga, gb)
     copy_fn = lambda: cp.copyto(cb, ca)
     copy2_fn = lambda: cp.copyto(db, da)
@@ -218,7 +222,7 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
     val: dict[str, Callable[[], Any]] = {}
     predict: dict[str, tuple[str, dict[str, Any], float]] = {}
     for nbytes in GPU_VAL_COPY_BYTES:
-        src, dst = rand(nbytes // 4, np.float32), cp.empty(nbytes // 4, dtype=cp.float32)
+        src, dst = fill(nbytes // 4), cp.empty(nbytes // 4, dtype=cp.float32)
         val[f"copy {nbytes}"] = partial(cp.copyto, dst, src)
         predict[f"copy {nbytes}"] = ("copy", {"nbytes": nbytes}, models.copy_s(nbytes))
     for dname, dt in DTYPES.items():
@@ -253,7 +257,7 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
         rows_table.add_row(label, predicted, t.min_s, f"{err * 100:+.1f}%" if err is not None else None)
     # a held-out pair: a different GEMM shape next to a different copy size
     va, vb = rand((6144, 3072), np.float16), rand((3072, 6144), np.float16)
-    vc, vd = rand(96 * MiB, np.float32), cp.empty(96 * MiB, dtype=cp.float32)
+    vc, vd = fill(96 * MiB), cp.empty(96 * MiB, dtype=cp.float32)
     g2 = lambda: cp.matmul(va, vb)
     c2 = lambda: cp.copyto(vd, vc)
     alone2 = _measure(cp, {"g": g2, "c": c2}, rounds)
