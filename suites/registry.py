@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from rich.console import Console
 
@@ -105,6 +106,8 @@ class SuiteResult:
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
+    failed_sections: list[str] = field(default_factory=list)
+    """Sections that failed (their notes say why); what finished is still in ``records``. The CLI exits 1."""
 
 
 @runtime_checkable
