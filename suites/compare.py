@@ -162,7 +162,8 @@ def family_summary(c: Comparison) -> list[FamilySummary]:
     for family, rows in sorted(groups.items()):
         errors = [abs(r.rel_error or 0.0) for r in rows]
         worst = max(rows, key=lambda r: abs(r.rel_error or 0.0))
-        out.append(FamilySummary(family, len(rows), statistics.median(errors), max(errors), f"{worst.suite} {worst.case}"))
+        out.append(FamilySummary(family, len(rows), statistics.median(errors), max(errors),
+                                 f"{worst.suite} {worst.case}"))
     return out
 
 

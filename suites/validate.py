@@ -87,8 +87,9 @@ def _gemm(m_: int, n: int, k: int) -> ValidationCase:
         a, b, c = make_inputs("gemm", {"m": m_, "n": n, "k": k}, "float32", seed)
         return lambda: gemm_blas(a, b, c)
 
-    return ValidationCase("gemm", {"m": m_, "n": n, "k": k, "dtype": "fp32"}, build,
-                          lambda m: m.gemm_s(m_, n, k, 4.0, "fp32"))
+    return ValidationCase(
+        "gemm", {"m": m_, "n": n, "k": k, "dtype": "fp32"}, build, lambda m: m.gemm_s(m_, n, k, 4.0, "fp32")
+    )
 
 
 def _gemv(m_: int, k: int) -> ValidationCase:
@@ -120,9 +121,12 @@ def _attention(heads: int, q_len: int, kv_len: int, d: int, kept: float) -> Vali
         ((_, fn),) = attention_cases(((heads, q_len, kv_len, d),), seed, kept).values()
         return fn  # type: ignore[no-any-return]
 
-    return ValidationCase("attention", {"heads": heads, "q_len": q_len, "kv_len": kv_len, "head_dim": d,
-                                        "kept_tokens": kept_tokens}, build,
-                          lambda m: m.attention_s(heads, q_len, kept_tokens, d, 4.0))
+    return ValidationCase(
+        "attention",
+        {"heads": heads, "q_len": q_len, "kv_len": kv_len, "head_dim": d, "kept_tokens": kept_tokens},
+        build,
+        lambda m: m.attention_s(heads, q_len, kept_tokens, d, 4.0),
+    )
 
 
 def _softmax(rows: int, cols: int) -> ValidationCase:
@@ -164,16 +168,23 @@ def _decode(batch: int, hidden: int, heads: int, ffn: int, length: int) -> Valid
     def predict(m: OperatorModels) -> float:
         return m.decode_step_s(lens, hidden, heads, ffn, 4.0) + 2 * m.copy_s(cache_bytes / 2)
 
-    return ValidationCase("decode", {"batch": batch, "hidden": hidden, "heads": heads, "ffn": ffn,
-                                     "len": length}, build, predict)
+    return ValidationCase(
+        "decode", {"batch": batch, "hidden": hidden, "heads": heads, "ffn": ffn, "len": length}, build, predict
+    )
 
 
 def _moe(tokens: int, experts: int, top_k: int, hidden: int, ffn: int, skew: float) -> list[ValidationCase]:
     from hwsim.kernels.moe import make_inputs
 
     counts = [int(c) for c in make_inputs(tokens, experts, top_k, hidden, ffn, skew, 0).counts]
-    params: dict[str, CaseValue] = {"tokens": tokens, "experts": experts, "top_k": top_k, "hidden": hidden,
-                                    "ffn": ffn, "skew": skew}
+    params: dict[str, CaseValue] = {
+        "tokens": tokens,
+        "experts": experts,
+        "top_k": top_k,
+        "hidden": hidden,
+        "ffn": ffn,
+        "skew": skew,
+    }
 
     def build_dispatch(seed: int) -> Callable[[], Any]:
         from hwsim.kernels.moe import dispatch_numba, make_inputs
@@ -189,9 +200,12 @@ def _moe(tokens: int, experts: int, top_k: int, hidden: int, ffn: int, skew: flo
         return partial(grouped_ffn_blas, xp, offsets, inp.w1, inp.w2)
 
     slots = tokens * top_k
-    return [ValidationCase("moe_dispatch", params, build_dispatch, lambda m: m.dispatch_s(slots, hidden, 4.0)),
-            ValidationCase("moe_grouped_gemm", params, build_ffn,
-                           lambda m: m.grouped_gemm_s(counts, hidden, ffn, 4.0, "fp32"))]
+    return [
+        ValidationCase("moe_dispatch", params, build_dispatch, lambda m: m.dispatch_s(slots, hidden, 4.0)),
+        ValidationCase(
+            "moe_grouped_gemm", params, build_ffn, lambda m: m.grouped_gemm_s(counts, hidden, ffn, 4.0, "fp32")
+        ),
+    ]
 
 
 def cpu_cases(quick: bool) -> list[ValidationCase]:
@@ -255,8 +269,9 @@ class ValidationResult:
     models: OperatorModels | None
 
 
-def validate_cpu(*, threads: int, quick: bool, seed: int = 0, rounds: int | None = None,
-                 hardware_name: str = "host") -> ValidationResult:
+def validate_cpu(
+    *, threads: int, quick: bool, seed: int = 0, rounds: int | None = None, hardware_name: str = "host"
+) -> ValidationResult:
     """Calibrate on ``threads`` threads, then predict and measure every CPU validation case."""
     from hwsim.kernels.measure import load_average
     from hwsim.suites.calibrate import calibration_table, fit_operator_models
@@ -274,41 +289,84 @@ def validate_cpu(*, threads: int, quick: bool, seed: int = 0, rounds: int | None
     pairs: list[tuple[str, str, float, float]] = []
     rows = Table(title=f"validation cases ({threads} threads)")
     for name in ("case", "predicted", "measured (min)", "median", "spread", "error", "noisy"):
-        rows.add_column(name, unit="s" if name in ("predicted", "measured (min)", "median") else "",
-                        justify="left" if name == "case" else "right")
+        rows.add_column(
+            name,
+            unit="s" if name in ("predicted", "measured (min)", "median") else "",
+            justify="left" if name == "case" else "right",
+        )
     for c in cases:
         t = timings[c.label]
         predicted = c.predict(models)
         pairs.append((c.family, c.label, predicted, t.min_s))
-        records.append(Record(SUITE_NAME, c.case, "latency_s", predicted, "s", "simulated", hardware_name,
-                              note=f"per-family model, calibrated on {threads} threads"))
+        records.append(
+            Record(
+                SUITE_NAME,
+                c.case,
+                "latency_s",
+                predicted,
+                "s",
+                "simulated",
+                hardware_name,
+                note=f"per-family model, calibrated on {threads} threads",
+            )
+        )
         records.append(Record(SUITE_NAME, c.case, "latency_s", t.min_s, "s", "measured", hardware_name, note=t.note()))
         err = relative_error(predicted, t.min_s)
-        rows.add_row(c.label, predicted, t.min_s, t.median_s, t.spread, f"{err * 100:+.1f}%" if err is not None else None,
-                     "yes" if t.noisy else "")
+        rows.add_row(
+            c.label,
+            predicted,
+            t.min_s,
+            t.median_s,
+            t.spread,
+            f"{err * 100:+.1f}%" if err is not None else None,
+            "yes" if t.noisy else "",
+        )
     contention = _contention_pairs(models, seed) if threads >= 1 else []
     for family, label, predicted, measured, note in contention:
         pairs.append((family, label, predicted, measured))
         case = {"family": family, "pair": label}
-        records.append(Record(SUITE_NAME, case, "latency_s", predicted, "s", "simulated", hardware_name,
-                              note="interference model from calibrated alone times"))
+        records.append(
+            Record(
+                SUITE_NAME,
+                case,
+                "latency_s",
+                predicted,
+                "s",
+                "simulated",
+                hardware_name,
+                note="interference model from calibrated alone times",
+            )
+        )
         records.append(Record(SUITE_NAME, case, "latency_s", measured, "s", "measured", hardware_name, note=note))
         err = relative_error(predicted, measured)
-        rows.add_row(f"{family} {label}", predicted, measured, None, None,
-                     f"{err * 100:+.1f}%" if err is not None else None, "")
+        rows.add_row(
+            f"{family} {label}", predicted, measured, None, None, f"{err * 100:+.1f}%" if err is not None else None, ""
+        )
     errors = family_errors(pairs)
     noisy = sum(1 for t in timings.values() if t.noisy)
-    notes = [(f"calibration: load {cal.load_before:.2f}->{cal.load_after:.2f}; validation: load {load0:.2f}->{load1:.2f}; "
-              f"{noisy} of {len(timings)} cases marked noisy (spread or reference-kernel drift > 25%)"),
-             "measured = best of interleaved repeats (a busy core only slows a run); median and spread in each record's note"]
-    tables = [family_table(errors, f"per-family error on held-out cases ({threads} threads)"), rows,
-              calibration_table(cal)]
+    notes = [
+        (
+            f"load average: {load0:.2f} before, {load1:.2f} after (calibration and validation interleaved); "
+            f"{noisy} of {len(timings)} cases marked noisy (spread or reference-kernel drift > 25%)"
+        ),
+        "measured = best of interleaved repeats (a busy core only slows a run); "
+        "median and spread in each record's note",
+    ]
+    tables = [
+        family_table(errors, f"per-family error on held-out cases ({threads} threads)"),
+        rows,
+        calibration_table(cal),
+    ]
     return ValidationResult(records, tables, notes, errors, models)
 
 
 #: Validation pairs (kind, FMA passes, stream bytes): sizes the calibration pairs never use.
-VAL_PAIRS: tuple[tuple[str, int, int], ...] = (("fma+fma", 150, 0), ("stream+stream", 0, 20 << 20),
-                                               ("fma+stream", 250, 12 << 20), ("stream+fma", 700, 30 << 20))
+VAL_PAIRS: tuple[tuple[str, int, int], ...] = (
+    ("fma+fma", 150, 0),
+    ("stream+stream", 0, 20 << 20),
+    ("fma+stream", 250, 12 << 20),
+    ("stream+fma", 700, 30 << 20),
+)
 
 
 def _contention_pairs(models: OperatorModels, seed: int) -> list[tuple[str, str, float, float, str]]:
@@ -332,8 +390,10 @@ def _contention_pairs(models: OperatorModels, seed: int) -> list[tuple[str, str,
         alone1, alone2 = alone_cpu_s(first), alone_cpu_s(second)
         _, _, measured = pair_slowdowns(first, second)
         predicted = concurrent_s(alone1, alone2, mem1, mem2, models.interference)[2]
-        note = (f"best of 5 pair runs, thread CPU clock; alone={alone1:.4g}s,{alone2:.4g}s; "
-                f"load={load0:.2f}->{load_average():.2f}; one thread per kernel")
+        note = (
+            f"best of 5 pair runs, thread CPU clock; alone={alone1:.4g}s,{alone2:.4g}s; "
+            f"load={load0:.2f}->{load_average():.2f}; one thread per kernel"
+        )
         results.append(("contention", label, predicted, measured, note))
     return results
 
@@ -353,7 +413,8 @@ def _markdown(table: Table) -> str:
     head = [c.name + (f" ({c.unit})" if c.unit else "") for c in table.columns]
     lines = [f"**{table.title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
-        lines.append("| " + " | ".join(format_cell(v, c.number_format) for v, c in zip(row, table.columns)) + " |")
+        cells = (format_cell(v, c.number_format) for v, c in zip(row, table.columns, strict=True))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -362,18 +423,23 @@ def write_outputs(result: ValidationResult, out: Path) -> list[Path]:
     import json
 
     from hwsim.fileio import write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_results(out / "validate.json", result.records)]
     text = "\n".join(_markdown(t) for t in result.tables) + "\n" + "\n".join(f"- {n}" for n in result.notes) + "\n"
     paths.append(write_text_atomic(out / "validate.md", text))
     if result.models is not None:
-        paths.append(write_text_atomic(out / "operator-models.json",
-                                       json.dumps(models_to_dict(result.models), indent=1, default=str) + "\n"))
+        paths.append(
+            write_text_atomic(
+                out / "operator-models.json", json.dumps(models_to_dict(result.models), indent=1, default=str) + "\n"
+            )
+        )
     return paths
 
 
-def run_validate(*, device: str, threads: int | None, quick: bool, seed: int = 0,
-                 out: Path | None = None) -> ValidationResult:
+def run_validate(
+    *, device: str, threads: int | None, quick: bool, seed: int = 0, out: Path | None = None
+) -> ValidationResult:
     """The whole check on one device; writes ``out`` when given. A GPU run without a GPU skips with a note."""
     if device == "gpu":
         from hwsim.suites.validate_gpu import validate_gpu

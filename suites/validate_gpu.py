@@ -168,24 +168,41 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
     best = {k: v.min_s for k, v in t_cal.items()}
     launch = best["launch"]
     # per-call rates at each working set, launch included (see MemoryStep)
-    steps = [MemoryStep(float(size), *(float(work[f"{kind}:{size}"]) / best[f"{kind}:{size}"]
-                                       for kind in ("read", "triad", "copy")))
-             for size in GPU_STAIRCASE_BYTES]
+    steps = [
+        MemoryStep(
+            float(size), *(float(work[f"{kind}:{size}"]) / best[f"{kind}:{size}"] for kind in ("read", "triad", "copy"))
+        )
+        for size in GPU_STAIRCASE_BYTES
+    ]
     rates: dict[str, float] = {}
     fixeds = []
     for dname in DTYPES:
-        pts = [(gemm_padded_flops(work[k][0], work[k][1], work[k][2], GPU_GEMM_TILE, sms), best[k]) for k in best if k.startswith(f"gemm:{dname}:")]
+        pts = [
+            (gemm_padded_flops(work[k][0], work[k][1], work[k][2], GPU_GEMM_TILE, sms), best[k])
+            for k in best
+            if k.startswith(f"gemm:{dname}:")
+        ]
         rate, fixed = _fit_line(pts)
         rates[dname] = rate
         fixeds.append(fixed)
-    rates["bf16"] = rates["fp16"]  # assumption: same dense tensor-core rate (H100/H200 datasheets list equal fp16/bf16 peaks)
-    base = OperatorModels(threads=sms, launch_s=launch, staircase=tuple(steps), gemm_flops_per_s=rates,
-                          gemm_fixed_s=statistics.median(fixeds), gemm_tile=GPU_GEMM_TILE)
-    gemv_fraction = statistics.median(base.stream_s((m * k + k + m) * 2.0, 0.0) / max(best[f"gemv:{m}x{k}"] - launch, 1e-9)
-                                      for m, k in GPU_CAL_GEMV)
+    rates["bf16"] = rates[
+        "fp16"
+    ]  # assumption: same dense tensor-core rate (H100/H200 datasheets list equal fp16/bf16 peaks)
+    base = OperatorModels(
+        threads=sms,
+        launch_s=launch,
+        staircase=tuple(steps),
+        gemm_flops_per_s=rates,
+        gemm_fixed_s=statistics.median(fixeds),
+        gemm_tile=GPU_GEMM_TILE,
+    )
+    gemv_fraction = statistics.median(
+        base.stream_s((m * k + k + m) * 2.0, 0.0) / max(best[f"gemv:{m}x{k}"] - launch, 1e-9) for m, k in GPU_CAL_GEMV
+    )
     parallel_rows = sms * GPU_TOPK_BLOCKS_PER_SM
-    topk_x = np.array([[math.ceil(r / parallel_rows) * n, math.ceil(r / parallel_rows)] for r, n, _ in GPU_CAL_TOPK],
-                      dtype=float)
+    topk_x = np.array(
+        [[math.ceil(r / parallel_rows) * n, math.ceil(r / parallel_rows)] for r, n, _ in GPU_CAL_TOPK], dtype=float
+    )
     topk_t = np.array([best[f"topk:{r}x{n}:k{k}"] - launch for r, n, k in GPU_CAL_TOPK])
     coef, *_ = np.linalg.lstsq(topk_x / topk_t[:, None], np.ones_like(topk_t), rcond=None)
     per_element, per_row = max(float(coef[0]), 1e-15), max(float(coef[1]), 0.0)
@@ -193,9 +210,9 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
     ga, gb = rand((4096, 4096), np.float16), rand((4096, 4096), np.float16)
     ca, cb = fill(64 * MiB), cp.empty(64 * MiB, dtype=cp.float32)
     da, db = fill(64 * MiB), cp.empty(64 * MiB, dtype=cp.float32)
-    gemm_fn = lambda: cp.matmul(ga, gb)
-    copy_fn = lambda: cp.copyto(cb, ca)
-    copy2_fn = lambda: cp.copyto(db, da)
+    gemm_fn = partial(cp.matmul, ga, gb)
+    copy_fn = partial(cp.copyto, cb, ca)
+    copy2_fn = partial(cp.copyto, db, da)
     alone = _measure(cp, {"gemm": gemm_fn, "copy": copy_fn}, rounds)
     tg, tc = alone["gemm"].min_s, alone["copy"].min_s
 
@@ -210,13 +227,21 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
                 hi = mid
         return (lo + hi) / 2
 
-    interference = Interference(memory_memory=solve(_pair_s(cp, copy_fn, copy2_fn), tc, tc),
-                                compute_compute=solve(_pair_s(cp, gemm_fn, gemm_fn), tg, tg),
-                                compute_memory=solve(_pair_s(cp, gemm_fn, copy_fn), tg, tc))
+    interference = Interference(
+        memory_memory=solve(_pair_s(cp, copy_fn, copy2_fn), tc, tc),
+        compute_compute=solve(_pair_s(cp, gemm_fn, gemm_fn), tg, tg),
+        compute_memory=solve(_pair_s(cp, gemm_fn, copy_fn), tg, tc),
+    )
     from dataclasses import replace
 
-    models = replace(base, gemv_read_fraction=min(1.0, gemv_fraction), topk_elements_per_s=1.0 / per_element,
-                     topk_row_s=per_row, topk_parallel_rows=parallel_rows, interference=interference)
+    models = replace(
+        base,
+        gemv_read_fraction=min(1.0, gemv_fraction),
+        topk_elements_per_s=1.0 / per_element,
+        topk_row_s=per_row,
+        topk_parallel_rows=parallel_rows,
+        interference=interference,
+    )
 
     # ---------------------------------------------------------------- validation
     val: dict[str, Callable[[], Any]] = {}
@@ -230,8 +255,11 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
             a, b = rand((m, k), dt), rand((k, n), dt)
             label = f"gemm {dname} {m}x{n}x{k}"
             val[label] = partial(cp.matmul, a, b)
-            predict[label] = ("gemm", {"m": m, "n": n, "k": k, "dtype": dname},
-                              models.gemm_s(m, n, k, float(np.dtype(dt).itemsize), dname))
+            predict[label] = (
+                "gemm",
+                {"m": m, "n": n, "k": k, "dtype": dname},
+                models.gemm_s(m, n, k, float(np.dtype(dt).itemsize), dname),
+            )
     for m, k in GPU_VAL_GEMV:
         a, x = rand((m, k), np.float16), rand(k, np.float16)
         val[f"gemv {m}x{k}"] = partial(cp.matmul, a, x)
@@ -245,8 +273,11 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
     pairs: list[tuple[str, str, float, float]] = []
     rows_table = Table(title=f"GPU validation cases ({gpu_name})")
     for col in ("case", "predicted", "measured (min)", "error"):
-        rows_table.add_column(col, unit="s" if col in ("predicted", "measured (min)") else "",
-                              justify="left" if col == "case" else "right")
+        rows_table.add_column(
+            col,
+            unit="s" if col in ("predicted", "measured (min)") else "",
+            justify="left" if col == "case" else "right",
+        )
     for label, (family, params, predicted) in predict.items():
         t = t_val[label]
         case = {"family": family, "device": "gpu", **params}
@@ -258,20 +289,29 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
     # a held-out pair: a different GEMM shape next to a different copy size
     va, vb = rand((6144, 3072), np.float16), rand((3072, 6144), np.float16)
     vc, vd = fill(96 * MiB), cp.empty(96 * MiB, dtype=cp.float32)
-    g2 = lambda: cp.matmul(va, vb)
-    c2 = lambda: cp.copyto(vd, vc)
+    g2 = partial(cp.matmul, va, vb)
+    c2 = partial(cp.copyto, vd, vc)
     alone2 = _measure(cp, {"g": g2, "c": c2}, rounds)
     pair_measured = _pair_s(cp, g2, c2)
     pair_pred = concurrent_s(alone2["g"].min_s, alone2["c"].min_s, 0.0, 1.0, models.interference)[2]
     case = {"family": "contention", "device": "gpu", "pair": "gemm6144x6144x3072+copy384MiB"}
     records.append(Record(SUITE_NAME, case, "latency_s", pair_pred, "s", "simulated", hw_name))
-    records.append(Record(SUITE_NAME, case, "latency_s", pair_measured, "s", "measured", hw_name, note="best of 9, two streams"))
+    records.append(
+        Record(SUITE_NAME, case, "latency_s", pair_measured, "s", "measured", hw_name, note="best of 9, two streams")
+    )
     pairs.append(("contention", "gemm+copy", pair_pred, pair_measured))
     errors = family_errors(pairs)
-    notes = [f"GPU {gpu_name}: {sms} SMs; CUDA-event device time, best of {rounds} interleaved runs after warm-up",
-             "bf16 GEMM rate taken equal to fp16 (assumption: equal dense tensor-core peaks on H100/H200)"]
-    return ValidationResult(records, [family_table(errors, f"per-family error on held-out cases ({gpu_name})"),
-                                      rows_table], notes, errors, models)
+    notes = [
+        f"GPU {gpu_name}: {sms} SMs; CUDA-event device time, best of {rounds} interleaved runs after warm-up",
+        "bf16 GEMM rate taken equal to fp16 (assumption: equal dense tensor-core peaks on H100/H200)",
+    ]
+    return ValidationResult(
+        records,
+        [family_table(errors, f"per-family error on held-out cases ({gpu_name})"), rows_table],
+        notes,
+        errors,
+        models,
+    )
 
 
 __all__ = ["validate_gpu"]

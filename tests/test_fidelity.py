@@ -32,10 +32,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _models(**kw: object) -> OperatorModels:
-    base = dict(threads=4, launch_s=1e-6,
-                staircase=(MemoryStep(1e4, 100e9, 80e9), MemoryStep(1e6, 50e9, 40e9), MemoryStep(1e8, 10e9, 8e9)),
-                gemm_flops_per_s={"fp32": 1e11}, gemm_fixed_s=1e-5, gemm_tile=(64, 64),
-                topk_elements_per_s=1e9, topk_row_s=1e-6)
+    base = dict(
+        threads=4,
+        launch_s=1e-6,
+        staircase=(MemoryStep(1e4, 100e9, 80e9), MemoryStep(1e6, 50e9, 40e9), MemoryStep(1e8, 10e9, 8e9)),
+        gemm_flops_per_s={"fp32": 1e11},
+        gemm_fixed_s=1e-5,
+        gemm_tile=(64, 64),
+        topk_elements_per_s=1e9,
+        topk_row_s=1e-6,
+    )
     base.update(kw)
     return OperatorModels(**base)  # type: ignore[arg-type]
 
@@ -121,8 +127,9 @@ def test_noisy_case_is_retried_and_marked(monkeypatch: pytest.MonkeyPatch) -> No
     def jittery() -> None:
         spin(0.0005 if next(calls) % 3 == 0 else 0.004)  # mostly slow, sometimes fast: a wide spread
 
-    r = measure_interleaved({"quiet": lambda: sum(range(2000)), "jittery": jittery}, rounds=6, warmup=0,
-                            retries=1, min_sample_s=0.0)
+    r = measure_interleaved(
+        {"quiet": lambda: sum(range(2000)), "jittery": jittery}, rounds=6, warmup=0, retries=1, min_sample_s=0.0
+    )
     assert r["jittery"].noisy and r["jittery"].attempts == 2
     assert isinstance(r["quiet"], RobustTiming)
     assert r["quiet"].threads["numba"] >= 1
@@ -175,11 +182,20 @@ def test_calibration_never_runs_a_validation_case(monkeypatch: pytest.MonkeyPatc
             # 2-D and more: the shape; 1-D: the byte count (a copy and a triad differ in dtype)
             seen.extend(a.shape if a.ndim > 1 else (a.nbytes,) for a in args if isinstance(a, np.ndarray))
             return fn(*args, **kwargs)
+
         return wrapped
 
-    for module, name in ((basic, "triad_numba"), (basic, "memcpy_numba"), (topk, "topk_numba"),
-                         (attention, "attention_numba"), (microbench, "_softmax_rows"), (microbench, "_stream_sum"),
-                         (decode, "_linear"), (decode, "_attend"), (moe, "dispatch_numba")):
+    for module, name in (
+        (basic, "triad_numba"),
+        (basic, "memcpy_numba"),
+        (topk, "topk_numba"),
+        (attention, "attention_numba"),
+        (microbench, "_softmax_rows"),
+        (microbench, "_stream_sum"),
+        (decode, "_linear"),
+        (decode, "_attend"),
+        (moe, "dispatch_numba"),
+    ):
         monkeypatch.setattr(module, name, spy(getattr(module, name)))
     monkeypatch.setattr(microbench.np, "matmul", spy(np.matmul))
 
@@ -218,10 +234,12 @@ def test_gpu_validate_skips_cleanly_without_a_gpu() -> None:
 
 def test_gpu_entry_point_needs_no_simpy_pulp_rich_or_yaml() -> None:
     """The bare-GPU-box entry point imports only numpy/numba/cupy and hwsim's pure-Python parts."""
-    code = ("import sys\nfrom hwsim.suites.validate import main\nmain(['--device', 'gpu', '--quick'])\n"
-            "import hwsim.suites.validate_gpu\n"
-            "bad = [m for m in ('simpy', 'pulp', 'rich', 'yaml') if m in sys.modules]\n"
-            "print('LOADED', bad)\n")
+    code = (
+        "import sys\nfrom hwsim.suites.validate import main\nmain(['--device', 'gpu', '--quick'])\n"
+        "import hwsim.suites.validate_gpu\n"
+        "bad = [m for m in ('simpy', 'pulp', 'rich', 'yaml') if m in sys.modules]\n"
+        "print('LOADED', bad)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -249,8 +267,10 @@ def test_compare_summarises_each_family() -> None:
     recs = []
     for fam, sim, meas in (("gemm", 1.1, 1.0), ("gemm", 0.7, 1.0), ("gemm", 1.0, 1.0), ("copy", 2.0, 1.0)):
         case = {"family": fam, "i": len(recs)}
-        recs += [Record("validate", case, "latency_s", sim, "s", "simulated", "h"),
-                 Record("validate", case, "latency_s", meas, "s", "measured", "h")]
+        recs += [
+            Record("validate", case, "latency_s", sim, "s", "simulated", "h"),
+            Record("validate", case, "latency_s", meas, "s", "measured", "h"),
+        ]
     summary = {f.family: f for f in family_summary(compare(recs))}
     assert summary["gemm"].rows == 3
     assert summary["gemm"].median_abs_rel_error == pytest.approx(0.1)
@@ -275,6 +295,7 @@ def test_calibration_is_stable_with_a_core_busy() -> None:
     finally:
         spinner.kill()
         spinner.wait()
+
     def agree(name: str, a: float, b: float) -> bool:
         if a == b or abs(a - b) <= 0.10 * max(abs(a), abs(b)):
             return True

@@ -54,8 +54,11 @@ class Interference:
     def slowdown(self, mine_memory: float, other_memory: float) -> float:
         """Slowdown of a kernel whose time is ``mine_memory`` memory-bound (0..1) next to another."""
         a, b = _unit(mine_memory), _unit(other_memory)
-        return (a * b * self.memory_memory + (1 - a) * (1 - b) * self.compute_compute
-                + (a * (1 - b) + (1 - a) * b) * self.compute_memory)
+        return (
+            a * b * self.memory_memory
+            + (1 - a) * (1 - b) * self.compute_compute
+            + (a * (1 - b) + (1 - a) * b) * self.compute_memory
+        )
 
 
 def _unit(x: float) -> float:
@@ -167,8 +170,9 @@ class OperatorModels:
 
     def softmax_s(self, rows: int, cols: int, itemsize: float) -> float:
         elements = float(rows) * cols
-        return self.launch_s + max(elements / self.softmax_elements_per_s,
-                                   self.stream_s(elements * itemsize, elements * itemsize))
+        return self.launch_s + max(
+            elements / self.softmax_elements_per_s, self.stream_s(elements * itemsize, elements * itemsize)
+        )
 
     def topk_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
         """Top-k by the kernel's algorithm: every element read and compared once at the calibrated
@@ -186,37 +190,53 @@ class OperatorModels:
         flops = 4.0 * heads * q_len * kept_tokens * head_dim
         kv_bytes = 2.0 * heads * kept_tokens * head_dim * itemsize
         scores = float(heads) * q_len * kept_tokens
-        return (self.launch_s + flops / self.attention_flops_per_s + kv_bytes / self.gather_bytes_per_s
-                + scores / self.softmax_elements_per_s)
+        return (
+            self.launch_s
+            + flops / self.attention_flops_per_s
+            + kv_bytes / self.gather_bytes_per_s
+            + scores / self.softmax_elements_per_s
+        )
 
     def skinny_gemm_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
         """``out[rows, n] = x[rows, k] @ w[n, k].T`` with few rows: the weights stream once (at the
         skinny fraction of the read staircase) while each weight row is reused from L1 by every row of
         x; dot products at the calibrated rate. One core does both in turn, so the two add."""
         weight = float(n) * k * itemsize
-        return (self.launch_s + weight / (self.bandwidth(weight, write=False) * self.skinny_read_fraction)
-                + 2.0 * rows * n * k / self.skinny_flops_per_s)
+        return (
+            self.launch_s
+            + weight / (self.bandwidth(weight, write=False) * self.skinny_read_fraction)
+            + 2.0 * rows * n * k / self.skinny_flops_per_s
+        )
 
     def decode_attention_s(self, lens: list[int], heads: int, head_dim: int, itemsize: float) -> float:
         """One new token per request attending over its ``len + 1`` cached tokens (K and V read once)."""
         tokens = float(sum(n + 1 for n in lens))
         kv = 2.0 * heads * tokens * head_dim * itemsize
-        return (self.launch_s + 4.0 * heads * tokens * head_dim / self.decode_attention_flops_per_s
-                + kv / self.bandwidth(kv, write=False))
+        return (
+            self.launch_s
+            + 4.0 * heads * tokens * head_dim / self.decode_attention_flops_per_s
+            + kv / self.bandwidth(kv, write=False)
+        )
 
     def decode_step_s(self, batch_lens: list[int], hidden: int, heads: int, ffn: int, itemsize: float) -> float:
         """One decode step of a GPT layer: QKV, attention, output projection, MLP (composed)."""
         b = len(batch_lens)
-        return (self.skinny_gemm_s(b, 3 * hidden, hidden, itemsize)
-                + self.decode_attention_s(batch_lens, heads, hidden // heads, itemsize)
-                + self.skinny_gemm_s(b, hidden, hidden, itemsize)
-                + self.skinny_gemm_s(b, ffn, hidden, itemsize) + self.skinny_gemm_s(b, hidden, ffn, itemsize)
-                + self.elementwise_s(b * ffn, itemsize, 1, 1))
+        return (
+            self.skinny_gemm_s(b, 3 * hidden, hidden, itemsize)
+            + self.decode_attention_s(batch_lens, heads, hidden // heads, itemsize)
+            + self.skinny_gemm_s(b, hidden, hidden, itemsize)
+            + self.skinny_gemm_s(b, ffn, hidden, itemsize)
+            + self.skinny_gemm_s(b, hidden, ffn, itemsize)
+            + self.elementwise_s(b * ffn, itemsize, 1, 1)
+        )
 
     def grouped_gemm_s(self, counts: list[int], hidden: int, ffn: int, itemsize: float, dtype: str) -> float:
         """MoE expert FFNs, one expert after another: two GEMMs per expert with tokens."""
-        return sum(self.gemm_s(c, ffn, hidden, itemsize, dtype) + self.gemm_s(c, hidden, ffn, itemsize, dtype)
-                   for c in counts if c > 0)
+        return sum(
+            self.gemm_s(c, ffn, hidden, itemsize, dtype) + self.gemm_s(c, hidden, ffn, itemsize, dtype)
+            for c in counts
+            if c > 0
+        )
 
     def dispatch_s(self, slots: int, hidden: int, itemsize: float) -> float:
         """MoE dispatch (counting sort by expert): each slot's row read once and written once, plus a
@@ -236,8 +256,10 @@ def models_to_dict(models: OperatorModels) -> dict[str, object]:
     return {
         "threads": models.threads,
         "launch_s": models.launch_s,
-        "staircase": [[s.working_set_bytes, s.read_bytes_per_s, s.read_write_bytes_per_s, s.copy_bytes_per_s]
-                      for s in models.staircase],
+        "staircase": [
+            [s.working_set_bytes, s.read_bytes_per_s, s.read_write_bytes_per_s, s.copy_bytes_per_s]
+            for s in models.staircase
+        ],
         "gemm_flops_per_s": dict(models.gemm_flops_per_s),
         "gemm_fixed_s": models.gemm_fixed_s,
         "gemm_tile": list(models.gemm_tile),
@@ -253,18 +275,26 @@ def models_to_dict(models: OperatorModels) -> dict[str, object]:
         "decode_attention_flops_per_s": models.decode_attention_flops_per_s,
         "dispatch_slot_s": models.dispatch_slot_s,
         "gather_bytes_per_s": models.gather_bytes_per_s,
-        "interference": {"memory_memory": models.interference.memory_memory,
-                         "compute_compute": models.interference.compute_compute,
-                         "compute_memory": models.interference.compute_memory},
+        "interference": {
+            "memory_memory": models.interference.memory_memory,
+            "compute_compute": models.interference.compute_compute,
+            "compute_memory": models.interference.compute_memory,
+        },
     }
 
 
 def models_from_dict(data: Mapping[str, object], where: str = "<models>") -> OperatorModels:
     """Inverse of :func:`models_to_dict`; a missing or malformed field is a CostError naming it."""
     try:
-        steps = tuple(MemoryStep(float(row[0]), float(row[1]), float(row[2]),
-                                 float(row[3]) if len(row) > 3 and row[3] is not None else None)
-                      for row in data["staircase"])  # type: ignore[attr-defined]
+        steps = tuple(
+            MemoryStep(
+                float(row[0]),
+                float(row[1]),
+                float(row[2]),
+                float(row[3]) if len(row) > 3 and row[3] is not None else None,
+            )
+            for row in data["staircase"]  # type: ignore[attr-defined]
+        )
         inter = data.get("interference") or {}
         tile = data.get("gemm_tile", (64, 64))
         return OperatorModels(
@@ -292,11 +322,21 @@ def models_from_dict(data: Mapping[str, object], where: str = "<models>") -> Ope
         raise CostError(f"{where}: operator models: bad or missing field ({exc})") from None
 
 
-__all__ = ["Interference", "MemoryStep", "OperatorModels", "concurrent_s", "derived_gpu_models", "gemm_padded_flops", "models_from_dict", "models_to_dict"]
+__all__ = [
+    "Interference",
+    "MemoryStep",
+    "OperatorModels",
+    "concurrent_s",
+    "derived_gpu_models",
+    "gemm_padded_flops",
+    "models_from_dict",
+    "models_to_dict",
+]
 
 
-def concurrent_s(first_alone_s: float, second_alone_s: float, first_memory: float, second_memory: float,
-                 interference: Interference) -> tuple[float, float, float]:
+def concurrent_s(
+    first_alone_s: float, second_alone_s: float, first_memory: float, second_memory: float, interference: Interference
+) -> tuple[float, float, float]:
     """(first done, second done, both done) when two kernels start together on separate units.
 
     While both run, each progresses at ``1 / slowdown`` of its alone rate (the slowdown set by what
@@ -344,8 +384,9 @@ GPU_TOPK_BLOCKS_PER_SM = 8
 GPU_INTERFERENCE = Interference(memory_memory=2.0, compute_compute=2.0, compute_memory=1.25)
 
 
-def derived_gpu_models(*, sms: int, hbm_bytes_per_s: float, l2_bytes: float, launch_s: float,
-                       peak_flops_per_s: Mapping[str, float]) -> OperatorModels:
+def derived_gpu_models(
+    *, sms: int, hbm_bytes_per_s: float, l2_bytes: float, launch_s: float, peak_flops_per_s: Mapping[str, float]
+) -> OperatorModels:
     """Per-family models of an uncalibrated GPU from datasheet numbers and the assumptions above."""
     hbm = hbm_bytes_per_s * GPU_STREAM_FRACTION
     l2 = hbm * GPU_L2_OVER_HBM
@@ -356,8 +397,15 @@ def derived_gpu_models(*, sms: int, hbm_bytes_per_s: float, l2_bytes: float, lau
         steps.append(MemoryStep(float(ws), rate, rate, rate))
     steps.sort(key=lambda s: s.working_set_bytes)
     return OperatorModels(
-        threads=sms, launch_s=launch_s, staircase=tuple(steps),
+        threads=sms,
+        launch_s=launch_s,
+        staircase=tuple(steps),
         gemm_flops_per_s={k: v * GPU_GEMM_FRACTION for k, v in peak_flops_per_s.items()},
-        gemm_fixed_s=launch_s, gemm_tile=GPU_GEMM_TILE, gemv_read_fraction=GPU_GEMV_FRACTION,
-        topk_elements_per_s=GPU_TOPK_ROW_ELEMENTS_PER_S, topk_row_s=0.0,
-        topk_parallel_rows=sms * GPU_TOPK_BLOCKS_PER_SM, interference=GPU_INTERFERENCE)
+        gemm_fixed_s=launch_s,
+        gemm_tile=GPU_GEMM_TILE,
+        gemv_read_fraction=GPU_GEMV_FRACTION,
+        topk_elements_per_s=GPU_TOPK_ROW_ELEMENTS_PER_S,
+        topk_row_s=0.0,
+        topk_parallel_rows=sms * GPU_TOPK_BLOCKS_PER_SM,
+        interference=GPU_INTERFERENCE,
+    )
