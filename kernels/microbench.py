@@ -635,7 +635,9 @@ def attention_cases(shapes: Sequence[tuple[int, int, int, int]], seed: int,
 
 
 #: Calibration shapes of the decode kernels: skinny GEMM (rows, n, k) and attention (batch, heads, len, head_dim).
-CAL_SKINNY_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 2304, 768), (4, 1536, 1536), (8, 3072, 768), (2, 768, 3072))
+CAL_SKINNY_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (1, 2304, 768), (4, 1536, 1536), (8, 3072, 768), (2, 768, 3072), (1, 6144, 2048), (2, 2048, 6144)
+)
 CAL_DECODE_ATTENTION: tuple[tuple[int, int, int, int], ...] = ((3, 6, 384, 64), (6, 12, 160, 64))
 
 
