@@ -13,7 +13,6 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-
 from hwsim.errors import RecordsError
 from hwsim.records import TOLERANCE, Record, relative_error, within_tolerance
 from hwsim.suites.tables import Table
@@ -40,6 +39,13 @@ class Row:
         if self.simulated is None or self.measured is None:
             return None
         return relative_error(self.simulated, self.measured)
+
+    @property
+    def family(self) -> str:
+        """The operator family of the row: the case's ``family`` field, else its ``op``, else the
+        metric's prefix (the part before the first ``_``)."""
+        fields = dict(part.split("=", 1) for part in self.case.split(",") if "=" in part)
+        return fields.get("family") or fields.get("op") or self.metric.split("_", 1)[0]
 
     @property
     def within(self) -> bool | None:
@@ -108,19 +114,21 @@ def _percent(value: float | None) -> str:
 
 
 def summary_lines(c: Comparison) -> list[str]:
-    lines = [f"joined rows: {len(c.joined)}; simulated only: {len(c.only_simulated)}; {c.against} only: {len(c.only_measured)}"]
+    lines = [f"joined rows: {len(c.joined)}; simulated only: {len(c.only_simulated)}; "
+             f"{c.against} only: {len(c.only_measured)}"]
     if c.worst is not None and c.worst.rel_error is not None and c.median_abs_rel_error is not None:
-        w = c.worst
+        w, worst_error = c.worst, c.worst.rel_error
         inside = sum(1 for r in c.joined if r.within)
         lines.append(f"median |rel error|: {c.median_abs_rel_error * 100:.1f}%; "
-                     f"worst: {abs(w.rel_error) * 100:.1f}% ({w.suite} {w.case} {w.metric}); "
+                     f"worst: {abs(worst_error) * 100:.1f}% ({w.suite} {w.case} {w.metric}); "
                      f"within ±{TOLERANCE:.0%}: {inside} of {len(c.joined)}")
     return lines
 
 
 def _cells(r: Row) -> list[str]:
     verdict = "—" if r.within is None else ("yes" if r.within else "no")
-    return [r.suite, r.case, r.metric, r.unit, _number(r.simulated), _number(r.measured), _percent(r.rel_error), verdict]
+    return [r.suite, r.case, r.metric, r.unit, _number(r.simulated), _number(r.measured), _percent(r.rel_error),
+            verdict]
 
 
 def headers(c: Comparison) -> list[str]:
@@ -137,6 +145,42 @@ def to_table(c: Comparison) -> Table:
     return table
 
 
+@dataclass(frozen=True)
+class FamilySummary:
+    family: str
+    rows: int
+    median_abs_rel_error: float
+    worst_abs_rel_error: float
+    worst_case: str
+
+
+def family_summary(c: Comparison) -> list[FamilySummary]:
+    """Per operator family (see :attr:`Row.family`): joined rows, median and worst |relative error|."""
+    groups: dict[str, list[Row]] = {}
+    for r in c.joined:
+        groups.setdefault(r.family, []).append(r)
+    out = []
+    for family, rows in sorted(groups.items()):
+        errors = [abs(r.rel_error or 0.0) for r in rows]
+        worst = max(rows, key=lambda r: abs(r.rel_error or 0.0))
+        out.append(FamilySummary(family, len(rows), statistics.median(errors), max(errors),
+                                 f"{worst.suite} {worst.case}"))
+    return out
+
+
+def family_table(c: Comparison) -> Table:
+    """The per-family summary as a table (data)."""
+    table = Table(title=f"per-family error, simulated vs {c.against}")
+    table.add_column("family")
+    table.add_column("rows", justify="right")
+    table.add_column("median |error|", unit="%", justify="right", number_format=".1f")
+    table.add_column("worst |error|", unit="%", justify="right", number_format=".1f")
+    table.add_column("worst case")
+    for f in family_summary(c):
+        table.add_row(f.family, f.rows, f.median_abs_rel_error * 100, f.worst_abs_rel_error * 100, f.worst_case)
+    return table
+
+
 def to_json(c: Comparison) -> str:
     worst = c.worst
     return json.dumps({
@@ -147,6 +191,9 @@ def to_json(c: Comparison) -> str:
                     f"only_{c.against}": len(c.only_measured), "median_abs_rel_error": c.median_abs_rel_error,
                     "worst_abs_rel_error": abs(worst.rel_error) if worst and worst.rel_error is not None else None,
                     "tolerance": TOLERANCE, "within_tolerance": sum(1 for r in c.joined if r.within)},
+        "families": [{"family": f.family, "rows": f.rows, "median_abs_rel_error": f.median_abs_rel_error,
+                      "worst_abs_rel_error": f.worst_abs_rel_error, "worst_case": f.worst_case}
+                     for f in family_summary(c)],
     }, indent=1) + "\n"
 
 

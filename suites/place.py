@@ -16,20 +16,21 @@ Problem file (YAML, or JSON, which YAML reads too)::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 from hwsim.errors import ConfigError
 from hwsim.fileio import read_yaml_file, write_text_atomic
 from hwsim.placement import Placement, PlacementError, PlacementProblem, gpu_loads, objective, solve
 from hwsim.placement.routing import sample_trace, synthetic_model
+from hwsim.suites.tables import Table
 
-TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic", "name"}
+TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic",
+            "name"}
 SYNTHETIC_KEYS = {"layers", "experts", "zipf_s", "concentration", "token_slots", "seed"}
 
 
@@ -44,7 +45,8 @@ def _number(doc: dict, key: str, path: Path, kind: type, default: Any = None) ->
         return default
     value = doc[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise ProblemFileError(f"{path}: field {key!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        wanted = "an integer" if kind is int else "a number"
+        raise ProblemFileError(f"{path}: field {key!r} must be {wanted}, got {value!r}")
     return value
 
 
@@ -65,10 +67,12 @@ def load_problem(path: Path) -> PlacementProblem:
             raise ProblemFileError(f"{path}: give either 'synthetic' or 'loads'/'routing', not both")
         syn = doc["synthetic"]
         if not isinstance(syn, dict) or set(syn) - SYNTHETIC_KEYS or SYNTHETIC_KEYS - {"seed"} - set(syn):
-            raise ProblemFileError(f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
+            raise ProblemFileError(
+                f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
         try:
             rng = np.random.default_rng(int(syn.get("seed", 0)))
-            model = synthetic_model(int(syn["layers"]), int(syn["experts"]), float(syn["zipf_s"]), float(syn["concentration"]), rng)
+            model = synthetic_model(int(syn["layers"]), int(syn["experts"]), float(syn["zipf_s"]),
+                                    float(syn["concentration"]), rng)
             trace = sample_trace(model, int(syn["token_slots"]), rng)
         except (TypeError, ValueError) as exc:
             raise ProblemFileError(f"{path}: synthetic: {exc}") from None
@@ -102,7 +106,8 @@ def placement_json(problem: PlacementProblem, placement: Placement) -> str:
         layers.append(experts)
     info = {k: v for k, v in placement.info.items() if isinstance(v, (int, float, str, bool, list))}
     return json.dumps({"problem": problem.name, "solver": placement.solver, "objective": obj.total,
-                       "tail_load": obj.tail_load, "traffic_cost": obj.traffic_cost, "info": info, "layers": layers}, indent=1)
+                       "tail_load": obj.tail_load, "traffic_cost": obj.traffic_cost, "info": info, "layers": layers},
+                      indent=1)
 
 
 def _routing_problem(path: Path, hw_name: str) -> tuple[PlacementProblem, Any, Any]:
@@ -132,17 +137,27 @@ def evaluate_placement(placement: Placement, model: Any, scale: Any, files: list
                                    f"{model.experts} experts top-{model.top_k}")
         problem = routing_problem(model, scale, real, 1)
         base = solve_with(problem, "contiguous")
-        runs = [simulate(model, scale.hardware, batch, p.split, problem.loads, problem.routing, attention_with_tokens=True)
-                for p in (placement, base)]
+        runs = [simulate(model, scale.hardware, batch, p.split, problem.loads, problem.routing,
+                         attention_with_tokens=True) for p in (placement, base)]
         out.append({"file": str(path), "time_s": runs[0].time_s, "token_tail_s": runs[0].token_tail_s,
                     "all_to_all_tail_s": runs[0].all_to_all_tail_s, "contiguous_time_s": runs[1].time_s,
                     "speedup_vs_contiguous": runs[1].time_s / runs[0].time_s - 1.0})
     return out
 
 
-def place_command(console: Console, solver: str, problem_path: Path | None, out: Path | None, options: list[str],
-                  routing: Path | None = None, evaluate: list[Path] | None = None, hw: str = "h100-sxm",
-                  as_json: bool = False) -> None:
+@dataclass
+class PlaceResult:
+    """What ``hwsim place`` computed: tables and notes for people, ``document`` for ``--json``."""
+
+    tables: list[Table]
+    notes: list[str]
+    document: dict[str, Any]
+
+
+def place_command(solver: str, problem_path: Path | None, out: Path | None, options: list[str],
+                  routing: Path | None = None, evaluate: list[Path] | None = None,
+                  hw: str = "h100-sxm") -> PlaceResult:
+    """Solve (and evaluate), write the placement if asked; return what the CLI renders."""
     evaluate = list(evaluate or [])
     model = scale = None
     if routing is not None:
@@ -168,32 +183,33 @@ def place_command(console: Console, solver: str, problem_path: Path | None, out:
     obj = objective(problem, placement)
     loads = gpu_loads(problem, placement)
     evaluated = evaluate_placement(placement, model, scale, evaluate) if evaluate else []
-    if as_json:
-        doc = json.loads(placement_json(problem, placement))
-        doc.pop("layers")
-        doc["evaluate"] = evaluated
-        console.print_json(json.dumps(doc))
-        if out is not None:
-            write_text_atomic(out, placement_json(problem, placement))
-        return
-    table = Table(title=f"{problem.name}: {solver} ({problem.layers} layers x {problem.experts} experts on {problem.gpus} GPUs)")
-    for col in ("objective", "tail load", "traffic cost", "cross-GPU slots", "cross-node slots", "max/mean load", "replicas"):
-        table.add_column(col, justify="right")
-    table.add_row(f"{obj.total:.6g}", f"{obj.tail_load:.6g}", f"{obj.traffic_cost:.6g}", f"{obj.cross_gpu_tokens:.6g}",
-                  f"{obj.cross_node_tokens:.6g}", f"{float(np.mean(loads.max(axis=1) / loads.mean(axis=1))):.3f}",
-                  str(placement.replicas()))
-    console.print(table)
+    document = json.loads(placement_json(problem, placement))
+    document.pop("layers")
+    document["evaluate"] = evaluated
+    table = Table(title=f"{problem.name}: {solver} ({problem.layers} layers x {problem.experts} experts "
+                        f"on {problem.gpus} GPUs)")
+    for col in ("objective", "tail load", "traffic cost", "cross-GPU slots", "cross-node slots"):
+        table.add_column(col, number_format=".6g")
+    table.add_column("max/mean load", number_format=".3f")
+    table.add_column("replicas")
+    table.add_row(float(obj.total), float(obj.tail_load), float(obj.traffic_cost), float(obj.cross_gpu_tokens),
+                  float(obj.cross_node_tokens), float(np.mean(loads.max(axis=1) / loads.mean(axis=1))),
+                  int(placement.replicas()))
+    tables = [table]
+    notes = []
     if "gap" in placement.info:
-        console.print(f"solve {placement.info.get('solve_s', 0):.2f} s, {placement.info.get('method')}, "
-                      f"gap {placement.info['gap'] * 100:.2f}% to a proven lower bound ({placement.info.get('status')})")
+        notes.append(f"solve {placement.info.get('solve_s', 0):.2f} s, {placement.info.get('method')}, "
+                     f"gap {placement.info['gap'] * 100:.2f}% to a proven lower bound ({placement.info.get('status')})")
     if evaluated:
         ev = Table(title=f"{placement.solver} evaluated on {scale.label if scale else ''} (recorded layers)")
-        for col in ("routing file", "time ms", "token tail ms", "all-to-all tail ms", "speedup vs contiguous"):
-            ev.add_column(col, justify="right")
+        ev.add_column("routing file")
+        for col in ("time", "token tail", "all-to-all tail"):
+            ev.add_column(col, "ms", number_format=".3f")
+        ev.add_column("speedup vs contiguous", "%", number_format="+.1f")
         for e in evaluated:
-            ev.add_row(Path(e["file"]).name, f"{e['time_s'] * 1e3:.3f}", f"{e['token_tail_s'] * 1e3:.3f}",
-                       f"{e['all_to_all_tail_s'] * 1e3:.3f}", f"{e['speedup_vs_contiguous'] * 100:+.1f}%")
-        console.print(ev)
+            ev.add_row(Path(e["file"]).name, e["time_s"] * 1e3, e["token_tail_s"] * 1e3, e["all_to_all_tail_s"] * 1e3,
+                       e["speedup_vs_contiguous"] * 100)
+        tables.append(ev)
     if out is not None:
         write_text_atomic(out, placement_json(problem, placement))
-        console.print(f"wrote {out}")
+    return PlaceResult(tables, notes, document)
