@@ -155,10 +155,10 @@ def suite_info(name: str) -> SuiteInfo:
     targets = suite_targets()
     if name not in targets:
         raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
-    target, origin = targets[name]
+    _, origin = targets[name]
     if origin == "hwsim" and name in BUILTIN_INFO:
         return BUILTIN_INFO[name]
-    suite = _load(target, origin)
+    suite = get_suite(name)
     return SuiteInfo(suite.name, suite.description, suite.default_hardware,
                      {k: p.default for k, p in suite_parameters(suite).items()})
 

@@ -51,7 +51,8 @@ class FifoChannel:
         fires at the very instant the last of them would have.
         """
         if not nbytes >= 0 or math.isinf(nbytes):
-            raise ValueError(f"{self.name}: transfer size must be a non-negative finite number of bytes, got {nbytes!r}")
+            raise ValueError(f"{self.name}: transfer size must be a non-negative finite number of bytes, "
+                             f"got {nbytes!r}")
         now = self.env.now
         if nbytes == 0:
             return 0.0
@@ -62,7 +63,8 @@ class FifoChannel:
         self._issued_bytes += float(nbytes)
         self._issued_busy_s += service
         delay = end - now
-        self._ends.append(now + delay)  # the time SimPy fires a timeout of `delay` (may differ from end in the last bit)
+        # the time SimPy fires a timeout of `delay` (may differ from `end` in the last bit)
+        self._ends.append(now + delay)
         if self.tracer is not None:  # serial service: one row of the trace holds every transfer
             self.tracer.span(f"{self.name}[0]", label, start, end, "transfer", bytes=float(nbytes))
         return delay
