@@ -18,6 +18,8 @@ Both are solved with PuLP (HiGHS when highspy is installed, else CBC) at the pap
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 
 import numpy as np
@@ -29,6 +31,8 @@ from hwsim.placement.problem import PlacementProblem
 PAPER_GAP_REL = 0.025   # MoETuner Section 5: Gurobi stopped at a 2.5% optimality tolerance (notes/placement.md)
 ILP2_MAX_VARS = 40_000  # joint ILP2 above this many variables: solved layer by layer instead (assumption: size
                         # where a 2-core machine still solves it within seconds)
+ILP2_ENUMERATE_MAX = 200_000  # joint ILP2 with at most this many candidate permutation tuples: solved exactly by
+                              # enumeration instead of HiGHS (a few ms; the ILP's weak linearisation needs seconds)
 
 
 def make_solver(backend: str, time_limit_s: float, gap_rel: float | None, gap_abs: float | None = None) -> pulp.LpSolver:
@@ -162,9 +166,58 @@ def ilp2_size(problem: PlacementProblem, clusters: np.ndarray) -> int:
     return problem.layers * G * G + pairs * G * (G - 1)
 
 
+def _enumeration_size(layers: int, gpus: int) -> int:
+    """Permutation tuples the joint ILP2 ranges over once cluster 0 of layer 0 is pinned to GPU 0."""
+    return math.factorial(gpus - 1) * math.factorial(gpus) ** (layers - 1) if layers >= 1 else 0
+
+
+def _ilp2_enumerated(problem: PlacementProblem, clusters: np.ndarray, start: np.ndarray, sizes: np.ndarray,
+                     rc: np.ndarray, w: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, dict]:
+    """The joint ILP2 solved exactly by scoring every permutation tuple (small models only).
+
+    Same model as the ILP: the same objective, memory balance and the same pin (cluster 0 of layer 0 on GPU
+    0). Ties keep the layer-by-layer start when it is optimal and feasible (as the ILP path does), else the
+    first tuple in lexicographic order, so the answer is deterministic and does not depend on a time limit."""
+    L, G = problem.layers, problem.gpus
+    perms_all = np.array(list(itertools.permutations(range(G))), dtype=np.int64)       # [P, G]
+    first = perms_all[perms_all[:, 0] == 0]
+    options = [first] + [perms_all] * (L - 1)
+    idx = np.indices(tuple(len(o) for o in options)).reshape(L, -1)                      # [L, N] choice per layer
+    cost = np.zeros(idx.shape[1])
+    for l in range(L - 1):
+        a, b = options[l], options[l + 1]
+        # pair[i, j] = sum_{c,c'} rc[l, c, c'] * w[a[i, c], b[j, c']]
+        pair = np.einsum("cd,icjd->ij", rc[l], w[a[:, :, None, None], b[None, None, :, :]])
+        cost += pair[idx[l], idx[l + 1]]
+    held = np.zeros((idx.shape[1], G), dtype=np.int64)
+    rows = np.arange(idx.shape[1])[:, None]
+    for l in range(L):
+        np.add.at(held, (rows, options[l][idx[l]]), sizes[l][None, :])
+    ok = np.all((held >= lo) & (held <= hi), axis=1)
+    info: dict = {"ilp2_method": "joint", "ilp2_solver": "exact enumeration"}
+    if not ok.any():
+        info["ilp2_method"] = "layer by layer (memory balance E*L/G infeasible for ILP1's cluster sizes)"
+        info["ilp2_status"] = "Infeasible"
+        perms = start
+    else:
+        info["ilp2_status"] = "Optimal"
+        info["ilp2_optimal"] = True
+        best_i = int(np.flatnonzero(ok)[np.argmin(cost[ok])])
+        best = np.stack([options[l][idx[l, best_i]] for l in range(L)])
+        start_ok = bool(all(lo <= v <= hi for v in _held(sizes, start, G)))
+        start_cost = ilp2_cost(problem, clusters, start)
+        perms = start if start_ok and start_cost <= ilp2_cost(problem, clusters, best) + 1e-12 else best
+    info["memory_balanced"] = bool(all(lo <= v <= hi for v in _held(sizes, perms, G)))
+    info["ilp2_cost"] = ilp2_cost(problem, clusters, perms)
+    return perms, info
+
+
 def ilp2(problem: PlacementProblem, clusters: np.ndarray, backend: str, time_limit_s: float,
-         gap_rel: float = PAPER_GAP_REL) -> tuple[np.ndarray, dict]:
-    """ILP2: ``perms[l, c]``, the GPU of cluster c of layer l, and a status (joint, or layer by layer)."""
+         gap_rel: float = PAPER_GAP_REL, enumerate_max: int = ILP2_ENUMERATE_MAX) -> tuple[np.ndarray, dict]:
+    """ILP2: ``perms[l, c]``, the GPU of cluster c of layer l, and a status (joint, or layer by layer).
+
+    A joint model with at most ``enumerate_max`` permutation tuples is solved exactly by enumeration (the
+    HiGHS model's LP bound is weak: on 3 layers of 4 GPUs it ran into its time limit); larger ones by HiGHS."""
     from hwsim.placement.ilp import assignment
 
     L, G = problem.layers, problem.gpus
@@ -181,6 +234,8 @@ def ilp2(problem: PlacementProblem, clusters: np.ndarray, backend: str, time_lim
         return perms, {"ilp2_method": "layer by layer" + (" (joint model too large)" if L >= 2 else ""),
                        "ilp2_cost": ilp2_cost(problem, clusters, perms)}
     lo, hi = memory_bounds(problem)
+    if _enumeration_size(L, G) <= enumerate_max:
+        return _ilp2_enumerated(problem, clusters, perms, sizes, rc, w, lo, hi)
     prob = pulp.LpProblem("ilp2", pulp.LpMinimize)
     y = {(l, c, g): _var(prob, f"y_{l}_{c}_{g}", cat="Binary") for l in range(L) for c in range(G) for g in range(G)}
     terms = []

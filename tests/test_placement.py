@@ -323,16 +323,19 @@ def test_ilp1_equals_brute_force(seed):
         assert deviation(p.loads[l], clusters[l], p.gpus) == pytest.approx(best, abs=1e-6)
 
 
+@pytest.mark.parametrize("enumerate_max", [0, 10**6], ids=["highs", "enumeration"])
 @pytest.mark.parametrize("seed,per_node", [(0, None), (3, 1), (4, 2)])
-def test_ilp2_equals_brute_force(seed, per_node):
+def test_ilp2_equals_brute_force(seed, per_node, enumerate_max):
     import itertools
 
     from hwsim.placement.paper import _held, ilp1, ilp2, ilp2_cost, memory_bounds
 
     p = _tiny(seed, gpus=4 if per_node == 2 else 3, experts=8 if per_node == 2 else 6, per_node=per_node)
     clusters, _ = ilp1(p.loads, p.gpus, p.capacity, "highs", 20.0, gap_rel=0.0)
-    perms, info = ilp2(p, clusters, "highs", 30.0, gap_rel=0.0)
+    perms, info = ilp2(p, clusters, "highs", 30.0, gap_rel=0.0, enumerate_max=enumerate_max)
     assert info["ilp2_method"].startswith("joint") or "infeasible" in info["ilp2_method"]
+    assert (info.get("ilp2_solver") == "exact enumeration") == (enumerate_max > 0)
+    assert perms[0, 0] == 0 or not info.get("ilp2_optimal")   # the pin both solvers share
     sizes = np.stack([np.bincount(clusters[l], minlength=p.gpus) for l in range(p.layers)])
     lo, hi = memory_bounds(p)
     feasible = []
