@@ -212,6 +212,35 @@ def _ilp2_enumerated(problem: PlacementProblem, clusters: np.ndarray, start: np.
     return perms, info
 
 
+def _assignment_model(name: str, sizes: np.ndarray, lo: int, hi: int) -> tuple[pulp.LpProblem, dict]:
+    """ILP2's constraints on ``y[l, c, g]`` (cluster c of layer l on GPU g): a permutation per layer, memory
+    balance, and the pin of cluster 0 of layer 0 on GPU 0."""
+    L, G = sizes.shape
+    prob = pulp.LpProblem(name, pulp.LpMinimize)
+    y = {(l, c, g): _var(prob, f"y_{l}_{c}_{g}", cat="Binary") for l in range(L) for c in range(G) for g in range(G)}
+    for l in range(L):
+        for c in range(G):
+            prob += pulp.lpSum(y[l, c, g] for g in range(G)) == 1   # every cluster on one GPU
+        for g in range(G):
+            prob += pulp.lpSum(y[l, c, g] for c in range(G)) == 1   # one cluster per GPU
+    for g in range(G):
+        held = pulp.lpSum(int(sizes[l, c]) * y[l, c, g] for l in range(L) for c in range(G))
+        prob += held <= hi
+        prob += held >= lo
+    prob += y[0, 0, 0] == 1  # the topology is symmetric under GPU relabelling that maps GPU 0 anywhere
+    return prob, y
+
+
+def _memory_balance_feasible(sizes: np.ndarray, lo: int, hi: int, backend: str, time_limit_s: float) -> bool:
+    """False only when the memory balance alone is proven infeasible. The joint ILP2 is feasible exactly when
+    these constraints are (its ``z`` are unbounded above), and this model has no ``z``: it builds and solves
+    in milliseconds where the joint one took a second to say the same. Unknown (time limit): True."""
+    prob, y = _assignment_model("ilp2_memory", sizes, lo, hi)
+    prob += y[0, 0, 0]   # constant under the pin: a pure feasibility question
+    run(prob, make_solver(backend, time_limit_s, None))
+    return prob.status != pulp.LpStatusInfeasible
+
+
 def ilp2(problem: PlacementProblem, clusters: np.ndarray, backend: str, time_limit_s: float,
          gap_rel: float = PAPER_GAP_REL, enumerate_max: int = ILP2_ENUMERATE_MAX) -> tuple[np.ndarray, dict]:
     """ILP2: ``perms[l, c]``, the GPU of cluster c of layer l, and a status (joint, or layer by layer).
@@ -236,18 +265,14 @@ def ilp2(problem: PlacementProblem, clusters: np.ndarray, backend: str, time_lim
     lo, hi = memory_bounds(problem)
     if _enumeration_size(L, G) <= enumerate_max:
         return _ilp2_enumerated(problem, clusters, perms, sizes, rc, w, lo, hi)
-    prob = pulp.LpProblem("ilp2", pulp.LpMinimize)
-    y = {(l, c, g): _var(prob, f"y_{l}_{c}_{g}", cat="Binary") for l in range(L) for c in range(G) for g in range(G)}
+    started = time.perf_counter()
+    if not _memory_balance_feasible(sizes, lo, hi, backend, time_limit_s):
+        return perms, {"ilp2_method": "layer by layer (memory balance E*L/G infeasible for ILP1's cluster sizes)",
+                       "ilp2_status": "Infeasible", "memory_balanced": bool(all(lo <= v <= hi for v in _held(sizes, perms, G))),
+                       "ilp2_cost": ilp2_cost(problem, clusters, perms)}
+    time_limit_s = max(time_limit_s - (time.perf_counter() - started), 0.1)
+    prob, y = _assignment_model("ilp2", sizes, lo, hi)
     terms = []
-    for l in range(L):
-        for c in range(G):
-            prob += pulp.lpSum(y[l, c, g] for g in range(G)) == 1   # every cluster on one GPU
-        for g in range(G):
-            prob += pulp.lpSum(y[l, c, g] for c in range(G)) == 1   # one cluster per GPU
-    for g in range(G):
-        held = pulp.lpSum(int(sizes[l, c]) * y[l, c, g] for l in range(L) for c in range(G))
-        prob += held <= hi
-        prob += held >= lo
     for l in range(L - 1):
         for c, c2 in zip(*np.nonzero(rc[l])):
             for g in range(G):
@@ -257,7 +282,6 @@ def ilp2(problem: PlacementProblem, clusters: np.ndarray, backend: str, time_lim
                     z = _var(prob, f"z_{l}_{c}_{c2}_{g}_{h}", 0)
                     prob += z >= y[l, int(c), g] + y[l + 1, int(c2), h] - 1
                     terms.append(float(rc[l, c, c2] * w[g, h]) * z)
-    prob += y[0, 0, 0] == 1  # the topology is symmetric under GPU relabelling that maps GPU 0 anywhere
     prob += pulp.lpSum(terms)
     run(prob, make_solver(backend, time_limit_s, gap_rel))
     info: dict = {"ilp2_method": "joint", "ilp2_status": pulp.LpStatus[prob.status]}
