@@ -31,6 +31,8 @@ from hwsim.placement.problem import PlacementProblem
 PAPER_GAP_REL = 0.025   # MoETuner Section 5: Gurobi stopped at a 2.5% optimality tolerance (notes/placement.md)
 ILP2_MAX_VARS = 40_000  # joint ILP2 above this many variables: solved layer by layer instead (assumption: size
                         # where a 2-core machine still solves it within seconds)
+ILP1_ENUMERATE_MAX = 200_000  # a layer with at most this many cluster assignments (G^(E-1)): ILP1 solved exactly by
+                              # enumeration instead of HiGHS
 ILP2_ENUMERATE_MAX = 200_000  # joint ILP2 with at most this many candidate permutation tuples: solved exactly by
                               # enumeration instead of HiGHS (a few ms; the ILP's weak linearisation needs seconds)
 
@@ -91,14 +93,31 @@ def deviation(loads: np.ndarray, cluster: np.ndarray, gpus: int) -> float:
     return float(np.abs(t - loads.sum() / gpus).sum())
 
 
+def _ilp1_enumerated(loads: np.ndarray, gpus: int, capacity: int) -> np.ndarray:
+    """One layer's ILP1 solved exactly by scoring every assignment (small layers only), with the ILP's pin
+    (the heaviest expert opens cluster 0); ties: the first assignment in lexicographic order."""
+    E = len(loads)
+    heavy = int(np.argmax(loads))
+    others = [e for e in range(E) if e != heavy]
+    choice = np.indices((gpus,) * len(others)).reshape(len(others), -1).T          # [N, E-1] cluster per expert
+    cluster = np.zeros((len(choice), E), dtype=np.int64)
+    cluster[:, others] = choice
+    onehot = cluster[:, :, None] == np.arange(gpus)[None, None, :]                  # [N, E, G]
+    t = np.einsum("e,neg->ng", loads, onehot.astype(np.float64))
+    dev = np.abs(t - loads.sum() / gpus).sum(axis=1)
+    dev[onehot.sum(axis=1).max(axis=1) > capacity] = np.inf
+    return cluster[int(np.argmin(dev))]
+
+
 def ilp1(loads: np.ndarray, gpus: int, capacity: int, backend: str, time_limit_s: float,
-         gap_rel: float = PAPER_GAP_REL) -> tuple[np.ndarray, dict]:
+         gap_rel: float = PAPER_GAP_REL, enumerate_max: int = ILP1_ENUMERATE_MAX) -> tuple[np.ndarray, dict]:
     """ILP1 for every layer of ``loads [L, E]``: the cluster of each expert ``[L, E]`` and a status.
 
     Its LP bound is 0, so a relative gap never closes even on a perfect split: the solver stops on an
     absolute gap of ``gap_rel`` x the layer's mean cluster load instead (the paper's 2.5%, read as "the
     clusters' total deviation is within 2.5% of one cluster's load of the best possible"). Layers where
-    greedy largest-first is already that close are not sent to the solver."""
+    greedy largest-first is already that close are not sent to the solver; a layer with at most
+    ``enumerate_max`` assignments is solved exactly by enumeration instead of HiGHS (milliseconds)."""
     L, E = loads.shape
     clusters = np.stack([greedy_layer(loads[l], gpus, capacity) for l in range(L)])
     mean = loads.sum(axis=1) / gpus
@@ -107,6 +126,13 @@ def ilp1(loads: np.ndarray, gpus: int, capacity: int, backend: str, time_limit_s
     statuses = ["greedy within tolerance"] if not todo else []
     deadline = time.perf_counter() + time_limit_s
     for i, l in enumerate(todo):
+        if gpus ** (E - 1) <= enumerate_max:
+            cl = _ilp1_enumerated(loads[l], gpus, capacity)
+            value = deviation(loads[l], cl, gpus)
+            if value < best[l]:
+                clusters[l], best[l] = cl, value
+            statuses.append("optimal")
+            continue
         left = deadline - time.perf_counter()
         if left <= 0.05:
             statuses.append("time budget spent; greedy kept")

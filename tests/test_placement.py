@@ -309,14 +309,15 @@ def _tiny(seed: int, layers: int = 3, experts: int = 6, gpus: int = 3, capacity:
                             intra_node_cost=0.3, inter_node_cost=1.0)
 
 
+@pytest.mark.parametrize("enumerate_max", [0, 10**6], ids=["highs", "enumeration"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ilp1_equals_brute_force(seed):
+def test_ilp1_equals_brute_force(seed, enumerate_max):
     import itertools
 
     from hwsim.placement.paper import deviation, ilp1
 
     p = _tiny(seed)
-    clusters, info = ilp1(p.loads, p.gpus, p.capacity, "highs", 20.0, gap_rel=0.0)
+    clusters, info = ilp1(p.loads, p.gpus, p.capacity, "highs", 20.0, gap_rel=0.0, enumerate_max=enumerate_max)
     for l in range(p.layers):
         best = min(deviation(p.loads[l], np.array(a), p.gpus) for a in itertools.product(range(p.gpus), repeat=p.experts)
                    if max(np.bincount(a, minlength=p.gpus)) <= p.capacity)
