@@ -9,6 +9,7 @@ arrival and departure, so every flow's finish time is always the exact one for t
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 
 import simpy
@@ -103,6 +104,10 @@ class SharedBandwidth:
         self._settling = False      # completions just fired: reschedule once their waiters have issued more
         self._total_weight = 0.0
         self._capped = 0
+        # flows in max_min_fair's order (cap/weight ascending, uncapped last, ties by arrival), kept sorted
+        # as flows come and go instead of sorted at every reschedule; only while some flow is capped
+        self._order: list[Flow] = []
+        self._order_keys: list[float] = []
         self._lanes = Lanes()
 
     def transfer(self, nbytes: float, *, weight: float = 1.0, cap_bytes_per_s: float | None = None,
@@ -127,9 +132,48 @@ class SharedBandwidth:
         self._total_weight += flow.weight
         if cap_bytes_per_s is not None:
             self._capped += 1
+        if self.allocator is max_min_fair:
+            if self._capped and not self._order and len(self.flows) > 1:   # first capped flow: order the rest
+                for f in self.flows[:-1]:
+                    self._insert_ordered(f)
+            if self._capped:
+                self._insert_ordered(flow)
         if not self._settling:  # else: the pending settle recomputes once for every arrival of this instant
             self._reschedule()
         return done
+
+    def _insert_ordered(self, flow: Flow) -> None:
+        key = math.inf if flow.cap_bytes_per_s is None else flow.cap_bytes_per_s / flow.weight
+        i = bisect_right(self._order_keys, key)   # after equal keys: the stable sort's arrival order
+        self._order_keys.insert(i, key)
+        self._order.insert(i, flow)
+
+    def _water_fill(self) -> float:
+        """``max_min_fair`` over the kept order, bit for bit (same operations in the same order), and the
+        soonest finish in the same pass."""
+        left = self.capacity_bytes_per_s
+        total_weight = sum(f.weight for f in self.flows)   # arrival order, as max_min_fair sums
+        soonest = math.inf
+        order = self._order
+        for index, f in enumerate(order):
+            weight = f.weight
+            cap = f.cap_bytes_per_s
+            if cap is not None and cap <= left * weight / total_weight:
+                f.rate_bytes_per_s = cap
+                left -= cap
+                total_weight -= weight
+                t = f.remaining_bytes / cap
+                if t < soonest:  # noqa: PLR1730 (hot loop)
+                    soonest = t
+                continue
+            for rest in order[index:]:
+                rest.rate_bytes_per_s = rate = left * rest.weight / total_weight
+                if rate > 0:
+                    t = rest.remaining_bytes / rate
+                    if t < soonest:  # noqa: PLR1730 (hot loop)
+                        soonest = t
+            break
+        return soonest
 
     @property
     def utilisation(self) -> float:
@@ -163,6 +207,10 @@ class SharedBandwidth:
                 left = f.remaining_bytes / rate
                 if left < soonest:  # noqa: PLR1730 (hot loop: a call to min costs more)
                     soonest = left
+        elif self.allocator is max_min_fair and len(self._order) == len(flows):
+            soonest = self._water_fill()
+            if math.isinf(soonest):
+                raise RuntimeError(f"{self.name}: allocator left every active flow without bandwidth")
         else:
             self.allocator(self.capacity_bytes_per_s, flows)
             soonest = min(f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf for f in flows)
@@ -214,6 +262,14 @@ class SharedBandwidth:
             due = min(self.flows, key=lambda f: f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf)
             finished, still = [due], [f for f in self.flows if f is not due]
         self.flows = still
+        if self._order:
+            if self._capped - sum(f.cap_bytes_per_s is not None for f in finished) > 0:
+                gone = {id(f) for f in finished}
+                keep = [i for i, f in enumerate(self._order) if id(f) not in gone]
+                self._order = [self._order[i] for i in keep]
+                self._order_keys = [self._order_keys[i] for i in keep]
+            else:
+                self._order, self._order_keys = [], []
         for f in finished:
             self.bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
             f.remaining_bytes = 0.0
