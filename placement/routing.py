@@ -18,6 +18,7 @@ over that many steps), affinity measured as normalised mutual information betwee
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,8 +159,8 @@ def load_routing(path: str | Path) -> RealRouting:
             if missing:
                 raise PlacementError(f"{path}: missing arrays {missing}")
             arrays = {k: np.asarray(data[k]) for k in _KEYS}
-    except (OSError, ValueError) as exc:
-        raise PlacementError(f"{path}: cannot read routing statistics ({exc})") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # a corrupt or truncated npz
+        raise PlacementError(f"{path}: cannot read routing statistics ({type(exc).__name__}: {exc})") from None
     e = int(arrays["num_experts"])
     counts, cross = arrays["expert_counts"].astype(float), arrays["cross_counts"].astype(float)
     if counts.shape != (len(arrays["layers"]), e) or cross.shape[1:] != (e, e) or cross.shape[0] != len(arrays["cross_pairs"]):

@@ -25,6 +25,7 @@ from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware, list_hardware, load_hardware
 from hwsim.records import Provenance, read_results, write_results
 from hwsim.suites import compare as compare_mod
+from hwsim.suites.outputs import check_output_dir, check_output_file
 from hwsim.suites.registry import SuiteContext, get_suite, resolve_params, suite_parameters, suite_targets
 from hwsim.suites.render import FORMATS, print_tables, render_document
 from hwsim.suites.tables import Table
@@ -210,12 +211,19 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
         raise SuiteError("--param needs one suite, not 'all' (parameters belong to a suite)")
     for suite in suites:
         resolve_params(suite, params, where="--param")  # a typo fails before anything runs
+    if args.name == "all":
+        outs = [check_output_dir(args.out or DEFAULT_OUT_DIR, "--out") / f"{s.name}.json" for s in suites]
+    else:
+        outs = [args.out or DEFAULT_OUT_DIR / f"{suites[0].name}.json"]
+    traces = [args.trace if len(suites) == 1 else args.trace.with_name(f"{args.trace.stem}-{s.name}{args.trace.suffix}")
+              for s in suites] if args.trace else []
+    for path in outs:  # an unwritable output fails now, not after the suite ran
+        check_output_file(path, "--out")
+    for path in traces:
+        check_output_file(path, "--trace")
     provenance = Provenance.collect()
-    for suite in suites:
-        if args.name == "all":
-            out = (args.out or DEFAULT_OUT_DIR) / f"{suite.name}.json"
-        else:
-            out = args.out or DEFAULT_OUT_DIR / f"{suite.name}.json"
+    for i, suite in enumerate(suites):  # each suite's file lands as it finishes; a later failure keeps it
+        out = outs[i]
         tracer = Tracer() if args.trace else None
         # A suite that still prints gets stderr, so stdout carries only the rendered tables.
         ctx = SuiteContext(hardware=hardware, measure=args.measure, quick=args.quick, seed=args.seed,
@@ -231,7 +239,7 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
         for figure in result.figures:
             output.message(f"figure: {figure}")
         if tracer is not None:
-            trace_path = args.trace if len(suites) == 1 else args.trace.with_name(f"{args.trace.stem}-{suite.name}{args.trace.suffix}")
+            trace_path = traces[i]
             tracer.write(trace_path)
             output.message(f"trace: {trace_path} ({len(tracer.spans)} spans; open it at ui.perfetto.dev)")
         if any(r.source == "measured" for r in records):
@@ -244,12 +252,14 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
 
 def _sweep(console: Console, args: argparse.Namespace) -> int:
     from hwsim.suites.sweep import expand, make_backend, read_grid_file, run_sweep
-    from hwsim.suites.sweep.grid import SweepError
+    from hwsim.suites.sweep.grid import SweepError, check_metric
 
     if args.seed is not None and args.seed < 0:
         raise SweepError(f"--seed must be non-negative, got {args.seed}")
     suite = get_suite(args.name)
     grid = expand(read_grid_file(args.grid), str(args.grid), suite, seed=args.seed, quick=args.quick)
+    if args.metric is not None:
+        check_metric(suite, args.metric, "--metric")
     if args.list:
         table = Table(title=f"{len(grid.cases)} cases of {suite.name} (seed {grid.seed}{', quick' if grid.quick else ''})")
         for column in ("id", "seed", "case"):
@@ -259,7 +269,7 @@ def _sweep(console: Console, args: argparse.Namespace) -> int:
         print_tables([table], Console())
         return 0
     backend = make_backend(args.executor, args.workers, args.scheduler)
-    out = args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}"
+    out = check_output_dir(args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}", "--out")
     where: dict[str, str] = {}
     for item in args.where or []:
         key, sep, value = item.partition("=")
@@ -271,6 +281,8 @@ def _sweep(console: Console, args: argparse.Namespace) -> int:
 
 
 def _compare(output: Output, args: argparse.Namespace) -> int:
+    if args.out:
+        check_output_file(args.out, "--out")
     records = [r for path in args.files for r in read_results(path)]
     comparison = compare_mod.compare(records, against=args.against)
     if args.format == "json":
@@ -321,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     output.tables([_hw_show(args.name)])
                 else:
                     from hwsim.suites.calibrate import calibrate_command
+                    if args.out is not None:
+                        check_output_file(args.out, "--out")
                     calibrate_command(console, quick=args.quick, name=args.name, out=args.out, use_gpu=not args.no_gpu)
                 return 0
             if args.command == "suite":
@@ -332,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _sweep(console, args)
             if args.command == "place":
                 from hwsim.suites.place import place_command
+                if args.out is not None:
+                    check_output_file(args.out, "--out")
                 place_command(console, args.solver, args.problem, args.out, args.option)
                 return 0
             return _compare(output, args)

@@ -16,6 +16,7 @@ Problem file (YAML, or JSON, which YAML reads too)::
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ from hwsim.placement.routing import sample_trace, synthetic_model
 
 TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic", "name"}
 SYNTHETIC_KEYS = {"layers", "experts", "zipf_s", "concentration", "token_slots", "seed"}
+# Sanity limits (assumptions, not from a paper): far above any real MoE model (Mixtral: 32 layers x 8
+# experts; OLMoE 16 x 64; DeepSeek-V3 61 x 256), low enough that a typo cannot exhaust memory.
+MAX_GPUS = 65536
+SYNTHETIC_LIMITS = {"layers": 4096, "experts": 65536, "token_slots": 10**8, "seed": 2**63 - 1}
 
 
 class ProblemFileError(ConfigError):
@@ -45,7 +50,31 @@ def _number(doc: dict, key: str, path: Path, kind: type, default: Any = None) ->
     value = doc[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
         raise ProblemFileError(f"{path}: field {key!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProblemFileError(f"{path}: field {key!r} must be a finite number, got {value!r}")
+    if kind is int and not 1 <= value <= MAX_GPUS:
+        raise ProblemFileError(f"{path}: field {key!r} must be between 1 and {MAX_GPUS}, got {value!r}")
     return value
+
+
+def _synthetic(syn: Any, path: Path) -> tuple[dict[str, int], float, float]:
+    """The synthetic trace's fields, each checked, with an error in plain words naming the field."""
+    if not isinstance(syn, dict) or set(syn) - SYNTHETIC_KEYS or SYNTHETIC_KEYS - {"seed"} - set(syn):
+        raise ProblemFileError(f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
+    counts: dict[str, int] = {}
+    for key, most in SYNTHETIC_LIMITS.items():
+        value = syn.get(key, 0)
+        least = 0 if key == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            raise ProblemFileError(f"{path}: synthetic.{key} must be a whole number from {least} to {most}, got {value!r}")
+        counts[key] = value
+    reals: list[float] = []
+    for key, low, high in (("zipf_s", 0.0, 100.0), ("concentration", 0.0, 1.0)):
+        value = syn[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ProblemFileError(f"{path}: synthetic.{key} must be a number from {low:g} to {high:g}, got {value!r}")
+        reals.append(float(value))
+    return counts, reals[0], reals[1]
 
 
 def load_problem(path: Path) -> PlacementProblem:
@@ -63,14 +92,12 @@ def load_problem(path: Path) -> PlacementProblem:
     if "synthetic" in doc:
         if "loads" in doc or "routing" in doc:
             raise ProblemFileError(f"{path}: give either 'synthetic' or 'loads'/'routing', not both")
-        syn = doc["synthetic"]
-        if not isinstance(syn, dict) or set(syn) - SYNTHETIC_KEYS or SYNTHETIC_KEYS - {"seed"} - set(syn):
-            raise ProblemFileError(f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
+        counts, zipf_s, concentration = _synthetic(doc["synthetic"], path)
+        rng = np.random.default_rng(counts["seed"])
         try:
-            rng = np.random.default_rng(int(syn.get("seed", 0)))
-            model = synthetic_model(int(syn["layers"]), int(syn["experts"]), float(syn["zipf_s"]), float(syn["concentration"]), rng)
-            trace = sample_trace(model, int(syn["token_slots"]), rng)
-        except (TypeError, ValueError) as exc:
+            model = synthetic_model(counts["layers"], counts["experts"], zipf_s, concentration, rng)
+            trace = sample_trace(model, counts["token_slots"], rng)
+        except PlacementError as exc:
             raise ProblemFileError(f"{path}: synthetic: {exc}") from None
         loads, routing = trace.loads, trace.routing
     else:
@@ -84,10 +111,43 @@ def load_problem(path: Path) -> PlacementProblem:
             raise ProblemFileError(f"{path}: 'loads' must be a list of per-layer lists of numbers") from None
         routing = doc.get("routing", np.zeros((max(layers - 1, 0), experts, experts)))
     try:
-        return PlacementProblem(loads=loads, routing=routing, gpus=gpus, capacity=capacity, gpus_per_node=per_node,
-                                intra_node_cost=intra, inter_node_cost=inter, name=str(doc.get("name", path.stem)))
+        problem = PlacementProblem(loads=loads, routing=routing, gpus=gpus, capacity=capacity, gpus_per_node=per_node,
+                                   intra_node_cost=intra, inter_node_cost=inter, name=str(doc.get("name", path.stem)))
     except PlacementError as exc:
         raise ProblemFileError(f"{path}: {exc}") from None
+    except (ValueError, MemoryError):  # numpy cannot even hold the arrays (ragged beyond repair, absurdly large)
+        raise ProblemFileError(f"{path}: 'loads'/'routing' cannot be read as arrays of numbers") from None
+    if not problem.loads.any():
+        raise ProblemFileError(f"{path}: every load is zero: there are no tokens, so there is nothing to place")
+    return problem
+
+
+def _options(items: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE``, values read as YAML scalars; times (``*_s``) and ``gap_rel`` checked here."""
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ProblemFileError(f"--option must be KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProblemFileError(f"--option {item}: the value must be a finite number")
+        if key.endswith("_s") and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ProblemFileError(f"--option {item}: {key} is a time in seconds and must be a number above 0")
+        if key == "gap_rel" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
+            raise ProblemFileError(f"--option {item}: gap_rel is a relative gap and must be a number in [0, 1)")
+        opts[key] = value
+    return opts
+
+
+def _imbalance(loads: np.ndarray) -> float:
+    """Mean over layers of max/mean GPU load; a layer with no tokens counts as balanced (1), not NaN."""
+    means = loads.mean(axis=1)
+    ratios = np.divide(loads.max(axis=1), means, out=np.ones_like(means), where=means > 0)
+    return float(np.mean(ratios))
 
 
 def placement_json(problem: PlacementProblem, placement: Placement) -> str:
@@ -106,16 +166,8 @@ def placement_json(problem: PlacementProblem, placement: Placement) -> str:
 
 
 def place_command(console: Console, solver: str, problem_path: Path, out: Path | None, options: list[str]) -> None:
+    opts = _options(options)
     problem = load_problem(problem_path)
-    opts: dict[str, Any] = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ProblemFileError(f"--option must be KEY=VALUE, got {item!r}")
-        try:
-            opts[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            opts[key] = value
     try:
         placement = solve(problem, solver, **opts)
     except PlacementError as exc:
@@ -126,7 +178,7 @@ def place_command(console: Console, solver: str, problem_path: Path, out: Path |
     for col in ("objective", "tail load", "traffic cost", "cross-GPU slots", "cross-node slots", "max/mean load", "replicas"):
         table.add_column(col, justify="right")
     table.add_row(f"{obj.total:.6g}", f"{obj.tail_load:.6g}", f"{obj.traffic_cost:.6g}", f"{obj.cross_gpu_tokens:.6g}",
-                  f"{obj.cross_node_tokens:.6g}", f"{float(np.mean(loads.max(axis=1) / loads.mean(axis=1))):.3f}",
+                  f"{obj.cross_node_tokens:.6g}", f"{_imbalance(loads):.3f}",
                   str(placement.replicas()))
     console.print(table)
     if "gap" in placement.info:

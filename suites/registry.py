@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from rich.console import Console
 
@@ -64,6 +66,8 @@ class Parameter:
         if not ok:
             wanted = {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(kind, kind.__name__)
             raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; expected {wanted}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; expected a finite number")
         if self.choices is not None and value not in self.choices:
             raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; choose one of "
                              f"{', '.join(map(str, self.choices))}")

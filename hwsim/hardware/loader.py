@@ -13,10 +13,11 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from hwsim.errors import HardwareError
-from hwsim.fileio import read_yaml_file
+from hwsim.fileio import read_text_file, read_yaml_file
 from hwsim.hardware.model import Device, Efficiency, Engine, Hardware, Link, Memory, Topology
-from hwsim.hardware.units import UNITS, UnitError, parse_quantity
+from hwsim.hardware.units import UNITS, UnitError, parse_quantity, whole_bytes
 
+MAX_COUNT = 2**53  # counts (units, channels, devices) beyond this are a typo, and lose precision as floats
 PRESET_DIR = Path(__file__).with_name("presets")
 
 
@@ -56,12 +57,23 @@ class _Reader:
             raise self.fail(name, f"value {node[key]!r} must be {'non-negative' if allow_zero else 'positive'}")
         return value
 
+    def whole_bytes(self, node: Mapping[str, Any], key: str, field: str) -> int:
+        try:
+            value = whole_bytes(node[key])
+        except UnitError as exc:
+            raise self.fail(_join(field, key), str(exc)) from None
+        if value < 1:
+            raise self.fail(_join(field, key), f"value {node[key]!r} must be positive")
+        return value
+
     def integer(self, node: Mapping[str, Any], key: str, field: str, *, minimum: int = 1) -> int:
         value = node[key]
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(_join(field, key), f"value {value!r} must be an integer")
         if value < minimum:
             raise self.fail(_join(field, key), f"value {value!r} must be at least {minimum}")
+        if value > MAX_COUNT:
+            raise self.fail(_join(field, key), f"value {value!r} is too large (at most {MAX_COUNT})")
         return value
 
     def fraction(self, node: Mapping[str, Any], key: str, field: str) -> float:
@@ -125,7 +137,7 @@ def _device(r: _Reader, node: Any, name: str) -> Device:
         capacity_bytes=r.quantity(m, "capacity", f"{f}.memory", "bytes"),
         bandwidth_bytes_per_s=r.quantity(m, "bandwidth", f"{f}.memory", "bytes_per_s"),
         channels=_optional(m, "channels", lambda: r.integer(m, "channels", f"{f}.memory"), 1),
-        transaction_bytes=int(_optional(m, "transaction", lambda: r.quantity(m, "transaction", f"{f}.memory", "bytes"), 64)),
+        transaction_bytes=_optional(m, "transaction", lambda: r.whole_bytes(m, "transaction", f"{f}.memory"), 64),
     )
 
     efficiency = Efficiency()
@@ -211,9 +223,9 @@ def _named_files() -> dict[str, Path]:
             continue
         for path in sorted(directory.glob("*.yaml")):
             found.setdefault(path.stem, path)
-            try:
-                declared = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("name")
-            except (yaml.YAMLError, OSError, AttributeError):
+            try:  # an unreadable file is listed under its stem; loading it by name gives its error
+                declared = (yaml.safe_load(read_text_file(path, HardwareError, "hardware file")) or {}).get("name")
+            except (yaml.YAMLError, HardwareError, AttributeError):
                 declared = None
             if isinstance(declared, str):
                 found.setdefault(declared, path)
