@@ -164,9 +164,12 @@ def _params(items: list[str]) -> dict[str, str | int | float | bool]:
             raise SuiteError(f"--param {item!r}: expected KEY=VALUE")
         try:
             value = yaml.safe_load(text) if text else ""
-            params[key] = case_value(value, "--param", key)
-        except (yaml.YAMLError, SweepError):
+        except yaml.YAMLError:
             raise SuiteError(f"--param {item!r}: the value must be a number, true/false or text") from None
+        try:
+            params[key] = case_value(value, "--param", key)
+        except SweepError as exc:  # names the key and says what is wrong (a list, NaN, infinity)
+            raise SuiteError(str(exc)) from None
     return params
 
 

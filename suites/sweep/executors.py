@@ -215,4 +215,4 @@ def make_backend(executor: str, workers: int | None, scheduler: str | None) -> B
     return DaskBackend(n)
 
 
-__all__ = ["Backend", "DaskBackend", "EXECUTORS", "ProcessBackend", "SerialBackend", "dask_available", "make_backend"]
+__all__ = ["EXECUTORS", "Backend", "DaskBackend", "ProcessBackend", "SerialBackend", "dask_available", "make_backend"]
