@@ -11,11 +11,18 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
-from hwsim.errors import EXIT_BAD_INPUT, HardwareError, PlacementError, RecordsError, SimulationError
+from hwsim.errors import (
+    EXIT_BAD_INPUT,
+    HardwareError,
+    PlacementError,
+    RecordsError,
+    SimulationError,
+)
 from hwsim.fileio import write_text_atomic
 from hwsim.hardware import load_hardware
 from hwsim.hardware.loader import PRESET_DIR
@@ -41,7 +48,7 @@ class Counting:
     name = "bad-input-counting"
     description = "test double"
     default_hardware = "t3-gpu"
-    parameters = {"x": Parameter(0, "a number"), "scale": Parameter(1.0, "a float")}
+    parameters: ClassVar = {"x": Parameter(0, "a number"), "scale": Parameter(1.0, "a float")}
     runs = 0
 
     def run(self, ctx: SuiteContext) -> SuiteResult:
@@ -236,7 +243,7 @@ def test_sweep_out_that_is_a_file(tmp_path, capsys, doubles):
 
 
 def test_suite_run_all_keeps_earlier_files_when_a_later_suite_fails(tmp_path, capsys, doubles, monkeypatch):
-    import hwsim.suites.cli as cli
+    from hwsim.suites import cli
 
     monkeypatch.setattr(cli, "suite_targets", lambda: {COUNTING.name: ("", "test"), FAILING.name: ("", "test")})
     assert main(["suite", "run", "all", "--out", str(tmp_path / "all")]) == SimulationError.exit_code
@@ -380,7 +387,8 @@ def test_subprocess_bad_inputs_are_one_line(tmp_path):
     grid.write_text("axes: {load: [.nan]}\n")
     for argv in (["hw", "show", "latin"], ["sweep", "link-sharing", "--grid", str(grid), "--list"],
                  ["compare", str(tmp_path), "--out", str(tmp_path)]):
-        proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "hwsim", *argv], capture_output=True,
+        proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "hwsim", *argv], check=False,
+                              capture_output=True,
                               text=True, env=env, cwd=tmp_path, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
