@@ -104,11 +104,10 @@ def load_problem(path: Path) -> PlacementProblem:
         if "loads" not in doc:
             raise ProblemFileError(f"{path}: missing required field 'loads' (or 'synthetic')")
         loads = doc["loads"]
-        try:
-            layers = len(loads)
-            experts = len(loads[0]) if layers else 0
-        except TypeError:
-            raise ProblemFileError(f"{path}: 'loads' must be a list of per-layer lists of numbers") from None
+        if not isinstance(loads, list) or not all(isinstance(row, list) for row in loads):
+            raise ProblemFileError(f"{path}: 'loads' must be a list of per-layer lists of numbers")
+        layers = len(loads)
+        experts = len(loads[0]) if layers else 0
         routing = doc.get("routing", np.zeros((max(layers - 1, 0), experts, experts)))
     try:
         problem = PlacementProblem(loads=loads, routing=routing, gpus=gpus, capacity=capacity, gpus_per_node=per_node,

@@ -392,3 +392,75 @@ def test_subprocess_bad_inputs_are_one_line(tmp_path):
                               text=True, env=env, cwd=tmp_path, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+# --- the CLI matrix: each command x each kind of bad input -> exit 2, one line, no traceback --------------------
+
+def _matrix_files(tmp: Path) -> dict[str, dict[str, Path]]:
+    """For each input kind, the file each command reads (hardware, grid, problem, results)."""
+    results = Record("s", {"x": 1}, "latency_s", 1.0, "s", "simulated", "hw").to_dict()
+    good = {"hw": T3_GPU, "grid": "axes: {load: [0.5]}\n", "problem": PROBLEM,
+            "results": json.dumps({"schema": "hwsim.results/1", "provenance": None, "records": [results]})}
+    bad_text = {
+        "nan": {"hw": T3_GPU.replace("bandwidth: 1 TB/s", "bandwidth: .nan"), "grid": "axes: {load: [.nan]}\n",
+                "problem": "gpus: 2\ncapacity: 2\nloads: [[.nan, 1]]\n",
+                "results": good["results"].replace('"value": 1.0', '"value": NaN')},
+        "malformed": {"hw": T3_GPU.replace("  kind: gpu", "  kind: [gpu"), "grid": "axes: {load: [0.5\n",
+                      "problem": "gpus: 2\ncapacity: 2\nloads: [[1, 2], 3]\n",
+                      "results": good["results"].replace('"records": [', '"records": [1, ')},
+        "negative": {"hw": T3_GPU.replace("capacity: 32 GB", "capacity: -32 GB"), "grid": "axes: {mean_size_bytes: [-1]}\n",
+                     "problem": "gpus: 2\ncapacity: 2\nloads: [[1, -2]]\n",
+                     "results": good["results"].replace('"case": {"x": 1}', '"case": {"x": [1]}')},
+    }
+    files: dict[str, dict[str, Path]] = {}
+    for kind in ("non-utf8", "binary", *bad_text):
+        folder = tmp / kind
+        folder.mkdir()
+        files[kind] = {}
+        for what, text in good.items():
+            path = folder / f"{what}.{'json' if what == 'results' else 'yaml'}"
+            if kind == "non-utf8":
+                path.write_bytes(text.encode() + "# caf\u00e9\n".encode("latin-1"))
+            elif kind == "binary":
+                path.write_bytes(b"\x00\x01\x02" + text.encode())
+            else:
+                path.write_text(bad_text[kind][what])
+            files[kind][what] = path
+    return files
+
+
+INPUT_COMMANDS = {
+    "hw show": lambda f: ["hw", "show", f["hw"]],
+    "suite run --hw": lambda f: ["suite", "run", "link-sharing", "--quick", "--hw", f["hw"]],
+    "sweep --grid": lambda f: ["sweep", "link-sharing", "--grid", f["grid"], "--list"],
+    "place --problem": lambda f: ["place", "--solver", "eplb", "--problem", f["problem"]],
+    "compare": lambda f: ["compare", f["results"]],
+}
+
+
+def test_cli_matrix_of_bad_inputs(tmp_path, capsys):
+    files = _matrix_files(tmp_path)
+    failures = []
+    for kind, paths in files.items():
+        for name, build in INPUT_COMMANDS.items():
+            argv = [str(a) for a in build(paths)]
+            code = main(argv)
+            err = capsys.readouterr().err.strip()
+            ok = code == EXIT_BAD_INPUT and len(err.splitlines()) == 1 and err.startswith("hwsim: error:") \
+                and "Traceback" not in err
+            if not ok:
+                failures.append(f"{name} x {kind}: exit {code}: {err[-300:]}")
+    assert not failures, "\n".join(failures)
+
+
+def test_cli_matrix_of_bad_sizes_and_infeasible_problems(tmp_path, capsys):
+    infeasible = tmp_path / "p.yaml"
+    infeasible.write_text("gpus: 2\ncapacity: 1\nloads: [[1, 2, 3]]\n")  # 3 experts (n) on 2 slots (k): k < n
+    for argv, fragment in [
+        (["suite", "run", "link-sharing", "--quick", "--param", "mean_size_bytes=-1"], "must be at least 1"),
+        (["suite", "run", "link-sharing", "--quick", "--param", "flows=-5"], "must be at least 10"),
+        (["suite", "run", "link-sharing", "--quick", "--param", "load=2"], "must be at most 0.99"),
+        (["place", "--solver", "moetuner", "--problem", infeasible], "infeasible: 3 experts per layer do not fit"),
+        (["place", "--solver", "eplb", "--problem", infeasible], "infeasible"),
+    ]:
+        _bad(capsys, argv, fragment)

@@ -152,7 +152,10 @@ def _device(r: _Reader, node: Any, name: str) -> Device:
         )
 
     engines: dict[str, Engine] = {}
-    for engine_name, engine_node in (d.get("engines") or {}).items():
+    engines_node = d.get("engines") or {}
+    if not isinstance(engines_node, dict):
+        raise r.fail(f"{f}.engines", f"expected a mapping of engine names to parameters, got {_show(engines_node)}")
+    for engine_name, engine_node in engines_node.items():
         ef = f"{f}.engines.{engine_name}"
         if not isinstance(engine_node, dict):
             raise r.fail(ef, f"expected a mapping of parameters, got {_show(engine_node)}")
