@@ -72,6 +72,12 @@ def _var(prob: pulp.LpProblem, name: str, low: float | None = None, up: float | 
     return pulp.LpVariable(name, low, up, cat)
 
 
+def _run(prob: pulp.LpProblem, solver: pulp.LpSolver) -> None:
+    from hwsim.placement.paper import run
+
+    run(prob, solver)
+
+
 def _has_solution(prob: pulp.LpProblem) -> bool:
     # PuLP says "Optimal" when a time limit stops CBC with an incumbent; sol_status tells them apart.
     return prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
@@ -190,7 +196,7 @@ def local_search(problem: PlacementProblem, gpu_of: np.ndarray, max_rounds: int 
 # the ILPs
 
 def balance_layers(loads: np.ndarray, gpus: int, capacity: int, backend: str, time_limit_s: float,
-                   gap_rel: float) -> tuple[np.ndarray, np.ndarray, str]:
+                   gap_rel: float) -> tuple[np.ndarray, np.ndarray, str, float]:
     """Stage 1: per layer, group the experts into ``gpus`` clusters of <= capacity, min max cluster load.
 
     The layers are independent blocks of one ILP (one solver call, not one per layer); layers where
@@ -259,7 +265,7 @@ def _balance_block(loads: np.ndarray, todo: list[int], clusters: np.ndarray, bes
             for c in range(gpus):
                 x[l, e, c].setInitialValue(1 if start[e] == c else 0)
         m[l].setInitialValue(float(best[l]))
-    prob.solve(_make_solver(backend, time_limit_s, gap_rel, warm=True))
+    _run(prob, _make_solver(backend, time_limit_s, gap_rel, warm=True))
     if not _has_solution(prob):
         return "solver found nothing; greedy kept"
     for l in todo:
@@ -376,7 +382,7 @@ def joint_ilp(problem: PlacementProblem, backend: str, time_limit_s: float, gap_
                     objective_terms.append(-r * extra * v)
     prob += pulp.lpSum(objective_terms) + constant
     warm = start is not None
-    if warm:
+    if start is not None:
         # relabel GPUs of the start so that layer 0's expert 0 sits on GPU 0 (the symmetry cut)
         g0 = int(start[0, 0])
         swap = np.arange(G)
@@ -394,7 +400,7 @@ def joint_ilp(problem: PlacementProblem, backend: str, time_limit_s: float, gap_
         relabelled = swap[start]
         for (l, e, g), var in x.items():
             var.setInitialValue(1 if relabelled[l, e] == g else 0)
-    prob.solve(_make_solver(backend, time_limit_s, gap_rel, warm=warm))
+    _run(prob, _make_solver(backend, time_limit_s, gap_rel, warm=warm))
     info = {"joint_status": pulp.LpStatus[prob.status], "joint_sol_status": int(prob.sol_status)}
     if not _has_solution(prob):
         return None, info
@@ -413,25 +419,30 @@ def joint_size(problem: PlacementProblem) -> int:
 # ---------------------------------------------------------------------------------------------
 # the solver
 
+METHODS = ("paper", "auto", "joint", "two-stage")
+
+
 @dataclass(frozen=True)
 class MoETunerSolver:
-    """MoETuner's ILP. ``method``: auto (joint when small, else two-stage), joint or two-stage."""
+    """MoETuner's ILP. ``method``: ``paper`` (ILP1 then ILP2 as published, :mod:`hwsim.placement.paper`, at the
+    paper's 2.5% tolerance), or hwsim's earlier min-max variant: ``auto`` (joint when small, else two-stage),
+    ``joint`` or ``two-stage``."""
 
     name: str = "moetuner"
-    method: str = "auto"
+    method: str = "paper"
     backend: str = "auto"
     time_limit_s: float = 60.0
     hard_timeout_s: float | None = None   # default: time_limit_s + 30
     gap_rel: float = 0.005
     joint_max_vars: int = 4_000
-    subprocess: bool = True
+    subprocess: bool | None = None        # default: a worker process for CBC (soft time limits), in-process for HiGHS
 
     def solve(self, problem: PlacementProblem) -> Placement:
-        if self.method not in ("auto", "joint", "two-stage"):
-            raise PlacementError(f"moetuner method must be auto, joint or two-stage, got {self.method!r}")
+        if self.method not in METHODS:
+            raise PlacementError(f"moetuner method must be one of {', '.join(METHODS)}, got {self.method!r}")
         backend = backend_name(self.backend)
         started = time.perf_counter()
-        if self.subprocess:
+        if self.subprocess if self.subprocess is not None else backend == "cbc":
             gpu_of, info = self._solve_in_worker(problem, backend)
         else:
             gpu_of, info = solve_gpu_of(problem, self, backend)
@@ -475,6 +486,12 @@ def solve_gpu_of(problem: PlacementProblem, solver: MoETunerSolver, backend: str
     """The work itself (run inside the worker)."""
     deadline = time.perf_counter() + solver.time_limit_s
     method = solver.method
+    if method == "paper":
+        from hwsim.placement.paper import paper_placement
+
+        gpu_of, info = paper_placement(problem, backend, solver.time_limit_s)
+        info.update(method="paper (ILP1 + ILP2)", status="ok")
+        return gpu_of, info
     if method == "auto":
         method = "joint" if joint_size(problem) <= solver.joint_max_vars else "two-stage"
     gpu_of, info = two_stage(problem, backend, deadline, solver.gap_rel)
@@ -493,3 +510,12 @@ def solve_gpu_of(problem: PlacementProblem, solver: MoETunerSolver, backend: str
                 info["joint_optimal"] = False
     info["status"] = "ok"
     return gpu_of, info
+
+
+@dataclass(frozen=True)
+class MinMaxMoETunerSolver(MoETunerSolver):
+    """hwsim's earlier variant: min-max tail ILP + per-layer assignment + local search (or the joint ILP when
+    small); kept beside the paper's formulation for comparison."""
+
+    name: str = "moetuner-minmax"
+    method: str = "auto"

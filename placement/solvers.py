@@ -7,7 +7,12 @@ from __future__ import annotations
 from importlib import import_module, metadata
 from typing import Any, Protocol, runtime_checkable
 
-from hwsim.placement.problem import Placement, PlacementError, PlacementProblem, validate
+from hwsim.placement.problem import (
+    Placement,
+    PlacementError,
+    PlacementProblem,
+    validate,
+)
 
 ENTRY_POINT_GROUP = "hwsim.placement"
 
@@ -25,6 +30,9 @@ BUILTIN_SOLVERS: dict[str, str] = {
     "greedy": "hwsim.placement.heuristics:GreedySolver",
     "eplb": "hwsim.placement.heuristics:EplbSolver",
     "moetuner": "hwsim.placement.ilp:MoETunerSolver",
+    "moetuner-minmax": "hwsim.placement.ilp:MinMaxMoETunerSolver",
+    "moetuner-replicate": "hwsim.placement.replicate:ReplicatingSolver",
+    "moetuner-robust": "hwsim.placement.robust:RobustSolver",
 }
 
 

@@ -91,7 +91,14 @@ def _parser() -> argparse.ArgumentParser:
 
     place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver")
     place.add_argument("--solver", required=True, help="solver name (built-in or from the hwsim.placement entry points)")
-    place.add_argument("--problem", required=True, type=Path, help="problem file (YAML or JSON; see suites/place.py)")
+    source = place.add_mutually_exclusive_group(required=True)
+    source.add_argument("--problem", type=Path, help="problem file (YAML or JSON; see suites/place.py)")
+    source.add_argument("--routing", type=Path, metavar="FILE.npz",
+                        help="build the problem from a routing-statistics file (format of placement/data/routing)")
+    place.add_argument("--evaluate", type=Path, nargs="+", default=[], metavar="FILE.npz",
+                       help="simulate the placement's EP layer time on each routing file (needs --routing)")
+    place.add_argument("--hw", default="h100-sxm", help="hardware preset or file for --routing/--evaluate (one GPU per EP rank)")
+    place.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
     place.add_argument("--out", type=Path, help="write the placement as JSON here")
     place.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="solver option (repeatable)")
 
@@ -353,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from hwsim.suites.place import place_command
                 if args.out is not None:
                     check_output_file(args.out, "--out")
-                place_command(console, args.solver, args.problem, args.out, args.option)
+                place_command(console, args.solver, args.problem, args.out, args.option, routing=args.routing,
+                              evaluate=args.evaluate, hw=args.hw, as_json=args.json)
                 return 0
             return _compare(output, args)
         finally:

@@ -164,15 +164,69 @@ def placement_json(problem: PlacementProblem, placement: Placement) -> str:
                        "tail_load": obj.tail_load, "traffic_cost": obj.traffic_cost, "info": info, "layers": layers}, indent=1)
 
 
-def place_command(console: Console, solver: str, problem_path: Path, out: Path | None, options: list[str]) -> None:
-    opts = _options(options)
-    problem = load_problem(problem_path)
+def _routing_problem(path: Path, hw_name: str) -> tuple[PlacementProblem, Any, Any]:
+    """The problem a routing-statistics file implies on ``hw_name`` (one GPU per EP rank), with its model and scale."""
+    from hwsim.hardware import load_hardware
+    from hwsim.suites.moetuner import SPARE_SLOTS_PER_GPU, model_for, read_routing, routing_problem
+    from hwsim.systems.moetuner import Scale
+
+    real = read_routing(path)
+    model = model_for(real)
+    scale = Scale("cli", load_hardware(hw_name))
+    return routing_problem(model, scale, real, SPARE_SLOTS_PER_GPU), model, scale
+
+
+def evaluate_placement(placement: Placement, model: Any, scale: Any, files: list[Path]) -> list[dict[str, Any]]:
+    """EP layer time, tails and speedup over contiguous of ``placement`` on each routing file (recorded layers)."""
+    from hwsim.placement import solve as solve_with
+    from hwsim.suites.moetuner import CONTEXT_TOKENS, TOKENS_PER_GPU, read_routing, routing_problem
+    from hwsim.systems.moe import Batch, simulate
+
+    out = []
+    batch = Batch(TOKENS_PER_GPU * scale.hardware.topology.devices, CONTEXT_TOKENS)
+    for path in files:
+        real = read_routing(path)
+        if real.num_experts != model.experts or real.top_k != model.top_k:
+            raise ProblemFileError(f"{path}: {real.num_experts} experts top-{real.top_k} do not match the placement's "
+                                   f"{model.experts} experts top-{model.top_k}")
+        problem = routing_problem(model, scale, real, 1)
+        base = solve_with(problem, "contiguous")
+        runs = [simulate(model, scale.hardware, batch, p.split, problem.loads, problem.routing, attention_with_tokens=True)
+                for p in (placement, base)]
+        out.append({"file": str(path), "time_s": runs[0].time_s, "token_tail_s": runs[0].token_tail_s,
+                    "all_to_all_tail_s": runs[0].all_to_all_tail_s, "contiguous_time_s": runs[1].time_s,
+                    "speedup_vs_contiguous": runs[1].time_s / runs[0].time_s - 1.0})
+    return out
+
+
+def place_command(console: Console, solver: str, problem_path: Path | None, out: Path | None, options: list[str],
+                  routing: Path | None = None, evaluate: list[Path] | None = None, hw: str = "h100-sxm",
+                  as_json: bool = False) -> None:
+    evaluate = list(evaluate or [])
+    opts = _options(options)  # a bad option fails before any problem is read or solved
+    model = scale = None
+    if routing is not None:
+        problem, model, scale = _routing_problem(routing, hw)
+    elif evaluate:
+        raise ProblemFileError("--evaluate needs --routing (the model and hardware come from it)")
+    else:
+        assert problem_path is not None
+        problem = load_problem(problem_path)
     try:
         placement = solve(problem, solver, **opts)
     except PlacementError as exc:
         raise ProblemFileError(str(exc)) from None
     obj = objective(problem, placement)
     loads = gpu_loads(problem, placement)
+    evaluated = evaluate_placement(placement, model, scale, evaluate) if evaluate else []
+    if as_json:
+        doc = json.loads(placement_json(problem, placement))
+        doc.pop("layers")
+        doc["evaluate"] = evaluated
+        console.print_json(json.dumps(doc))
+        if out is not None:
+            write_text_atomic(out, placement_json(problem, placement))
+        return
     table = Table(title=f"{problem.name}: {solver} ({problem.layers} layers x {problem.experts} experts on {problem.gpus} GPUs)")
     for col in ("objective", "tail load", "traffic cost", "cross-GPU slots", "cross-node slots", "max/mean load", "replicas"):
         table.add_column(col, justify="right")
@@ -183,6 +237,14 @@ def place_command(console: Console, solver: str, problem_path: Path, out: Path |
     if "gap" in placement.info:
         console.print(f"solve {placement.info.get('solve_s', 0):.2f} s, {placement.info.get('method')}, "
                       f"gap {placement.info['gap'] * 100:.2f}% to a proven lower bound ({placement.info.get('status')})")
+    if evaluated:
+        ev = Table(title=f"{placement.solver} evaluated on {scale.label if scale else ''} (recorded layers)")
+        for col in ("routing file", "time ms", "token tail ms", "all-to-all tail ms", "speedup vs contiguous"):
+            ev.add_column(col, justify="right")
+        for e in evaluated:
+            ev.add_row(Path(e["file"]).name, f"{e['time_s'] * 1e3:.3f}", f"{e['token_tail_s'] * 1e3:.3f}",
+                       f"{e['all_to_all_tail_s'] * 1e3:.3f}", f"{e['speedup_vs_contiguous'] * 100:+.1f}%")
+        console.print(ev)
     if out is not None:
         write_text_atomic(out, placement_json(problem, placement))
         console.print(f"wrote {out}")

@@ -66,3 +66,24 @@ def test_unknown_solver_and_bad_option(tmp_path, capsys):
     _error(capsys, ["place", "--solver", "nope", "--problem", str(problem)], "unknown placement solver 'nope'")
     _error(capsys, ["place", "--solver", "greedy", "--problem", str(problem), "--option", "x=1"], "rejects options ['x']")
     _error(capsys, ["place", "--solver", "moetuner", "--problem", str(problem), "--option", "speed=9"], "rejects options")
+
+
+def test_place_from_routing_evaluates_and_prints_json(capsys):
+    from hwsim.placement.routing import routing_file
+
+    arxiv, github = routing_file("mixtral-8x7b", "arxiv"), routing_file("mixtral-8x7b", "github")
+    assert main(["place", "--solver", "moetuner-replicate", "--routing", str(arxiv), "--evaluate", str(arxiv),
+                 str(github), "--json", "--option", "time_limit_s=2"]) == 0
+    doc = json.loads(capsys.readouterr().out)  # nothing but JSON on stdout (no solver banner)
+    assert [e["file"] for e in doc["evaluate"]] == [str(arxiv), str(github)]
+    for e in doc["evaluate"]:
+        assert e["speedup_vs_contiguous"] == pytest.approx(e["contiguous_time_s"] / e["time_s"] - 1)
+        assert 0 < e["token_tail_s"] < e["time_s"]
+
+
+def test_place_routing_errors_name_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"junk")
+    _error(capsys, ["place", "--solver", "greedy", "--routing", str(bad)], "bad.npz")
+    problem = _write(tmp_path, "gpus: 2\ncapacity: 1\nloads: [[1, 2]]\n")
+    _error(capsys, ["place", "--solver", "greedy", "--problem", str(problem), "--evaluate", str(bad)], "--evaluate needs --routing")

@@ -77,7 +77,7 @@ def test_two_stage_beats_greedy_on_traffic_and_bound_holds():
 
 def test_hard_timeout_kills_the_worker_and_keeps_a_valid_incumbent():
     problem = random_problem(8, layers=8, experts=32, gpus=8, capacity=4)
-    placement = MoETunerSolver(time_limit_s=30, hard_timeout_s=0.05).solve(problem)
+    placement = MoETunerSolver(time_limit_s=30, hard_timeout_s=0.05, subprocess=True).solve(problem)
     validate(problem, placement)
     assert "hard time limit" in placement.info["status"]
 
@@ -295,3 +295,116 @@ def test_cli_place_runs_a_plugin_in_a_fresh_process(plugin_dir, tmp_path):
 def test_placement_imports_neither_simpy_nor_hwsim():
     code = "import sys, hwsim.placement, hwsim.placement.ilp, hwsim.placement.routing; assert 'simpy' not in sys.modules, 'simpy'"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's ILPs, replication and robust placement (issue 16)
+
+def _tiny(seed: int, layers: int = 3, experts: int = 6, gpus: int = 3, capacity: int = 3, per_node: int | None = None):
+    from hwsim.placement.routing import sample_trace, synthetic_model
+
+    rng = np.random.default_rng(seed)
+    trace = sample_trace(synthetic_model(layers, experts, 1.2, 0.6, rng, top_k=2), 600, rng)
+    return PlacementProblem(trace.loads, trace.routing, gpus, capacity, gpus_per_node=per_node,
+                            intra_node_cost=0.3, inter_node_cost=1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ilp1_equals_brute_force(seed):
+    import itertools
+
+    from hwsim.placement.paper import deviation, ilp1
+
+    p = _tiny(seed)
+    clusters, info = ilp1(p.loads, p.gpus, p.capacity, "highs", 20.0, gap_rel=0.0)
+    for l in range(p.layers):
+        best = min(deviation(p.loads[l], np.array(a), p.gpus) for a in itertools.product(range(p.gpus), repeat=p.experts)
+                   if max(np.bincount(a, minlength=p.gpus)) <= p.capacity)
+        assert deviation(p.loads[l], clusters[l], p.gpus) == pytest.approx(best, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed,per_node", [(0, None), (3, 1), (4, 2)])
+def test_ilp2_equals_brute_force(seed, per_node):
+    import itertools
+
+    from hwsim.placement.paper import _held, ilp1, ilp2, ilp2_cost, memory_bounds
+
+    p = _tiny(seed, gpus=4 if per_node == 2 else 3, experts=8 if per_node == 2 else 6, per_node=per_node)
+    clusters, _ = ilp1(p.loads, p.gpus, p.capacity, "highs", 20.0, gap_rel=0.0)
+    perms, info = ilp2(p, clusters, "highs", 30.0, gap_rel=0.0)
+    assert info["ilp2_method"].startswith("joint") or "infeasible" in info["ilp2_method"]
+    sizes = np.stack([np.bincount(clusters[l], minlength=p.gpus) for l in range(p.layers)])
+    lo, hi = memory_bounds(p)
+    feasible = []
+    for combo in itertools.product(itertools.permutations(range(p.gpus)), repeat=p.layers):
+        cand = np.array(combo)
+        if all(lo <= v <= hi for v in _held(sizes, cand, p.gpus)):
+            feasible.append(ilp2_cost(p, clusters, cand))
+    if feasible:
+        assert info["ilp2_method"] == "joint"
+        assert ilp2_cost(p, clusters, perms) == pytest.approx(min(feasible), rel=1e-6, abs=1e-9)
+
+
+def test_paper_ilp2_weights_traffic_by_topology():
+    # two experts per layer that always route a->a: ILP2 must keep each chain on one GPU (cost 0)
+    loads = np.array([[5.0, 5.0], [5.0, 5.0], [5.0, 5.0]])
+    routing = np.array([[[5.0, 0.0], [0.0, 5.0]], [[0.0, 5.0], [5.0, 0.0]]])
+    p = PlacementProblem(loads, routing, gpus=2, capacity=1)
+    placement = solve(p, "moetuner")
+    assert objective(p, placement).cross_gpu_tokens == 0.0
+
+
+@pytest.mark.parametrize("seed,gpus,per_node", [(0, 4, None), (1, 4, 2), (5, 3, None)])
+def test_replicating_ilp_never_worse_than_eplb(seed, gpus, per_node):
+    p = _tiny(seed, experts=8 if gpus == 4 else 6, gpus=gpus, capacity=3, per_node=per_node)
+    eplb = solve(p, "eplb")
+    rep = solve(p, "moetuner-replicate", time_limit_s=10.0)
+    assert objective(p, rep).total <= objective(p, eplb).total + 1e-9
+    # the tail part alone: the program's min-max is at least as good as EPLB's packing, layer by layer
+    from hwsim.placement import gpu_loads
+    assert np.all(gpu_loads(p, rep).max(axis=1) <= gpu_loads(p, eplb).max(axis=1) + 1e-9)
+    # the bound is valid for placements with copies: below every placement found
+    assert rep.info["lower_bound"] <= objective(p, eplb).total + 1e-9
+    assert 0.0 <= rep.info["gap"] < 1.0
+
+
+def test_replicating_ilp_splits_a_hot_expert():
+    # one expert carries most tokens: only a copy with a token split brings the tail near the mean
+    loads = np.array([[90.0, 4.0, 3.0, 3.0]])
+    p = PlacementProblem(loads, np.zeros((0, 4, 4)), gpus=2, capacity=3)
+    rep = solve(p, "moetuner-replicate", time_limit_s=10.0)
+    assert rep.replicas() >= 1
+    from hwsim.placement import gpu_loads
+    assert gpu_loads(p, rep).max() == pytest.approx(50.0, rel=1e-6)
+    assert gpu_loads(p, solve(p, "moetuner-minmax", time_limit_s=5.0)).max() == pytest.approx(90.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_robust_never_worse_on_the_worst_profile(seed):
+    from hwsim.placement.robust import profile_problem
+
+    base = _tiny(seed, experts=8, gpus=4, capacity=3)
+    others = [_tiny(seed + 10 + i, experts=8, gpus=4, capacity=3) for i in range(2)]
+    profiles = [base] + [profile_problem(base, o.loads, o.routing, f"p{i}") for i, o in enumerate(others)]
+    robust = solve(base, "moetuner-robust", profiles=tuple(profiles[1:]), time_limit_s=10.0)
+    worst_robust = max(objective(q, robust).total for q in profiles)
+    for name in ("moetuner", "moetuner-replicate", "eplb"):
+        single = solve(base, name)
+        assert worst_robust <= max(objective(q, single).total for q in profiles) + 1e-6, name
+
+
+def test_new_solvers_pass_the_validator_and_are_registered():
+    p = _tiny(7, experts=8, gpus=4, capacity=3, per_node=2)
+    for name in ("moetuner", "moetuner-minmax", "moetuner-replicate", "moetuner-robust"):
+        assert name in solver_targets()
+        placement = solve(p, name)  # solve() runs validate()
+        assert placement.solver == name
+
+
+def test_traffic_matrices_equal_the_einsum():
+    from hwsim.placement import traffic_matrices
+
+    p = _tiny(8, experts=8, gpus=4, capacity=3)
+    placement = solve(p, "eplb")
+    ref = np.einsum("lag,lab,lbh->lgh", placement.split[:-1], p.routing, placement.split[1:])
+    assert np.allclose(traffic_matrices(p, placement), ref)

@@ -11,21 +11,21 @@ from hwsim.costs import itemsize, ring_all_reduce
 from hwsim.engine import Flow, Simulation
 from hwsim.hardware import Link, load_hardware
 from hwsim.systems.t3 import (
+    FLUID,
     STRATEGIES,
-    MCAConfig,
     Strategy,
     T3Error,
-    T3Params,
     gemm_waves,
     ideal_overlap,
-    mca_allocator,
     ring_hardware,
     simulate_sublayer,
     wave_count,
 )
+from hwsim.systems.t3_memory import MCAConfig, MemoryModelError, mca_allocate
 from hwsim.workloads.tensor_parallel import WorkloadError, sublayer_gemm
 
-NO_CONTENTION = T3Params(contention=False)
+# the fluid limit on private HBMs: no memory contention of any kind
+NO_CONTENTION = replace(FLUID, contention=False)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,9 @@ def test_no_contention_infinite_links_gemm_bound_is_exactly_gemm_plus_all_gather
     rs = seq.reduce_scatter_end_s - seq.gemm_s
     assert seq.gemm_s > rs  # the premise: the GEMM dominates
     assert t3.time_s == pytest.approx(max(seq.gemm_s, rs) + seq.all_gather_s, rel=1e-9)
-    assert t3.time_s == pytest.approx(ideal_overlap(seq), rel=1e-9)
+    results = {"sequential": seq, "t3": t3}
+    ideal = ideal_overlap(hw, gemm, {k: STRATEGIES[k] for k in results}, results, NO_CONTENTION)
+    assert t3.time_s == pytest.approx(ideal, rel=1e-9)
 
 
 def test_no_contention_collective_bound_is_max_plus_at_most_one_pipeline_fill(t3_gpu):
@@ -143,20 +145,20 @@ def _flows(env, specs):
     return [Flow(1.0, 1.0, cap, env.event(), label, 0.0) for label, cap in specs]
 
 
-def test_mca_allocator_gives_the_gemm_priority_with_a_starvation_floor():
+def test_mca_admits_communication_by_queue_occupancy():
     sim = Simulation()
-    allocate = mca_allocator(MCAConfig(occupancy_threshold=0.9, starvation_share=0.05))
-    flows = _flows(sim.env, [("gemm:a", 50.0), ("dma", None)])
-    allocate(100.0, flows)
-    assert [f.rate_bytes_per_s for f in flows] == pytest.approx([50.0, 50.0])  # below threshold: the rest
-    flows = _flows(sim.env, [("gemm:a", 93.0), ("dma", None)])
-    allocate(100.0, flows)
-    assert [f.rate_bytes_per_s for f in flows] == pytest.approx([93.0, 5.0])  # above: the starvation floor
-    flows = _flows(sim.env, [("gemm:a", None), ("dma", None)])
-    allocate(100.0, flows)
-    assert [f.rate_bytes_per_s for f in flows] == pytest.approx([95.0, 5.0])
-    flows = _flows(sim.env, [("dma", None), ("dma", None)])
-    allocate(100.0, flows)
+    cfg = MCAConfig(queue_threshold=0.9, starvation_share=0.05)
+    flows = _flows(sim.env, [("gemm.rd|a", 50.0), ("coll.rd|d", None)])
+    mca_allocate(cfg, 100.0, flows)
+    assert [f.rate_bytes_per_s for f in flows] == pytest.approx([50.0, 40.0])  # headroom up to the threshold
+    flows = _flows(sim.env, [("gemm.rd|a", 93.0), ("coll.rd|d", None)])
+    mca_allocate(cfg, 100.0, flows)
+    assert [f.rate_bytes_per_s for f in flows] == pytest.approx([93.0, 5.0])  # queue past the threshold: the floor
+    flows = _flows(sim.env, [("gemm.rd|a", None), ("coll.rd|d", None)])
+    mca_allocate(cfg, 100.0, flows)
+    assert [f.rate_bytes_per_s for f in flows] == pytest.approx([95.0, 5.0])  # a backlogged GEMM fills the queue
+    flows = _flows(sim.env, [("coll.rd|d", None), ("coll.wr|d", None)])
+    mca_allocate(cfg, 100.0, flows)
     assert [f.rate_bytes_per_s for f in flows] == pytest.approx([50.0, 50.0])
 
 
@@ -189,5 +191,5 @@ def test_invalid_strategies_are_one_line_errors(t3_gpu):
     with pytest.raises(T3Error, match="none left"):
         simulate_sublayer(ring_hardware(t3_gpu, 8), sublayer_gemm("t-nlg", "OP", 8),
                           Strategy("x", overlap="software", collective_cus=80))
-    with pytest.raises(T3Error):
-        MCAConfig(occupancy_threshold=0.0)
+    with pytest.raises(MemoryModelError):
+        MCAConfig(queue_threshold=0.0)

@@ -91,13 +91,19 @@ class Batch:
 @dataclass(frozen=True)
 class LayerResult:
     time_s: float
-    attention_s: float
+    attention_s: float              # the slowest rank's attention (+ its TP collectives)
     dispatch_tail_s: float          # last dispatch flow done, from the layer's dispatch start
-    compute_s: np.ndarray           # [G] expert GEMM time
+    compute_s: np.ndarray           # [G] expert GEMM time (+ the expert block's TP collectives)
     gpu_end_s: np.ndarray           # [G] when each GPU finished the layer, from the layer's start
     gpu_slots: np.ndarray           # [G] token-slots processed
     cross_gpu_bytes: float
     cross_node_bytes: float
+    all_to_all_tail_s: float = 0.0  # longest wait of a rank on its dispatch plus longest wait on its combine
+
+    @property
+    def token_tail_s(self) -> float:
+        """Token-processing tail: the slowest rank's expert work."""
+        return float(self.compute_s.max())
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,16 @@ class RunResult:
     def gpu_slots(self) -> np.ndarray:
         return np.stack([r.gpu_slots for r in self.layers])
 
+    @property
+    def token_tail_s(self) -> float:
+        """Sum over layers of the slowest rank's expert processing (MoETuner's token-processing tail)."""
+        return float(sum(r.token_tail_s for r in self.layers))
+
+    @property
+    def all_to_all_tail_s(self) -> float:
+        """Sum over layers of the longest dispatch wait plus the longest combine wait of any rank."""
+        return float(sum(r.all_to_all_tail_s for r in self.layers))
+
 
 def slot_seconds(model: MoEModel, hardware: Hardware) -> float:
     """Time of one token-slot's expert FFN at the device's best efficiency (the placement cost unit)."""
@@ -136,10 +152,11 @@ def slot_bytes(model: MoEModel) -> float:
     return model.hidden * itemsize(model.act_dtype)
 
 
-def attention_s(model: MoEModel, hardware: Hardware, batch: Batch) -> float:
-    """Attention (projections and scores) on one GPU's even share of the batch."""
+def attention_s(model: MoEModel, hardware: Hardware, batch: Batch, tokens: float | None = None) -> float:
+    """Attention (projections and scores) on ``tokens`` tokens (default: one GPU's even share of the batch)."""
     d = hardware.device
-    tokens = batch.tokens / hardware.topology.devices
+    if tokens is None:
+        tokens = batch.tokens / hardware.topology.devices
     w = itemsize(model.weight_dtype)
     a = itemsize(model.act_dtype)
     proj_flops = 2.0 * tokens * model.attention_params
@@ -160,6 +177,20 @@ def grouped_gemm_s(model: MoEModel, hardware: Hardware, slots_per_expert: np.nda
     flops = 2.0 * model.ffn_matrices * slots * model.hidden * model.expert_ffn
     nbytes = active * model.ffn_matrices * model.hidden * model.expert_ffn * w + slots * (2 * model.hidden + 2 * model.expert_ffn) * a
     return roofline(hardware.device, "grouped_gemm", flops, nbytes, model.weight_dtype).time_s
+
+
+def tp_collective_s(model: MoEModel, hardware: Hardware, tokens: float, tp: int) -> float:
+    """Megatron sequence-parallel TP collectives of one block (all-gather in, reduce-scatter out) on ``tokens``
+    activations of one rank: each GPU moves 2 (tp-1)/tp of the tensor over its own NVLink port.
+
+    ``hardware`` is the rank's (see :func:`hwsim.systems.moetuner.ep_rank`, whose links carry ``tp`` ports),
+    so one GPU's port is ``bandwidth / tp``. Assumption: the TP group's NVLink traffic does not share
+    bandwidth with the all-to-all (they alternate in time within a rank)."""
+    if tp <= 1 or tokens <= 0:
+        return 0.0
+    link = hardware.topology.link
+    nbytes = 2.0 * (tp - 1) / tp * tokens * model.hidden * itemsize(model.act_dtype)
+    return nbytes / (link.bandwidth_bytes_per_s / tp) + 2 * (tp - 1) * link.latency_s  # type: ignore[union-attr]
 
 
 def dispatch_slots(split_prev: np.ndarray | None, split: np.ndarray, loads: np.ndarray,
@@ -205,11 +236,16 @@ def _all_to_all(sim: Simulation, links: dict, hardware: Hardware, nbytes: np.nda
 
 
 def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarray, loads: np.ndarray,
-             routing: np.ndarray, tracer: Tracer | None = None, track: str = "moe") -> RunResult:
+             routing: np.ndarray, tracer: Tracer | None = None, track: str = "moe", tp: int = 1,
+             attention_with_tokens: bool = False) -> RunResult:
     """Run every MoE layer of one batch.
 
     ``splits[l, e, g]``: the placement's token share; ``loads[l, e]`` and ``routing[l, a, b]``: routing
-    counts of any scale (rescaled to ``batch.tokens * top_k`` slots per layer).
+    counts of any scale (rescaled to ``batch.tokens * top_k`` slots per layer). With ``tp > 1`` each of the
+    G devices is an EP rank of ``tp`` GPUs (``hardware`` from :func:`hwsim.systems.moetuner.ep_rank`) and the
+    attention and expert blocks add their TP collectives. With ``attention_with_tokens`` a rank's attention
+    runs on the tokens whose leader slot it served at the layer before (tokens follow their experts), so
+    attention is uneven too; otherwise the batch is split evenly.
     """
     topo = hardware.topology
     L, E, G = splits.shape
@@ -219,7 +255,6 @@ def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarr
     if G < 2 or topo.kind not in ("switch", "two-level"):
         raise MoEError(f"{hardware.name}: expert parallelism needs a switch or two-level topology of >= 2 GPUs")
     slots_per_layer = batch.tokens * model.top_k
-    att_s = attention_s(model, hardware, batch)
     per_node = topo.devices_per_node
     node = np.arange(G) // per_node
     cross_node = node[:, None] != node[None, :]
@@ -235,29 +270,46 @@ def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarr
         per_expert_gpu = layer_loads[:, None] * splits[l]            # [E, G]
         gpu_slots = per_expert_gpu.sum(axis=0)
         c_slots = combine_slots(gpu_slots, model.top_k)
-        compute = np.array([grouped_gemm_s(model, hardware, per_expert_gpu[:, g]) for g in range(G)])
+        compute = np.array([grouped_gemm_s(model, hardware, per_expert_gpu[:, g])
+                            + tp_collective_s(model, hardware, float(gpu_slots[g]), tp) for g in range(G)])
+        if attention_with_tokens and l > 0:
+            prev_slots = results[-1].gpu_slots
+            tokens_at = prev_slots / max(prev_slots.sum(), 1e-300) * batch.tokens
+        else:
+            tokens_at = np.full(G, batch.tokens / G)
+        att_g = np.array([attention_s(model, hardware, batch, float(t)) + tp_collective_s(model, hardware, float(t), tp)
+                          for t in tokens_at])
+        att_s = float(att_g.max())
 
-        # each layer is its own simulation (the layer ends at a barrier), started where the last ended
-        sim = Simulation(tracer=tracer, env=simpy.Environment(initial_time=clock_s + att_s))
+        # each layer is its own simulation (the layer ends at a barrier), started where the last ended; a
+        # rank starts its dispatch when its own attention is done (t0 = the slowest rank's)
+        sim = Simulation(tracer=tracer, env=simpy.Environment(initial_time=clock_s))
         env = sim.env
-        t0 = env.now
+        t0 = clock_s + att_s
         if tracer is not None:
             tracer.span(f"{track}/attention", f"L{l} attention", clock_s, t0, "compute")
         links = {lid: sim.bandwidth(topo.link_for(lid).bandwidth_bytes_per_s, f"{track}/link {lid[0]} {lid[1]}->{lid[2]}")
                  for lid in topo.link_ids()}
-        start = env.event().succeed()
-        dispatched = _all_to_all(sim, links, hardware, d_slots * slot_bytes(model), [start] * G, f"L{l} dispatch")
+        ready = [env.timeout(float(a)) for a in att_g]
+        dispatched = _all_to_all(sim, links, hardware, d_slots * slot_bytes(model), ready, f"L{l} dispatch")
         computed = [env.event() for _ in range(G)]
         ends = np.zeros(G)
         dispatch_done = np.zeros(G)
+        dispatch_wait = np.zeros(G)
+        combine_wait = np.zeros(G)
+        computed_at = np.zeros(G)
 
         def expert(g: int) -> Generator[simpy.events.Event, object, None]:
+            yield ready[g]
+            w0 = env.now
             yield simpy.AllOf(env, dispatched[g])
+            dispatch_wait[g] = env.now - w0
             dispatch_done[g] = env.now - t0
             c0 = env.now
             yield env.timeout(compute[g])
             if tracer is not None:
                 tracer.span(f"{track}/gpu{g}", f"L{l} experts ({gpu_slots[g]:.0f} slots)", c0, env.now, "compute")
+            computed_at[g] = env.now
             computed[g].succeed()
 
         for g in range(G):
@@ -266,6 +318,7 @@ def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarr
 
         def finish(g: int) -> Generator[simpy.events.Event, object, None]:
             yield simpy.AllOf(env, combined[g] + [computed[g]])
+            combine_wait[g] = env.now - computed_at[g]
             ends[g] = env.now - t0
 
         for g in range(G):
@@ -276,5 +329,6 @@ def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarr
         results.append(LayerResult(
             time_s=att_s + float(ends.max()), attention_s=att_s, dispatch_tail_s=float(dispatch_done.max()),
             compute_s=compute, gpu_end_s=ends, gpu_slots=gpu_slots,
-            cross_gpu_bytes=float(moved[off].sum()), cross_node_bytes=float(moved[cross_node].sum())))
+            cross_gpu_bytes=float(moved[off].sum()), cross_node_bytes=float(moved[cross_node].sum()),
+            all_to_all_tail_s=float(dispatch_wait.max() + combine_wait.max())))
     return RunResult(model.name, tuple(results))

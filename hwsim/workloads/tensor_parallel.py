@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from hwsim.errors import WorkloadError
 
 
-
 @dataclass(frozen=True)
 class TransformerShape:
     """What the four TP sublayers need: hidden size, MLP width, attention width and tokens per step."""
@@ -41,10 +40,9 @@ class TransformerShape:
 
 # Model dimensions (hidden, layers, heads) from each model's paper; seq_len x batch is the tokens
 # per GEMM. ASSUMPTION: T3's exact sequence length x batch could not be checked here; we take each
-# model's training sequence length and a batch of 8. Both the GEMM and the collective scale
-# linearly with tokens, so the speedups change little from batch 8 to 32 (checked: geomeans within
-# 3 points); at batch 2 a TP-32 ring stage is under one 128-row tile, the staggered GEMM re-reads
-# its weights per stage, and T3's simulated benefit falls sharply (see the t3 notes).
+# model's training sequence length and a batch of 8. The results depend on it (at small batches a
+# TP-32 ring stage is under one 128-row tile and the staggered GEMM re-reads its weights per stage):
+# the t3 suite takes batch and seq_len as parameters and shows its headline at batch 1, 4, 8 and 16.
 # PaLM is modelled in the Megatron GPT layout (QKV = 3H, FFN = 4H) as T3 does; its real SwiGLU
 # MLP and multi-query attention are not modelled.
 MODELS: dict[str, TransformerShape] = {
@@ -102,9 +100,18 @@ def model(name: str) -> TransformerShape:
         raise WorkloadError(f"unknown model {name!r}; known: {sorted(MODELS)}") from None
 
 
-def sublayer_gemm(model_name: str, sublayer: str, tp: int, dtype: str = "fp16") -> TPGemm:
-    """The per-GPU GEMM of ``sublayer`` of ``model_name`` at TP degree ``tp`` (Megatron partitioning)."""
+def sublayer_gemm(model_name: str, sublayer: str, tp: int, dtype: str = "fp16", *, batch: int | None = None,
+                  seq_len: int | None = None) -> TPGemm:
+    """The per-GPU GEMM of ``sublayer`` of ``model_name`` at TP degree ``tp`` (Megatron partitioning).
+
+    ``batch`` and ``seq_len`` override the model's tokens per GEMM (sequence x batch), which the T3
+    results are sensitive to (the suite sweeps them).
+    """
     shape = model(model_name)
+    for name, value in (("batch", batch), ("seq_len", seq_len)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise WorkloadError(f"{name} must be a positive integer, got {value!r}")
+    tokens = (seq_len or shape.seq_len) * (batch or shape.batch)
     if sublayer not in SUBLAYERS:
         raise WorkloadError(f"unknown sublayer {sublayer!r}; known: {list(SUBLAYERS)}")
     if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
@@ -113,4 +120,4 @@ def sublayer_gemm(model_name: str, sublayer: str, tp: int, dtype: str = "fp16") 
     width = multiple * shape.hidden
     if width % tp:
         raise WorkloadError(f"{model_name} {sublayer}: width {width} is not divisible by tp={tp}")
-    return TPGemm(model_name, sublayer, tp, m=shape.tokens, n=shape.hidden, k=width // tp, dtype=dtype)
+    return TPGemm(model_name, sublayer, tp, m=tokens, n=shape.hidden, k=width // tp, dtype=dtype)
