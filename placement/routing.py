@@ -155,6 +155,9 @@ def load_routing(path: str | Path) -> RealRouting:
     """Load a real routing-statistics file (plain arrays; pickle refused)."""
     path = Path(path)
     try:
+        with path.open("rb") as handle:  # numpy calls any non-zip file "pickled data"; say what it is not
+            if handle.read(2) != b"PK":
+                raise PlacementError(f"{path}: not an .npz archive (a zip of numpy arrays)")
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in _KEYS if k not in data.files]
             if missing:
