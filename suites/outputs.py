@@ -28,14 +28,14 @@ def _blocking_file(path: Path) -> Path | None:
     return None
 
 
-def _make_dir(directory: Path, flag: str) -> None:
+def _make_dir(directory: Path, flag: str, shown: Path) -> None:
     blocker = _blocking_file(directory / "x")
     if blocker is not None:
-        raise OutputPathError(f"{flag} {directory}: {blocker} is a file, so nothing can be written under it")
+        raise OutputPathError(f"{flag} {shown}: {blocker} is a file, so nothing can be written under it")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputPathError(f"{flag} {directory}: cannot create the folder ({exc.strerror or exc})") from None
+        raise OutputPathError(f"{flag} {shown}: cannot create the folder {directory} ({exc.strerror or exc})") from None
 
 
 def _probe(directory: Path, flag: str, shown: Path) -> None:
@@ -55,7 +55,7 @@ def check_output_file(path: str | os.PathLike[str], flag: str) -> Path:
         raise OutputPathError(f"{flag} {path}: is a directory; give a file name")
     if path.exists() and not path.is_file():
         raise OutputPathError(f"{flag} {path}: exists and is not a regular file")
-    _make_dir(path.parent, flag)
+    _make_dir(path.parent, flag, path)
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputPathError(f"{flag} {path}: the file is not writable")
     _probe(path.parent, flag, path)
@@ -67,7 +67,7 @@ def check_output_dir(path: str | os.PathLike[str], flag: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{flag} {path}: is a file; give a folder")
-    _make_dir(path, flag)
+    _make_dir(path, flag, path)
     _probe(path, flag, path)
     return path
 

@@ -35,7 +35,8 @@ SYNTHETIC_KEYS = {"layers", "experts", "zipf_s", "concentration", "token_slots",
 # Sanity limits (assumptions, not from a paper): far above any real MoE model (Mixtral: 32 layers x 8
 # experts; OLMoE 16 x 64; DeepSeek-V3 61 x 256), low enough that a typo cannot exhaust memory.
 MAX_GPUS = 65536
-SYNTHETIC_LIMITS = {"layers": 4096, "experts": 65536, "token_slots": 10**8, "seed": 2**63 - 1}
+SYNTHETIC_LIMITS = {"layers": 1024, "experts": 4096, "token_slots": 10**8, "seed": 2**63 - 1}
+SYNTHETIC_MAX_TRANSITIONS = 2**26  # layers x experts^2 floats the generator holds: 512 MiB at most
 
 
 class ProblemFileError(ConfigError):
@@ -68,6 +69,9 @@ def _synthetic(syn: Any, path: Path) -> tuple[dict[str, int], float, float]:
         if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
             raise ProblemFileError(f"{path}: synthetic.{key} must be a whole number from {least} to {most}, got {value!r}")
         counts[key] = value
+    if counts["layers"] * counts["experts"] ** 2 > SYNTHETIC_MAX_TRANSITIONS:
+        raise ProblemFileError(f"{path}: synthetic: {counts['layers']} layers x {counts['experts']}^2 expert pairs is more "
+                               f"than the {SYNTHETIC_MAX_TRANSITIONS} routing entries a synthetic problem may hold")
     reals: list[float] = []
     for key, low, high in (("zipf_s", 0.0, 100.0), ("concentration", 0.0, 1.0)):
         value = syn[key]

@@ -360,6 +360,8 @@ def test_place_options(tmp_path, capsys, extra, fragment):
      "synthetic.concentration must be a number from 0 to 1, got 2"),
     ("gpus: 2\ncapacity: 4\nsynthetic: {layers: 3, experts: 8, zipf_s: 1, concentration: 0.5, token_slots: 5, seed: -1}\n",
      "synthetic.seed must be a whole number from 0"),
+    ("gpus: 2\ncapacity: 4000\nsynthetic: {layers: 1000, experts: 4000, zipf_s: 1, concentration: 0.5, token_slots: 5}\n",
+     "expert pairs is more than the 67108864 routing entries"),
 ])
 def test_place_problem_faults_in_plain_words(tmp_path, capsys, text, fragment):
     problem = tmp_path / "p.yaml"
