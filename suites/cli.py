@@ -347,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     from hwsim.suites.calibrate import calibrate_command
                     if args.out is not None:
                         check_output_file(args.out, "--out")
+                    else:
+                        from hwsim.hardware.loader import user_hardware_dir
+                        check_output_dir(user_hardware_dir(), "hw calibrate: the user hardware folder")
                     calibrate_command(console, quick=args.quick, name=args.name, out=args.out, use_gpu=not args.no_gpu)
                 return 0
             if args.command == "suite":

@@ -466,3 +466,10 @@ def test_cli_matrix_of_bad_sizes_and_infeasible_problems(tmp_path, capsys):
         (["place", "--solver", "eplb", "--problem", infeasible], "infeasible"),
     ]:
         _bad(capsys, argv, fragment)
+
+
+def test_calibrate_checks_the_user_hardware_folder_before_measuring(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home-is-a-file"
+    home.write_text("x")
+    monkeypatch.setenv("HWSIM_HOME", str(home))
+    _bad(capsys, ["hw", "calibrate", "--quick", "--no-gpu"], "is a file, so nothing can be written under it")
