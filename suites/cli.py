@@ -11,22 +11,35 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from rich.console import Console
 
 import hwsim
 from hwsim.engine import Tracer
-from hwsim.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HwsimError, SuiteError
+from hwsim.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    HwsimError,
+    SuiteError,
+)
 from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware, list_hardware, load_hardware
 from hwsim.records import Provenance, read_results, write_results
 from hwsim.suites import compare as compare_mod
 from hwsim.suites.outputs import check_output_dir, check_output_file
-from hwsim.suites.registry import SuiteContext, get_suite, resolve_params, suite_parameters, suite_targets
+from hwsim.suites.registry import (
+    SuiteContext,
+    get_suite,
+    resolve_params,
+    suite_parameters,
+    suite_targets,
+)
 from hwsim.suites.render import FORMATS, print_tables, render_document
 from hwsim.suites.tables import Table
 
@@ -232,6 +245,7 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
     for path in traces:
         check_output_file(path, "--trace")
     provenance = Provenance.collect()
+    failed: list[str] = []
     for i, suite in enumerate(suites):  # each suite's file lands as it finishes; a later failure keeps it
         out = outs[i]
         tracer = Tracer() if args.trace else None
@@ -257,6 +271,10 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
             for line in compare_mod.summary_lines(comparison):
                 output.message(line)
             output.message(f"details: hwsim compare {out}")
+        failed += [f"{suite.name}:{name}" for name in result.failed_sections]
+    if failed:
+        output.message(f"failed sections (see the notes; the results file holds what finished): {', '.join(failed)}")
+        return EXIT_PARTIAL
     return 0
 
 

@@ -109,6 +109,8 @@ class SuiteResult:
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
+    failed_sections: list[str] = field(default_factory=list)
+    """Sections that failed (their notes say why); what finished is still in ``records``. The CLI exits 1."""
 
 
 @runtime_checkable

@@ -8,15 +8,31 @@ from collections import deque
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwsim.hardware import load_hardware
-from hwsim.systems.flover import (Active, BatchScheduler, ConcurrentInstances, ContinuousPaged, DynamicBatching,
-                                  FloverFusion, StaticBatching, min_reorder_moves, reorder_slots, simulate)
+from hwsim.systems.flover import (
+    Active,
+    BatchScheduler,
+    ConcurrentInstances,
+    ContinuousPaged,
+    DynamicBatching,
+    FloverFusion,
+    StaticBatching,
+    min_reorder_moves,
+    reorder_slots,
+    simulate,
+)
 from hwsim.systems.serving_cost import IterationCost, ServingConfig
 from hwsim.workloads.decoders import WorkloadError, get_model
-from hwsim.workloads.serving import (Request, load_azure_trace, make_requests, poisson_arrivals,
-                                     uniform_lengths)
+from hwsim.workloads.serving import (
+    Request,
+    load_azure_trace,
+    make_requests,
+    poisson_arrivals,
+    uniform_lengths,
+)
 
 HW = load_hardware("a100-sxm")
 GPTJ = ServingConfig(get_model("gpt-j-6b"), HW, tp=1, max_seq_tokens=600)
@@ -178,6 +194,9 @@ def test_decode_time_is_nearly_flat_in_batch_while_weights_dominate():
     warm = dataclasses.replace(HW, device=dataclasses.replace(HW.device, sram_bandwidth_bytes_per_s=5e12))
     for c in (cost, IterationCost(ServingConfig(GPTJ.model, warm))):  # vectorised == scalar roofline, on-chip rule too
         assert c.decode_times(16, kv) == pytest.approx([c.decode_time(16, int(k)) for k in kv], rel=1e-12)
+        times, nbytes = c.decode_profile(16, kv)  # the one-pass form the instances use
+        assert times == pytest.approx(c.decode_times(16, kv), rel=1e-14)
+        assert nbytes == pytest.approx(c.decode_bytes(16, kv), rel=1e-14)
 
 
 class AtMostTwo(BatchScheduler):
@@ -226,7 +245,7 @@ def test_azure_trace_loads_and_rejects_a_bad_row_with_its_line(tmp_path):
                     "2023-11-16 18:15:52.1,0,3\n"):
         bad = tmp_path / "bad.csv"
         bad.write_text(good.read_text() + bad_row)
-        with pytest.raises(WorkloadError, match="line 4"):
+        with pytest.raises(WorkloadError, match=r"bad\.csv:4: "):
             load_azure_trace(bad)
 
 

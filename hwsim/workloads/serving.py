@@ -1,20 +1,23 @@
-"""Request streams for serving simulations: synthetic arrivals and the Azure LLM trace.
+"""Request streams for serving simulations: synthetic arrivals and real request traces (Azure, Mooncake, plain).
 
 Every random draw comes from a ``numpy.random.Generator`` the caller passes in, so one seed gives
-one stream. The trace loader parses plain CSV (no pickle) and names the line of any bad row.
+one stream. Trace loaders parse text (no pickle) and name the file, line and field of any bad row.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as _dt
+import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from hwsim.workloads.decoders import WorkloadError
+from hwsim.errors import WorkloadError
+from hwsim.fileio import read_text_file
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class Request:
     arrival_s: float
     prompt_tokens: int
     gen_tokens: int
+    line: int = 0
+    """Line of the trace file this request came from (0: not from a file), for messages."""
 
     def __post_init__(self) -> None:
         if not self.arrival_s >= 0 or self.prompt_tokens < 1 or self.gen_tokens < 1:
@@ -58,8 +63,8 @@ def uniform_lengths(n: int, low: int, high: int, rng: np.random.Generator) -> np
     return rng.integers(low, high + 1, size=n)
 
 
-def make_requests(arrivals_s: Sequence[float], prompt_tokens: int | Sequence[int],
-                  gen_tokens: int | Sequence[int]) -> list[Request]:
+def make_requests(arrivals_s: Sequence[float] | np.ndarray, prompt_tokens: int | Sequence[int] | np.ndarray,
+                  gen_tokens: int | Sequence[int] | np.ndarray) -> list[Request]:
     """Zip arrivals with (scalar or per-request) prompt and generation lengths."""
     n = len(arrivals_s)
     prompts = np.broadcast_to(np.asarray(prompt_tokens), (n,))
@@ -73,16 +78,36 @@ def _positive_count(name: str, value: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Azure LLM Inference Dataset 2023, conversation trace (Azure/AzurePublicDataset,
-# data/AzureLLMInferenceTrace_conv.csv, CC-BY-4.0): TIMESTAMP, ContextTokens, GeneratedTokens.
+# Request traces. Formats (``fmt``), detected from the first line when not given:
+#   azure     Azure LLM inference traces (Azure/AzurePublicDataset, CC-BY-4.0): header
+#             TIMESTAMP,ContextTokens,GeneratedTokens; 2023 timestamps '2023-11-16 18:17:03.9799600',
+#             2024 ones '2024-05-10 00:00:00.009930+00:00' (a UTC offset).
+#   mooncake  Mooncake traces (kvcache-ai/Mooncake, FAST'25): JSON lines with ``timestamp`` in ms,
+#             ``input_length``, ``output_length`` and ``hash_ids`` (prefix-cache block ids, unused here).
+#   csv       any CSV with a header naming arrival_s, prompt_tokens and gen_tokens (other columns ignored).
+#   jsonl     JSON lines with the keys arrival_s, prompt_tokens and gen_tokens.
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+PLAIN_COLUMNS = ("arrival_s", "prompt_tokens", "gen_tokens")
+MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
+TRACE_FORMATS = ("auto", "azure", "mooncake", "csv", "jsonl")
 
 
 def _timestamp_s(text: str) -> tuple[int, float]:
-    """'YYYY-MM-DD HH:MM:SS[.fraction]' to (whole seconds since 0001-01-01, fraction): kept apart so
-    that the 7 fractional digits survive (a float of ~6e10 s keeps only ~1e-5 s)."""
-    day, clock = text.strip().split(" ")
+    """'YYYY-MM-DD HH:MM:SS[.fraction][+HH:MM|Z]' to (whole UTC seconds since 0001-01-01, fraction):
+    kept apart so that the 7 fractional digits survive (a float of ~6e10 s keeps only ~1e-5 s)."""
+    text = text.strip()
+    offset_s = 0
+    if text.endswith("Z"):
+        text = text[:-1]
+    elif len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
+        sign = 1 if text[-6] == "+" else -1
+        oh, om = int(text[-5:-3]), int(text[-2:])
+        if not (0 <= oh < 24 and 0 <= om < 60):
+            raise ValueError(text)
+        offset_s = sign * (oh * 3600 + om * 60)
+        text = text[:-6]
+    day, clock = text.split(" ")
     year, month, dom = (int(x) for x in day.split("-"))
     whole, _, fraction = clock.partition(".")
     hours, minutes, seconds = (int(x) for x in whole.split(":"))
@@ -90,50 +115,157 @@ def _timestamp_s(text: str) -> tuple[int, float]:
         raise ValueError(text)
     ordinal = _dt.date(year, month, dom).toordinal()
     frac = int(fraction) / 10 ** len(fraction) if fraction else 0.0
-    return ordinal * 86400 + hours * 3600 + minutes * 60 + seconds, frac
+    return ordinal * 86400 + hours * 3600 + minutes * 60 + seconds - offset_s, frac
 
 
-def load_azure_trace(path: str | Path, limit: int | None = None) -> list[Request]:
-    """Requests of the Azure conversation trace, arrivals shifted so the first is at 0.
+def _bad(path: Path, line: int, field: str, why: str) -> WorkloadError:
+    return WorkloadError(f"{path}:{line}: field {field}: {why}")
 
-    A row that does not parse (wrong column count, bad timestamp, a length that is not a positive
-    integer) is an error naming the file and its line number. Rows are sorted by arrival (stable).
+
+def _count(path: Path, line: int, field: str, value: object) -> int:
+    """A positive integer token count (an integral float such as 12.0 from JSON is accepted)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            value = int(text)
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                raise _bad(path, line, field, f"must be a positive integer, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(path, line, field, f"must be a positive integer, got {value!r}")
+    if not math.isfinite(value) or value != int(value) or value < 1:
+        raise _bad(path, line, field, f"must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _seconds(path: Path, line: int, field: str, value: object, scale: float = 1.0) -> float:
+    """A finite, non-negative time (``scale`` converts its unit to seconds)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise _bad(path, line, field, f"must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise _bad(path, line, field, f"must be a finite number >= 0, got {value!r}")
+    return float(value) * scale
+
+
+Row = tuple[tuple[int, float], int, int, int]  # ((whole s, fraction s), prompt, gen, line)
+
+
+def _csv_rows(path: Path, text: str, fmt: str) -> list[Row]:
+    lines = text.splitlines()
+    reader = csv.reader(lines)
+    header = [h.strip() for h in next(reader, [])]
+    wanted = AZURE_COLUMNS if fmt == "azure" else PLAIN_COLUMNS
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise WorkloadError(f"{path}:1: header lacks {', '.join(missing)} (a {fmt} trace needs {','.join(wanted)}; "
+                            f"got {','.join(header) or 'nothing'})")
+    where = [header.index(c) for c in wanted]
+    rows: list[Row] = []
+    for row in reader:
+        line = reader.line_num
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise WorkloadError(f"{path}:{line}: expected {len(header)} fields, got {len(row)}: {row!r}")
+        cells = [row[i] for i in where]
+        if fmt == "azure":
+            try:
+                arrival = _timestamp_s(cells[0])
+            except ValueError:
+                raise _bad(path, line, "TIMESTAMP", f"not a timestamp: {cells[0]!r}") from None
+        else:
+            arrival = (0, _seconds(path, line, wanted[0], cells[0]))
+        rows.append((arrival, _count(path, line, wanted[1], cells[1]), _count(path, line, wanted[2], cells[2]), line))
+    return rows
+
+
+def _json_rows(path: Path, text: str, fmt: str) -> list[Row]:
+    keys = MOONCAKE_KEYS if fmt == "mooncake" else PLAIN_COLUMNS
+    scale = 1e-3 if fmt == "mooncake" else 1.0  # Mooncake timestamps are milliseconds
+    rows: list[Row] = []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)  # NaN/Infinity parse as floats and fail the finite checks below
+        except json.JSONDecodeError as exc:
+            raise WorkloadError(f"{path}:{line}: not JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise WorkloadError(f"{path}:{line}: expected a JSON object, got {type(obj).__name__}")
+        for key in keys:
+            if key not in obj:
+                raise _bad(path, line, key, "missing")
+        if fmt == "mooncake" and "hash_ids" in obj and not isinstance(obj["hash_ids"], list):
+            raise _bad(path, line, "hash_ids", f"must be a list of block ids, got {obj['hash_ids']!r}")
+        arrival = _seconds(path, line, keys[0], obj[keys[0]], scale)
+        rows.append(((0, arrival), _count(path, line, keys[1], obj[keys[1]]), _count(path, line, keys[2], obj[keys[2]]),
+                     line))
+    return rows
+
+
+def detect_trace_format(path: str | Path, text: str) -> str:
+    """The format of a trace from its first non-empty line (see the table above)."""
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if first.startswith("{"):
+        try:
+            obj = json.loads(first)
+        except json.JSONDecodeError as exc:
+            raise WorkloadError(f"{path}:1: looks like JSON lines but is not JSON ({exc.msg})") from None
+        return "mooncake" if isinstance(obj, dict) and "input_length" in obj else "jsonl"
+    header = {h.strip() for h in first.split(",")}
+    if set(AZURE_COLUMNS) <= header:
+        return "azure"
+    if set(PLAIN_COLUMNS) <= header:
+        return "csv"
+    raise WorkloadError(f"{path}:1: cannot tell the trace format from {first[:80]!r}; give one of "
+                        f"{', '.join(TRACE_FORMATS[1:])} (trace_format=)")
+
+
+def load_trace(path: str | Path, fmt: str = "auto", limit: int | None = None,
+               time_scale: float = 1.0) -> list[Request]:
+    """Requests of a trace file, sorted by arrival (stable), the first at 0; each keeps its line number.
+
+    ``limit``: keep the first ``limit`` requests by arrival. ``time_scale``: multiply every arrival
+    time (2 = half the request rate). A row that does not parse is an error naming ``file:line`` and
+    the field; every number must be finite.
     """
     path = Path(path)
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise WorkloadError(f"{path}: cannot read trace ({exc.strerror})") from None
-    rows: list[tuple[tuple[int, float], int, int]] = []
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header) != AZURE_COLUMNS:
-            raise WorkloadError(f"{path}: line 1: expected header {','.join(AZURE_COLUMNS)}, got {header!r}")
-        for row in reader:
-            line = reader.line_num
-            if limit is not None and len(rows) >= limit:
-                break
-            if not row:
-                continue
-            if len(row) != 3:
-                raise WorkloadError(f"{path}: line {line}: expected 3 fields, got {len(row)}: {row!r}")
-            try:
-                arrival = _timestamp_s(row[0])
-            except ValueError:
-                raise WorkloadError(f"{path}: line {line}: bad TIMESTAMP {row[0]!r}") from None
-            lengths = []
-            for column, text in zip(AZURE_COLUMNS[1:], row[1:]):
-                text = text.strip()
-                if not text.isdigit() or int(text) < 1:
-                    raise WorkloadError(f"{path}: line {line}: {column} must be a positive integer, got {text!r}")
-                lengths.append(int(text))
-            rows.append((arrival, lengths[0], lengths[1]))
+    if fmt not in TRACE_FORMATS:
+        raise WorkloadError(f"unknown trace format {fmt!r}; choose one of {', '.join(TRACE_FORMATS)}")
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise WorkloadError(f"time_scale must be a finite number > 0, got {time_scale!r}")
+    if limit is not None and limit < 1:
+        raise WorkloadError(f"max_requests must be >= 1, got {limit}")
+    text = read_text_file(path, WorkloadError, "trace")
+    if fmt == "auto":
+        fmt = detect_trace_format(path, text)
+    rows = _json_rows(path, text, fmt) if fmt in ("mooncake", "jsonl") else _csv_rows(path, text, fmt)
     if not rows:
         raise WorkloadError(f"{path}: no requests")
     rows.sort(key=lambda r: r[0])
+    if limit is not None:
+        rows = rows[:limit]
     (whole0, frac0) = rows[0][0]
-    return [Request(i, (w - whole0) + (f - frac0), p, g) for i, ((w, f), p, g) in enumerate(rows)]
+    return [Request(i, ((w - whole0) + (f - frac0)) * time_scale, p, g, line)
+            for i, ((w, f), p, g, line) in enumerate(rows)]
+
+
+def load_azure_trace(path: str | Path, limit: int | None = None) -> list[Request]:
+    """The Azure LLM inference trace (2023 or 2024 timestamps); see :func:`load_trace`."""
+    return load_trace(path, "azure", limit)
+
+
+def split_by_context(requests: Sequence[Request], max_context: int) -> tuple[list[Request], list[Request]]:
+    """(requests whose prompt plus output fit ``max_context`` tokens, those that do not): a server
+    refuses the latter (vLLM rejects a prompt over the model's length; here the whole sequence must fit)."""
+    served = [r for r in requests if r.prompt_tokens + r.gen_tokens <= max_context]
+    refused = [r for r in requests if r.prompt_tokens + r.gen_tokens > max_context]
+    return served, refused
 
 
 AZURE_CONV_TRACE = "traces/azure_llm_2023_conv.csv"
