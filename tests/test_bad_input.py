@@ -473,3 +473,39 @@ def test_calibrate_checks_the_user_hardware_folder_before_measuring(tmp_path, mo
     home.write_text("x")
     monkeypatch.setenv("HWSIM_HOME", str(home))
     _bad(capsys, ["hw", "calibrate", "--quick", "--no-gpu"], "is a file, so nothing can be written under it")
+
+
+# --- 4. Ctrl-C as a terminal sends it: SIGINT to the whole process group -------------------------------------
+
+def _dask_available() -> bool:
+    from hwsim.suites.sweep.executors import dask_available
+    return dask_available()
+
+
+@pytest.mark.parametrize("executor", [
+    "process", pytest.param("dask", marks=pytest.mark.skipif(not _dask_available(), reason="dask is not installed"))])
+def test_ctrl_c_on_a_parallel_sweep_is_one_quiet_line(tmp_path, executor):
+    """Workers hear the terminal's SIGINT too; they must not print tracebacks (issue 11: ~65 lines before)."""
+    import signal
+    import time
+
+    doc = {"fixed": {"flows": 12000}, "axes": {"load": [0.5, 0.6, 0.7, 0.8], "hw.topology.link.bandwidth": ["50 GB/s", "150 GB/s"]},
+           "zip": [{"size_dist": ["exponential", "lognormal"], "mean_size_bytes": [1e6, 4e6]}]}
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "hwsim", "sweep", "link-sharing", "--grid", str(grid), "--out", str(out),
+                             "--executor", executor, "--workers", "2"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list((out / "cases").glob("*--*[0-9a-f].json")):
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    finished = list((out / "cases").glob("*--*[0-9a-f].json"))
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["hwsim: interrupted; files already written are complete"], err
+    assert finished and all(read_results(p) for p in finished)  # finished cases kept, whole
