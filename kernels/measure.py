@@ -8,14 +8,30 @@ calls, summarised by the median (robust to the odd preempted sample).
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from hwsim.kernels.gpu import require_gpu
 
-__all__ = ["Timing", "measure", "MIN_SAMPLES"]
+__all__ = [
+    "MIN_SAMPLES",
+    "NOISE_LIMIT",
+    "RobustTiming",
+    "Timing",
+    "alone_cpu_s",
+    "gpu_event_timer",
+    "load_average",
+    "measure",
+    "measure_interleaved",
+    "pair_times",
+    "reference_s",
+    "thread_counts",
+    "thread_limits",
+]
 
 Device = Literal["cpu", "gpu"]
 
@@ -37,7 +53,7 @@ class Timing:
     samples_s: tuple[float, ...]
 
     @classmethod
-    def from_samples(cls, samples_s: tuple[float, ...], *, warmup: int, device: Device) -> "Timing":
+    def from_samples(cls, samples_s: tuple[float, ...], *, warmup: int, device: Device) -> Timing:
         """Build the summary from raw per-call seconds."""
         if not samples_s:
             raise ValueError("samples_s: need at least one sample, got 0")
@@ -142,3 +158,286 @@ def _measure_gpu(fn: Callable[[], Any], warmup: int, repeats: int, max_time_s: f
         if len(samples) >= floor and time.perf_counter() - start_s >= budget_s:
             break
     return Timing.from_samples(tuple(samples), warmup=done_warmup, device="gpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# Measurement on a shared machine: explicit threads, interleaved repeats, a load check.
+#
+# A busy core only ever slows a run down, so the *minimum* of interleaved samples estimates what the
+# machine does when quiet; the median and a spread figure say how much the machine interfered.
+
+#: A case whose reference kernel ran this much slower after than before (or whose spread exceeds
+#: this) is retried, and marked noisy if it stays so.
+NOISE_LIMIT = 0.25
+
+
+def _set_threads(threads: int) -> tuple[int, Any]:
+    """Set Numba's and the BLAS pools' thread counts; return what to restore."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    limiter: Any = None
+    try:  # threadpoolctl is optional: a bare GPU box may not have it
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        limiter = threadpool_limits(limits=threads)
+    except ImportError:
+        limiter = None
+    return before, limiter
+
+
+class thread_limits:
+    """``with thread_limits(n):`` runs Numba parallel loops and BLAS on exactly ``n`` threads."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = _check_count("threads", threads, 1)
+        self._saved: tuple[int, Any] | None = None
+
+    def __enter__(self) -> thread_limits:  # noqa: PYI034
+        self._saved = _set_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import numba
+
+        assert self._saved is not None
+        before, limiter = self._saved
+        numba.set_num_threads(before)
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+
+def thread_counts() -> dict[str, int]:
+    """The thread counts in force now: Numba's, and each BLAS library's (via threadpoolctl)."""
+    import numba
+
+    counts = {"numba": int(numba.get_num_threads())}
+    try:
+        from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                counts[f"blas:{pool.get('internal_api', '?')}"] = int(pool.get("num_threads", 0))
+    except ImportError:
+        pass
+    return counts
+
+
+def load_average() -> float:
+    """One-minute load average (0.0 where the OS has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return 0.0
+
+
+def _reference_work() -> float:
+    """A fixed ~1 ms of scalar Python arithmetic on one core: its time says how busy the core is."""
+    acc = 0.0
+    for i in range(20_000):
+        acc += (i & 7) * 0.5
+    return acc
+
+
+def reference_s(samples: int = 5) -> float:
+    """Best-of-``samples`` time of the reference work (seconds)."""
+    best = math.inf
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        _reference_work()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@dataclass(frozen=True)
+class RobustTiming:
+    """One case measured by :func:`measure_interleaved`: best, median, spread, and the load around it."""
+
+    min_s: float
+    median_s: float
+    spread: float
+    """(median - min) / min over the interleaved samples: 0 on a quiet machine."""
+    samples: int
+    load_before: float
+    load_after: float
+    reference_ratio: float
+    """Reference-kernel time after / before the case: > 1 means the core got busier meanwhile."""
+    attempts: int
+    noisy: bool
+    threads: Mapping[str, int]
+    clock: str = "wall"
+    """What ``min_s``/``median_s`` count: ``wall`` time, or ``thread_cpu`` (CPU time of the calling
+    thread: a single-threaded kernel's time with any time-slicing by other processes removed)."""
+    wall_min_s: float = math.nan
+
+    def note(self) -> str:
+        """Provenance line for a measured record."""
+        threads = ",".join(f"{k}={v}" for k, v in sorted(self.threads.items()))
+        return (f"min of {self.samples} interleaved ({self.clock} clock; wall min={self.wall_min_s:.4g}s); "
+                f"median={self.median_s:.4g}s spread={self.spread:.2f} "
+                f"load={self.load_before:.2f}->{self.load_after:.2f} ref_ratio={self.reference_ratio:.2f} "
+                f"attempts={self.attempts} noisy={self.noisy} threads[{threads}]")
+
+
+def measure_interleaved(
+    cases: Mapping[str, Callable[[], Any]],
+    *,
+    rounds: int = 7,
+    warmup: int = 1,
+    max_time_s: float = 4.0,
+    retries: int = 2,
+    noise_limit: float = NOISE_LIMIT,
+    timer: Callable[[Callable[[], Any]], float] | None = None,
+    min_sample_s: float = 5e-4,
+    clock: str = "wall",
+    warm_below_s: float = 0.02,
+) -> dict[str, RobustTiming]:
+    """Time every case in round-robin order ``rounds`` times; report min, median and spread per case.
+
+    Interleaving spreads a burst of load over all cases instead of ruining one. A reference kernel
+    is timed before and after; a case whose spread exceeds ``noise_limit`` or that ran while the
+    reference slowed by more than ``noise_limit`` is re-measured (up to ``retries`` times, keeping
+    the better minimum) and marked ``noisy`` if it never came out clean. A case shorter than
+    ``min_sample_s`` is timed as a batch of back-to-back calls (per-call time reported), and a case
+    shorter than ``warm_below_s`` gets one untimed call before each sample, so the previous case's
+    data does not leave it cold (the models price a kernel repeated on its buffers). ``timer`` times one call
+    (default: ``perf_counter`` around it; a GPU caller passes a CUDA-event timer). ``clock="thread_cpu"``
+    times the calling thread's CPU time instead: exact for a kernel that runs on the calling thread
+    only (Numba and BLAS limited to 1 thread), and blind to other processes taking the core.
+    """
+    if clock not in ("wall", "thread_cpu"):
+        raise ValueError(f"clock must be 'wall' or 'thread_cpu', got {clock!r}")
+    if clock == "thread_cpu" and thread_counts().get("numba", 1) != 1:
+        raise ValueError("clock='thread_cpu' needs Numba limited to 1 thread (use thread_limits(1))")
+    if not cases:
+        raise ValueError("cases must not be empty")
+    rounds = _check_count("rounds", rounds, 1)
+    time_one = timer or _time_cpu_call
+    inner: dict[str, int] = {}
+    warm: dict[str, bool] = {}
+    for name, fn in cases.items():
+        if not callable(fn):
+            raise TypeError(f"every case must be callable, got {fn!r}")
+        for _ in range(warmup):
+            fn()
+        # a call shorter than min_sample_s is timed as a batch of back-to-back calls (steady state,
+        # as a kernel repeated on the same buffers runs), so timer cost and the wake-up after the
+        # previous case do not dominate it
+        one = min(time_one(fn) for _ in range(2))
+        inner[name] = max(1, min(10_000, math.ceil(min_sample_s / max(one, 1e-9)))) if timer is None else 1
+        warm[name] = one < warm_below_s
+    results: dict[str, RobustTiming] = {}
+    pending = list(cases)
+    attempt = 0
+    while pending and attempt <= retries:
+        attempt += 1
+        load0, ref0 = load_average(), reference_s()
+        samples: dict[str, list[float]] = {name: [] for name in pending}
+        walls: dict[str, list[float]] = {name: [] for name in pending}
+        start = time.perf_counter()
+        for r in range(rounds):
+            for name in pending:
+                if warm[name]:
+                    cases[name]()  # one untimed call first, so the sample runs warm (as a repeated kernel does)
+                if clock == "thread_cpu":
+                    cpu, wall = _batch_cpu(cases[name], inner[name])
+                    samples[name].append(cpu)
+                    walls[name].append(wall)
+                else:
+                    samples[name].append(_batch(time_one, cases[name], inner[name]))
+                    walls[name].append(samples[name][-1])
+            if r + 1 >= MIN_SAMPLES and time.perf_counter() - start > max_time_s:
+                break
+        load1, ref1 = load_average(), reference_s()
+        ratio = ref1 / ref0 if ref0 > 0 else 1.0
+        threads = thread_counts()
+        still: list[str] = []
+        for name in pending:
+            s = samples[name]
+            lo, med = min(s), float(statistics.median(s))
+            spread = (med - lo) / lo if lo > 0 else 0.0
+            noisy = spread > noise_limit or abs(ratio - 1.0) > noise_limit
+            old = results.get(name)
+            best_min = min(lo, old.min_s) if old else lo
+            wall_min = min(walls[name]) if not old else min(min(walls[name]), old.wall_min_s)
+            results[name] = RobustTiming(best_min, med, spread, len(s), load0, load1, ratio, attempt, noisy, threads,
+                                         clock, wall_min)
+            if noisy:
+                still.append(name)
+        pending = still
+    return results
+
+
+def _batch(time_one: Callable[[Callable[[], Any]], float], fn: Callable[[], Any], calls: int) -> float:
+    if calls == 1:
+        return time_one(fn)
+
+    def many() -> None:
+        for _ in range(calls):
+            fn()
+
+    return time_one(many) / calls
+
+
+def _batch_cpu(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
+    """(thread CPU seconds, wall seconds) per call of ``calls`` back-to-back calls."""
+    w0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+    for _ in range(calls):
+        fn()
+    c1, w1 = time.thread_time_ns(), time.perf_counter_ns()
+    return (c1 - c0) * 1e-9 / calls, (w1 - w0) * 1e-9 / calls
+
+
+def _time_cpu_call(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - t0) * 1e-9
+
+
+def gpu_event_timer(fn: Callable[[], Any]) -> float:
+    """Device seconds of one call between CUDA events on the current stream."""
+    cp = require_gpu()
+    stream = cp.cuda.get_current_stream()
+    ev_start, ev_end = cp.cuda.Event(), cp.cuda.Event()
+    ev_start.record(stream)
+    fn()
+    ev_end.record(stream)
+    ev_end.synchronize()
+    return float(cp.cuda.get_elapsed_time(ev_start, ev_end)) * 1e-3
+
+
+def pair_times(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[float, float, float, float]:
+    """Start two (GIL-releasing) calls together on two threads from a barrier.
+
+    Returns (first CPU s, second CPU s, first wall s, second wall s): each thread's own CPU time
+    counts only while it ran, so time-slicing by other processes drops out while hardware
+    interference between the two (shared core resources, caches, memory bandwidth) stays in.
+    """
+    import threading
+
+    barrier = threading.Barrier(2)
+    out: dict[int, tuple[float, float]] = {}
+
+    def worker(index: int, fn: Callable[[], Any]) -> None:
+        barrier.wait()
+        w0, c0 = time.perf_counter(), time.thread_time()
+        fn()
+        out[index] = (time.thread_time() - c0, time.perf_counter() - w0)
+
+    threads = [threading.Thread(target=worker, args=(0, first)), threading.Thread(target=worker, args=(1, second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out[0][0], out[1][0], out[0][1], out[1][1]
+
+
+def alone_cpu_s(fn: Callable[[], Any], repeats: int = 5) -> float:
+    """Best thread-CPU time of ``fn`` alone (run on the calling thread)."""
+    best = math.inf
+    for _ in range(repeats):
+        c0 = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - c0)
+    return best

@@ -14,8 +14,11 @@ GPU equivalents (``gpu_*``) use CuPy kernels timed with CUDA events and raise
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from functools import partial
+from typing import Any
 
 import numba
 import numpy as np
@@ -26,31 +29,31 @@ from hwsim.kernels.gpu import require_gpu
 from hwsim.kernels.measure import measure
 
 __all__ = [
-    "STREAM_SIZES_BYTES",
-    "QUICK_STREAM_SIZES_BYTES",
-    "FMA_WORKS_FLOPS",
-    "QUICK_FMA_WORKS_FLOPS",
-    "GPU_STREAM_SIZES_BYTES",
-    "GPU_FMA_WORKS_FLOPS",
     "FMA_ACCUMULATORS",
-    "FMA_UNROLL",
-    "FMA_LANES",
     "FMA_ADDEND",
+    "FMA_LANES",
+    "FMA_UNROLL",
+    "FMA_WORKS_FLOPS",
+    "GPU_FMA_WORKS_FLOPS",
+    "GPU_STREAM_SIZES_BYTES",
+    "QUICK_FMA_WORKS_FLOPS",
+    "QUICK_STREAM_SIZES_BYTES",
+    "STREAM_SIZES_BYTES",
+    "CpuCalibration",
+    "GpuCalibration",
+    "cpu_calibration",
+    "dispatch_overhead_s",
+    "fma_chains",
     "fma_multipliers",
     "fma_offsets",
-    "fma_chains",
-    "fma_reference",
-    "stream_triad_points",
     "fma_peak_points",
-    "dispatch_overhead_s",
-    "CpuCalibration",
-    "cpu_calibration",
-    "gpu_stream_points",
+    "fma_reference",
+    "gpu_calibration",
     "gpu_fma_chains",
     "gpu_fma_peak_points",
     "gpu_launch_overhead_s",
-    "GpuCalibration",
-    "gpu_calibration",
+    "gpu_stream_points",
+    "stream_triad_points",
 ]
 
 KiB = 1024
@@ -481,3 +484,208 @@ def gpu_calibration(quick: bool = False, seed: int = 0, repeats: int | None = No
         fma_fp64_points=tuple(gpu_fma_peak_points(np.float64, works, reps)),
         launch_overhead_s=gpu_launch_overhead_s(reps),
     )
+
+
+# --------------------------------------------------------------------------- per-family calibration (CPU)
+#
+# Each builder returns {case name: (work description, zero-argument callable)}: the caller times them
+# interleaved (kernels.measure.measure_interleaved) and fits the family's parameters. The shapes here
+# are the CALIBRATION shapes; the validation suite (suites/validate.py) uses disjoint ones and a test
+# checks that the two sets never meet.
+
+#: Working sets (total bytes touched) of the staircase sweep: L1 to well past any cache.
+STAIRCASE_BYTES: tuple[int, ...] = (6 * KiB, 24 * KiB, 96 * KiB, 384 * KiB, 1536 * KiB, 6 * MiB, 24 * MiB, 96 * MiB, 384 * MiB)
+QUICK_STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 384 * KiB, 6 * MiB, 96 * MiB, 384 * MiB)
+#: Calibration GEMM shapes (m, n, k), fp32 BLAS.
+CAL_GEMM_SHAPES: tuple[tuple[int, int, int], ...] = ((128, 128, 128), (192, 192, 192), (384, 384, 384),
+                                                     (640, 640, 640), (768, 768, 768), (1536, 1536, 768))
+#: Calibration GEMV shapes (m, k), fp32 BLAS.
+CAL_GEMV_SHAPES: tuple[tuple[int, int], ...] = ((1536, 1536), (3072, 3072), (6144, 3072))
+#: Calibration top-k shapes (rows, n, k).
+CAL_TOPK_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 3 << 16, 48), (24, 6000, 24), (96, 12000, 96))
+#: Calibration attention shapes (heads, q_len, kv_len, head_dim), all kept.
+CAL_ATTENTION_SHAPES: tuple[tuple[int, int, int, int], ...] = ((6, 24, 768, 64), (12, 48, 384, 64))
+#: Pruned calibration attention (heads, q_len, kv_len, head_dim, kept fraction): fits the gather rate.
+CAL_ATTENTION_PRUNED: tuple[tuple[int, int, int, int, float], ...] = ((10, 2, 3072, 64, 0.33), (6, 8, 1536, 64, 0.6))
+#: Softmax calibration (rows, cols).
+CAL_SOFTMAX_SHAPES: tuple[tuple[int, int], ...] = ((384, 768), (1536, 1536))
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _stream_sum(b):  # pragma: no cover - compiled
+    acc = 0.0
+    for i in prange(b.shape[0]):
+        acc += b[i]
+    return acc
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _softmax_rows(x, out):  # pragma: no cover - compiled
+    for r in prange(x.shape[0]):
+        m = x[r, 0]
+        for j in range(x.shape[1]):
+            m = max(m, x[r, j])
+        s = 0.0
+        for j in range(x.shape[1]):
+            e = math.exp(x[r, j] - m)
+            out[r, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(x.shape[1]):
+            out[r, j] *= inv
+
+
+def staircase_cases(sizes_bytes: Sequence[int], seed: int) -> dict[str, tuple[int, Any]]:
+    """Per working set: read (parallel sum), read+write (the project's triad kernel) and copy (its
+    memcpy kernel); value: bytes moved."""
+    from hwsim.kernels.basic import memcpy_numba, triad_numba
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[int, Any]] = {}
+    for size in _check_sizes_bytes(sizes_bytes, 24):
+        n = size // 24
+        b, c, a = rng.random(n), rng.random(n), np.empty(n)
+        cases[f"triad:{size}"] = (24 * n, lambda a=a, b=b, c=c: triad_numba(a, b, c, 3.0))
+        r = rng.random(size // 8)
+        cases[f"read:{size}"] = (8 * r.size, lambda r=r: _stream_sum(r))
+        src = rng.integers(0, 255, size // 2, dtype=np.uint8)
+        dst = np.empty_like(src)
+        cases[f"copy:{size}"] = (2 * src.size, lambda s=src, d=dst: memcpy_numba(s, d))
+    return cases
+
+
+def launch_s(repeats: int = 15) -> float:
+    """Steady-state cost of one call of the project's parallel triad kernel on 64 elements (best of
+    batched runs): the fixed cost of a memory-bound kernel call. On one thread it is timed by the
+    calling thread's CPU clock, so another process taking the core does not inflate it."""
+    from hwsim.kernels.basic import triad_numba
+
+    clock = time.thread_time if numba.get_num_threads() == 1 else time.perf_counter
+    a, b, c = np.empty(64), np.ones(64), np.ones(64)
+    triad_numba(a, b, c, 3.0)
+    best = math.inf
+    for _ in range(_check_repeats(repeats)):
+        t0 = clock()
+        for _ in range(500):
+            triad_numba(a, b, c, 3.0)
+        best = min(best, (clock() - t0) / 500)
+    return best
+
+
+def gemm_cases(shapes: Sequence[tuple[int, int, int]], seed: int) -> dict[str, tuple[tuple[int, int, int], Any]]:
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int], Any]] = {}
+    for m, n, k in shapes:
+        a = rng.random((m, k), dtype=np.float32)
+        b = rng.random((k, n), dtype=np.float32)
+        c = np.empty((m, n), dtype=np.float32)
+        cases[f"gemm:{m}x{n}x{k}"] = ((m, n, k), lambda a=a, b=b, c=c: np.matmul(a, b, out=c))
+    return cases
+
+
+def gemv_cases(shapes: Sequence[tuple[int, int]], seed: int) -> dict[str, tuple[tuple[int, int], Any]]:
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int], Any]] = {}
+    for m, k in shapes:
+        a = rng.random((m, k), dtype=np.float32)
+        x = rng.random(k, dtype=np.float32)
+        y = np.empty(m, dtype=np.float32)
+        cases[f"gemv:{m}x{k}"] = ((m, k), lambda a=a, x=x, y=y: np.matmul(a, x, out=y))
+    return cases
+
+
+def softmax_cases(shapes: Sequence[tuple[int, int]], seed: int) -> dict[str, tuple[tuple[int, int], Any]]:
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int], Any]] = {}
+    for rows, cols in shapes:
+        x = rng.random((rows, cols), dtype=np.float32)
+        out = np.empty_like(x)
+        cases[f"softmax:{rows}x{cols}"] = ((rows, cols), lambda x=x, out=out: _softmax_rows(x, out))
+    return cases
+
+
+def topk_cases(shapes: Sequence[tuple[int, int, int]], seed: int) -> dict[str, tuple[tuple[int, int, int], Any]]:
+    """The project's CPU top-k kernel (kernels/topk.py), whatever algorithm it runs."""
+    from hwsim.kernels.topk import topk_numba
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int], Any]] = {}
+    for rows, n, k in shapes:
+        x = rng.standard_normal((rows, n)).astype(np.float32)
+        cases[f"topk:{rows}x{n}:k{k}"] = ((rows, n, k), lambda x=x, k=k: topk_numba(x, k))
+    return cases
+
+
+def attention_cases(shapes: Sequence[tuple[int, int, int, int]], seed: int,
+                    kept: float = 1.0) -> dict[str, tuple[tuple[int, int, int, int], Any]]:
+    """The project's CPU attention kernel over ``kept`` of the tokens and all heads; value: (h, q, kept, d)."""
+    from hwsim.kernels.attention import attention_numba
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
+    for heads, q_len, kv_len, d in shapes:
+        q = rng.standard_normal((heads, q_len, d)).astype(np.float32)
+        k = rng.standard_normal((heads, kv_len, d)).astype(np.float32)
+        v = rng.standard_normal((heads, kv_len, d)).astype(np.float32)
+        toks = np.sort(rng.permutation(kv_len)[: max(1, int(kv_len * kept))])
+        hs = np.arange(heads)
+        cases[f"attention:{heads}x{q_len}x{kv_len}x{d}:kept{len(toks)}"] = (
+            (heads, q_len, len(toks), d), lambda q=q, k=k, v=v, t=toks, h=hs: attention_numba(q, k, v, t, h))
+    return cases
+
+
+#: Calibration shapes of the decode kernels: skinny GEMM (rows, n, k) and attention (batch, heads, len, head_dim).
+CAL_SKINNY_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (1, 2304, 768), (4, 1536, 1536), (8, 3072, 768), (2, 768, 3072), (1, 6144, 2048), (2, 2048, 6144)
+)
+CAL_DECODE_ATTENTION: tuple[tuple[int, int, int, int], ...] = ((3, 6, 384, 64), (6, 12, 160, 64))
+
+
+def skinny_cases(shapes: Sequence[tuple[int, int, int]], seed: int) -> dict[str, tuple[tuple[int, int, int], Any]]:
+    """The decode kernel's weight-streaming linear (kernels/decode.py ``_linear``)."""
+    from hwsim.kernels.decode import _linear
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int], Any]] = {}
+    for rows, n, k in shapes:
+        x = rng.standard_normal((rows, k)).astype(np.float32)
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        out = np.empty((rows, n), dtype=np.float32)
+        cases[f"skinny:{rows}x{n}x{k}"] = ((rows, n, k), partial(_linear, x, w, out))
+    return cases
+
+
+def decode_attention_cases(shapes: Sequence[tuple[int, int, int, int]],
+                           seed: int) -> dict[str, tuple[tuple[int, int, int, int], Any]]:
+    """The decode kernel's attention over contiguous caches (kernels/decode.py ``_attend``)."""
+    from hwsim.kernels.decode import _attend
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
+    for batch, heads, length, hd in shapes:
+        q = rng.standard_normal((batch, heads, hd)).astype(np.float32)
+        kc = rng.standard_normal((batch, heads, length + 1, hd)).astype(np.float32)
+        vc = rng.standard_normal((batch, heads, length + 1, hd)).astype(np.float32)
+        lens = np.full(batch, length, dtype=np.int64)
+        out = np.empty_like(q)
+        cases[f"decode_attention:{batch}x{heads}x{length}x{hd}"] = ((batch, heads, length, hd),
+                                                                     partial(_attend, q, kc, vc, lens, out))
+    return cases
+
+
+#: MoE dispatch calibration (tokens, experts, top_k, hidden).
+CAL_DISPATCH: tuple[tuple[int, int, int, int], ...] = ((384, 4, 2, 384), (1536, 32, 1, 128), (768, 12, 3, 192))
+
+
+def dispatch_cases(shapes: Sequence[tuple[int, int, int, int]], seed: int) -> dict[str, tuple[tuple[int, int], Any]]:
+    """The MoE counting-sort dispatch (kernels/moe.py); value: (slots, hidden)."""
+    from hwsim.kernels.moe import dispatch_numba
+
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[tuple[int, int], Any]] = {}
+    for tokens, experts, top_k, hidden in shapes:
+        x = rng.standard_normal((tokens, hidden)).astype(np.float32)
+        choice = np.argsort(rng.random((tokens, experts)), axis=1)[:, :top_k].astype(np.int64)
+        cases[f"dispatch:{tokens}x{experts}x{top_k}x{hidden}"] = ((tokens * top_k, hidden),
+                                                                  partial(dispatch_numba, x, choice, experts))
+    return cases

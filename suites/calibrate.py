@@ -7,21 +7,46 @@ that suite reports are predictions, not fits.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
-from dataclasses import dataclass
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 from rich.console import Console
 
-from hwsim.costs import efficiency_from_fit
+from hwsim.costs import efficiency_from_fit, fit_linear_time
+from hwsim.costs.families import (
+    Interference,
+    MemoryStep,
+    OperatorModels,
+    gemm_padded_flops,
+)
 from hwsim.errors import MeasurementError
 from hwsim.fileio import write_text_atomic
-from hwsim.hardware import Device, Efficiency, Hardware, Memory, dump_hardware, user_hardware_dir
+from hwsim.hardware import (
+    Device,
+    Efficiency,
+    Hardware,
+    Memory,
+    dump_hardware,
+    user_hardware_dir,
+)
 from hwsim.kernels import microbench
 from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
+from hwsim.kernels.measure import (
+    RobustTiming,
+    alone_cpu_s,
+    load_average,
+    measure_interleaved,
+    pair_times,
+    thread_limits,
+)
+from hwsim.suites.tables import Table
 
 KiB, MiB = 1024, 1024 * 1024
 # Quick calibration still needs two sizes well past any last-level cache to see DRAM.
@@ -112,7 +137,9 @@ def cpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
         stream = microbench.stream_triad_points(QUICK_STREAM_SIZES_BYTES, seed, 5)
     facts = cpu_facts(cal.threads)
     # DRAM regime: working sets at least twice the last-level cache; on chip: at most half of it
-    dram = [(float(b), t) for b, t in stream if facts.llc_bytes and b >= 2 * facts.llc_bytes] or [(float(b), t) for b, t in stream[-2:]]
+    dram = [(float(b), t) for b, t in stream if facts.llc_bytes and b >= 2 * facts.llc_bytes] or [
+        (float(b), t) for b, t in stream[-2:]
+    ]
     on_chip = [(float(b), t) for b, t in stream if facts.llc_bytes and b <= facts.llc_bytes / 2]
     # best sustained rate past the cache, as STREAM reports it: a busy machine only ever slows a run down
     memory = _fit(dram, "DRAM bandwidth (triad)")
@@ -128,8 +155,12 @@ def cpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
         compute_units=facts.threads,
         clock_hz=facts.clock_hz or 1e9,
         peak_flops_per_s={"fp32": fp32.rate, "fp64": fp64.rate},
-        memory=Memory(capacity_bytes=facts.memory_bytes or 1.0, bandwidth_bytes_per_s=memory.rate, channels=1,
-                      transaction_bytes=64),
+        memory=Memory(
+            capacity_bytes=facts.memory_bytes or 1.0,
+            bandwidth_bytes_per_s=memory.rate,
+            channels=1,
+            transaction_bytes=64,
+        ),
         sram_bytes=facts.llc_bytes,
         launch_overhead_s=launch_s,
         efficiency=Efficiency(compute_max, compute_half, memory_max, memory_half),
@@ -138,7 +169,9 @@ def cpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
     lines = [
         f"CPU: {facts.model}, {facts.threads} threads, LLC {facts.llc_bytes / MiB:.0f} MiB",
         f"DRAM bandwidth {memory.rate / 1e9:.1f} GB/s (best triad rate over {memory.points} sizes >= 2x LLC)",
-        f"on-chip bandwidth {sram_bw / 1e9:.1f} GB/s (best triad rate over {len(on_chip)} sizes <= LLC/2)" if sram_bw else "on-chip bandwidth: not fitted",
+        f"on-chip bandwidth {sram_bw / 1e9:.1f} GB/s (best triad rate over {len(on_chip)} sizes <= LLC/2)"
+        if sram_bw
+        else "on-chip bandwidth: not fitted",
         f"FP32 peak {fp32.rate / 1e9:.1f} GFLOP/s, FP64 peak {fp64.rate / 1e9:.1f} GFLOP/s (best FMA-chain rate)",
         f"launch overhead {launch_s * 1e6:.2f} us (smallest triad); Numba call {cal.dispatch_overhead_s * 1e6:.2f} us",
     ]
@@ -159,22 +192,33 @@ def gpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
     cp = require_gpu()
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     device = Device(
-        name=name, kind="gpu", compute_units=int(props["multiProcessorCount"]), clock_hz=float(props["clockRate"]) * 1e3,
+        name=name,
+        kind="gpu",
+        compute_units=int(props["multiProcessorCount"]),
+        clock_hz=float(props["clockRate"]) * 1e3,
         peak_flops_per_s={"fp32": fp32.rate, "fp64": fp64.rate},
-        memory=Memory(capacity_bytes=float(props["totalGlobalMem"]), bandwidth_bytes_per_s=memory.rate, transaction_bytes=32),
-        sram_bytes=float(props["l2CacheSize"]), launch_overhead_s=launch_s,
+        memory=Memory(
+            capacity_bytes=float(props["totalGlobalMem"]), bandwidth_bytes_per_s=memory.rate, transaction_bytes=32
+        ),
+        sram_bytes=float(props["l2CacheSize"]),
+        launch_overhead_s=launch_s,
         efficiency=Efficiency(compute_max, compute_half, memory_max, memory_half),
     )
     model = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    lines = [f"GPU: {model}", f"DRAM bandwidth {memory.rate / 1e9:.0f} GB/s",
-             f"FP32 peak {fp32.rate / 1e12:.1f} TFLOP/s, FP64 {fp64.rate / 1e12:.1f} TFLOP/s",
-             f"launch overhead {launch_s * 1e6:.2f} us"]
+    lines = [
+        f"GPU: {model}",
+        f"DRAM bandwidth {memory.rate / 1e9:.0f} GB/s",
+        f"FP32 peak {fp32.rate / 1e12:.1f} TFLOP/s, FP64 {fp64.rate / 1e12:.1f} TFLOP/s",
+        f"launch overhead {launch_s * 1e6:.2f} us",
+    ]
     return Hardware(name=name, description=f"{model}, calibrated by hwsim hw calibrate", device=device), lines
 
 
 def write_hardware(hw: Hardware, path: Path) -> Path:
-    header = (f"# Written by 'hwsim hw calibrate': every number below was measured on this machine by\n"
-              f"# microbenchmarks (triad, FMA chains, empty-kernel launches), in SI base units.\n")
+    header = (
+        "# Written by 'hwsim hw calibrate': every number below was measured on this machine by\n"
+        "# microbenchmarks (triad, FMA chains, empty-kernel launches), in SI base units.\n"
+    )
     return write_text_atomic(path, header + yaml.safe_dump(dump_hardware(hw), sort_keys=False))
 
 
@@ -197,7 +241,289 @@ def calibrate_command(console: Console, *, quick: bool, name: str, out: Path | N
     except GpuUnavailable as exc:
         console.print(f"GPU: skipped ({exc})")
         return
-    gpu_path = write_hardware(gpu, (out.with_name(f"{out.stem}-gpu{out.suffix}") if out else directory / f"{name}-gpu.yaml"))
+    gpu_path = write_hardware(
+        gpu, (out.with_name(f"{out.stem}-gpu{out.suffix}") if out else directory / f"{name}-gpu.yaml")
+    )
     for line in gpu_lines:
         console.print(f"  {line}")
     console.print(f"wrote {gpu_path}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-family operator models (hwsim.costs.families), fitted from calibration microbenchmarks only.
+
+
+@dataclass(frozen=True)
+class ModelCalibration:
+    """Fitted per-family models plus what the fit saw (for the table and the stability test)."""
+
+    models: OperatorModels
+    fitted: dict[str, float]
+    """Every fitted scalar by name (the calibration-stability check compares these)."""
+    timings: dict[str, RobustTiming]
+    load_before: float
+    load_after: float
+    extra_timings: dict[str, RobustTiming] = field(default_factory=dict)
+    """Timings of the ``extra`` (validation) cases measured in the same rounds; not fitted."""
+
+
+def _fixed_and_rate(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(fixed_s, rate) of ``t = fixed + work / rate`` from best-of-k times: the rate is the best
+    achieved on the largest half of the points, the fixed cost the smallest point's remainder."""
+    pts = sorted((float(w), float(t)) for w, t in points)
+    big = pts[len(pts) // 2 :]
+    rate = max(w / t for w, t in big)
+    fixed = max(0.0, min(t - w / rate for w, t in pts[: max(1, len(pts) // 2)]))
+    rate = max(w / max(t - fixed, 1e-12) for w, t in big)
+    return fixed, rate
+
+
+def fit_operator_models(
+    *,
+    threads: int,
+    quick: bool,
+    seed: int = 0,
+    rounds: int | None = None,
+    extra: Mapping[str, Callable[[], object]] | None = None,
+) -> ModelCalibration:
+    """Run the per-family calibration microbenchmarks on ``threads`` threads and fit their parameters.
+
+    Only the shapes in :mod:`hwsim.kernels.microbench` (``STAIRCASE_BYTES``, ``CAL_*``) are run; the
+    validation suite's shapes are disjoint. ``extra`` cases (the validation cases) are timed in the
+    same interleaved rounds, so both sides see the same machine, but never enter the fit; their
+    timings come back in ``ModelCalibration.extra_timings``.
+    """
+    rounds = rounds or (11 if quick else 15)
+    sizes = microbench.STAIRCASE_BYTES  # cheap: the full staircase even when quick
+    with thread_limits(threads):
+        load0 = load_average()
+        stair = microbench.staircase_cases(sizes, seed)
+        gemms = microbench.gemm_cases(microbench.CAL_GEMM_SHAPES[: 3 if quick else None], seed)
+        gemvs = microbench.gemv_cases(microbench.CAL_GEMV_SHAPES, seed)
+        soft = microbench.softmax_cases(microbench.CAL_SOFTMAX_SHAPES, seed)
+        topks = microbench.topk_cases(microbench.CAL_TOPK_SHAPES, seed)
+        atts = microbench.attention_cases(microbench.CAL_ATTENTION_SHAPES, seed)
+        for h, q, kv, d, kept in microbench.CAL_ATTENTION_PRUNED:
+            atts.update(microbench.attention_cases(((h, q, kv, d),), seed, kept))
+        skinny = microbench.skinny_cases(microbench.CAL_SKINNY_SHAPES, seed)
+        datt = microbench.decode_attention_cases(microbench.CAL_DECODE_ATTENTION, seed)
+        disp = microbench.dispatch_cases(microbench.CAL_DISPATCH, seed)
+        calls = {
+            name: fn
+            for group in (stair, gemms, gemvs, soft, topks, atts, skinny, datt, disp)
+            for name, (_, fn) in group.items()
+        }
+        clock = "thread_cpu" if threads == 1 else "wall"
+        extra = dict(extra or {})
+        clash = set(extra) & set(calls)
+        if clash:
+            raise CalibrationError(f"validation case names collide with calibration cases: {sorted(clash)}")
+        all_timings = measure_interleaved(
+            {**calls, **extra},
+            rounds=rounds,
+            warmup=2,
+            max_time_s=(20.0 if quick else 60.0) if extra else (6.0 if quick else 15.0),
+            clock=clock,
+        )
+        timings = {name: all_timings[name] for name in calls}
+        extra_timings = {name: all_timings[name] for name in extra}
+        best = {name: t.min_s for name, t in timings.items()}
+        launch = microbench.launch_s()
+        # rate per call at each working set, the call's fixed cost included: well conditioned
+        # even where the fixed cost is most of the call (subtracting it would not be)
+        steps = [
+            MemoryStep(
+                float(size),
+                *(stair[f"{kind}:{size}"][0] / best[f"{kind}:{size}"] for kind in ("read", "triad", "copy")),
+            )
+            for size in sizes
+        ]
+        mono = steps
+        tile = CPU_GEMM_TILE
+        gemm_rate, gemm_fixed = fit_linear_time(
+            [(gemm_padded_flops(m, n, k, tile, threads), best[name]) for name, ((m, n, k), _) in gemms.items()]
+        )
+        gemm_fixed = max(gemm_fixed, 0.0)
+        base = OperatorModels(
+            threads=threads,
+            launch_s=launch,
+            staircase=tuple(mono),
+            gemm_flops_per_s={"fp32": gemm_rate},
+            gemm_fixed_s=gemm_fixed,
+            gemm_tile=tile,
+        )
+        gemv_fraction = statistics.median(
+            base.stream_s((m * k + k + m) * 4.0, 0.0) / max(best[name] - launch, 1e-9)
+            for name, ((m, k), _) in gemvs.items()
+        )
+        soft_rate = max(r * c / max(best[name] - launch, 1e-9) for name, ((r, c), _) in soft.items())
+        per_element, topk_row = _fit_two(
+            [(rows * n, rows, best[name] - launch) for name, ((rows, n, _), _) in topks.items()]
+        )
+        topk_rate = 1.0 / per_element
+        per_flop, per_byte = _fit_two(
+            [
+                (4.0 * h * q * t * d, 2.0 * h * t * d * 4.0, best[name] - launch - h * q * t / soft_rate)
+                for name, ((h, q, t, d), _) in atts.items()
+            ]
+        )
+        att_rate, gather_bw = 1.0 / per_flop, (1.0 / per_byte if per_byte > 0 else math.inf)
+        # skinny GEMM: t - launch = weight / (read_bw(ws) * fraction) + 2 rows n k / rate
+        per_flop_s, per_stream = _fit_two(
+            [
+                (2.0 * r * n * k, n * k * 4.0 / base.bandwidth(n * k * 4.0, write=False), best[name] - launch)
+                for name, ((r, n, k), _) in skinny.items()
+            ]
+        )
+        skinny_rate = 1.0 / per_flop_s
+        dispatch_slot = max(
+            0.0,
+            statistics.median(
+                (best[name] - launch - base.stream_s(slots * h * 4.0, slots * h * 4.0)) / slots
+                for name, ((slots, h), _) in disp.items()
+            ),
+        )
+        skinny_fraction = min(1.0, 1.0 / per_stream) if per_stream > 0 else 1.0
+        datt_rate = max(
+            4.0
+            * b
+            * h
+            * (ln + 1)
+            * d
+            / max(
+                best[name]
+                - launch
+                - 2.0 * b * h * (ln + 1) * d * 4.0 / base.bandwidth(2.0 * b * h * (ln + 1) * d * 4.0, write=False),
+                1e-9,
+            )
+            for name, ((b, h, ln, d), _) in datt.items()
+        )
+        interference = pair_interference(seed) if (os.cpu_count() or 1) >= 2 else Interference()
+        load1 = load_average()
+    models = replace(
+        base,
+        gemv_read_fraction=min(1.0, gemv_fraction),
+        softmax_elements_per_s=soft_rate,
+        topk_elements_per_s=topk_rate,
+        topk_row_s=topk_row,
+        attention_flops_per_s=att_rate,
+        gather_bytes_per_s=gather_bw,
+        skinny_flops_per_s=skinny_rate,
+        skinny_read_fraction=skinny_fraction,
+        decode_attention_flops_per_s=datt_rate,
+        dispatch_slot_s=dispatch_slot,
+        interference=interference,
+    )
+    fitted = {
+        "launch_s": launch,
+        "gemm_fp32_flops_per_s": gemm_rate,
+        "gemm_fixed_s": gemm_fixed,
+        "gemv_read_fraction": models.gemv_read_fraction,
+        "softmax_elements_per_s": soft_rate,
+        "topk_elements_per_s": topk_rate,
+        "topk_row_s": topk_row,
+        "attention_flops_per_s": att_rate,
+        "gather_bytes_per_s": gather_bw,
+        "skinny_flops_per_s": skinny_rate,
+        "skinny_read_fraction": skinny_fraction,
+        "decode_attention_flops_per_s": datt_rate,
+        "dispatch_slot_s": dispatch_slot,
+        "interference_memory_memory": interference.memory_memory,
+        "interference_compute_compute": interference.compute_compute,
+        "interference_compute_memory": interference.compute_memory,
+    }
+    for s in mono:
+        fitted[f"read_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_bytes_per_s
+        fitted[f"read_write_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_write_bytes_per_s
+        fitted[f"copy_bytes_per_s@{int(s.working_set_bytes)}"] = s.copy_bytes_per_s or 0.0
+    return ModelCalibration(models, fitted, timings, load0, load1, extra_timings)
+
+
+#: CPU GEMM output tile: assumption (OpenBLAS-style register/cache blocking of a few dozen rows and
+#: columns per thread); only the wave quantization of small matrices depends on it.
+CPU_GEMM_TILE: tuple[int, int] = (64, 64)
+
+
+def _fit_two(points: Sequence[tuple[float, float, float]]) -> tuple[float, float]:
+    """Non-negative ``(a, b)`` of ``t = a * x1 + b * x2`` by least squares on relative error; when
+    the two-term fit goes negative, the one-term fit ``t = a * x1`` (b = 0)."""
+    import numpy as np
+
+    x = np.array([[x1, x2] for x1, x2, _ in points], dtype=float)
+    t = np.array([max(tt, 1e-9) for _, _, tt in points])
+    w = 1.0 / t
+    coef, *_ = np.linalg.lstsq(x * w[:, None], t * w, rcond=None)
+    a, b = float(coef[0]), float(coef[1])
+    if a <= 0 or b < 0:
+        a, b = float(np.sum(w * w * x[:, 0] * t) / np.sum(w * w * x[:, 0] ** 2)), 0.0
+    return a, b
+
+
+#: Calibration pairs: FMA passes over 4096 values, and ``c = a + b`` over this many bytes (x4 passes).
+CAL_PAIR_FMA_PASSES = 400
+CAL_PAIR_STREAM_BYTES = 48 * MiB
+
+
+def pair_kernels(
+    seed: int, fma_passes: int, stream_bytes: int
+) -> tuple[list[Callable[[], object]], list[Callable[[], object]]]:
+    """Two independent FMA calls and two independent stream calls (each single-threaded, GIL released)."""
+    import numpy as np
+
+    from hwsim.kernels.overlap import FMA_STEPS, _fma_stream, _vector_add
+
+    rng = np.random.default_rng(seed)
+    x = rng.random(4096)
+    fmas: list[Callable[[], object]] = []
+    streams: list[Callable[[], object]] = []
+    for _ in range(2):
+        out = np.empty_like(x)
+        fmas.append(partial(_fma_stream, x, out, FMA_STEPS, fma_passes))
+        n = stream_bytes // 24
+        a, b, c = rng.random(n), rng.random(n), np.empty(n)
+        streams.append(partial(_passes, _vector_add, 4, a, b, c))
+    for fn in fmas + streams:
+        fn()
+    return fmas, streams
+
+
+def _passes(fn: Callable[..., object], count: int, *args: object) -> None:
+    for _ in range(count):
+        fn(*args)
+
+
+def pair_slowdowns(
+    first: Callable[[], object], second: Callable[[], object], repeats: int = 5
+) -> tuple[float, float, float]:
+    """(first slowdown, second slowdown, pair CPU time): best-of CPU times together over alone."""
+    alone1, alone2 = alone_cpu_s(first, repeats), alone_cpu_s(second, repeats)
+    best1 = best2 = math.inf
+    for _ in range(repeats):
+        c1, c2, _, _ = pair_times(first, second)
+        best1, best2 = min(best1, c1), min(best2, c2)
+    return best1 / alone1, best2 / alone2, max(best1, best2)
+
+
+def pair_interference(seed: int) -> Interference:
+    """FMA+FMA, stream+stream and FMA+stream pairs on two threads: the calibrated slowdowns."""
+    fmas, streams = pair_kernels(seed, CAL_PAIR_FMA_PASSES, CAL_PAIR_STREAM_BYTES)
+    ff = pair_slowdowns(fmas[0], fmas[1])
+    ss = pair_slowdowns(streams[0], streams[1])
+    fs = pair_slowdowns(fmas[0], streams[0])
+    return Interference(
+        memory_memory=max(1.0, statistics.fmean(ss[:2])),
+        compute_compute=max(1.0, statistics.fmean(ff[:2])),
+        compute_memory=max(1.0, statistics.fmean(fs[:2])),
+    )
+
+
+def calibration_table(cal: ModelCalibration) -> Table:
+    """The fitted parameters as data (the CLI renders it)."""
+    table = Table(
+        title=f"per-family calibration ({cal.models.threads} threads, load {cal.load_before:.2f}->{cal.load_after:.2f})"
+    )
+    table.add_column("parameter")
+    table.add_column("value", justify="right", number_format=".4g")
+    for name, value in cal.fitted.items():
+        table.add_row(name, value)
+    return table

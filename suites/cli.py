@@ -115,6 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     place.add_argument("--out", type=Path, help="write the placement as JSON here")
     place.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="solver option (repeatable)")
 
+    val = sub.add_parser("validate", help="calibrate, then predict and measure held-out cases of every kernel family",
+                         parents=[fmt])
+    val.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="cpu (Numba/BLAS) or gpu (CuPy)")
+    val.add_argument("--threads", type=int, help="CPU threads for Numba and BLAS (default: all)")
+    val.add_argument("--quick", action="store_true", help="fewer repeats and the smaller cases")
+    val.add_argument("--out", type=Path, help="write validate.json, validate.md and the fitted models here")
+    val.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
+
     cmp_ = sub.add_parser("compare", help="simulated vs measured (or vs paper), with the error of every row",
                           parents=[fmt])
     cmp_.add_argument("files", nargs="+", type=Path, help="results files (simulated, measured and paper records, any mix)")
@@ -318,9 +326,9 @@ def _compare(output: Output, args: argparse.Namespace) -> int:
     elif args.format == "csv":
         text = compare_mod.to_csv(comparison)
     else:
-        text = render_document([compare_mod.to_table(comparison)], "markdown")
+        text = render_document([compare_mod.to_table(comparison), compare_mod.family_table(comparison)], "markdown")
     if args.format == "table":
-        output.tables([compare_mod.to_table(comparison)])
+        output.tables([compare_mod.to_table(comparison), compare_mod.family_table(comparison)])
     else:
         sys.stdout.write(text)
     if args.out:
@@ -377,6 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run_suites(output, args)
             if args.command == "sweep":
                 return _sweep(console, args)
+            if args.command == "validate":
+                from hwsim.suites.validate import run_validate
+                result = run_validate(device=args.device, threads=args.threads, quick=args.quick, seed=args.seed,
+                                      out=args.out)
+                output.tables(result.tables, result.notes)
+                return 0
             if args.command == "place":
                 from hwsim.suites.place import place_command
                 if args.out is not None:

@@ -42,6 +42,13 @@ class Row:
         return relative_error(self.simulated, self.measured)
 
     @property
+    def family(self) -> str:
+        """The operator family of the row: the case's ``family`` field, else its ``op``, else the
+        metric's prefix (the part before the first ``_``)."""
+        fields = dict(part.split("=", 1) for part in self.case.split(",") if "=" in part)
+        return fields.get("family") or fields.get("op") or self.metric.split("_", 1)[0]
+
+    @property
     def within(self) -> bool | None:
         if self.simulated is None or self.measured is None or self.measured == 0:
             return None
@@ -137,6 +144,42 @@ def to_table(c: Comparison) -> Table:
     return table
 
 
+@dataclass(frozen=True)
+class FamilySummary:
+    family: str
+    rows: int
+    median_abs_rel_error: float
+    worst_abs_rel_error: float
+    worst_case: str
+
+
+def family_summary(c: Comparison) -> list[FamilySummary]:
+    """Per operator family (see :attr:`Row.family`): joined rows, median and worst |relative error|."""
+    groups: dict[str, list[Row]] = {}
+    for r in c.joined:
+        groups.setdefault(r.family, []).append(r)
+    out = []
+    for family, rows in sorted(groups.items()):
+        errors = [abs(r.rel_error or 0.0) for r in rows]
+        worst = max(rows, key=lambda r: abs(r.rel_error or 0.0))
+        out.append(FamilySummary(family, len(rows), statistics.median(errors), max(errors),
+                                 f"{worst.suite} {worst.case}"))
+    return out
+
+
+def family_table(c: Comparison) -> Table:
+    """The per-family summary as a table (data)."""
+    table = Table(title=f"per-family error, simulated vs {c.against}")
+    table.add_column("family")
+    table.add_column("rows", justify="right")
+    table.add_column("median |error|", unit="%", justify="right", number_format=".1f")
+    table.add_column("worst |error|", unit="%", justify="right", number_format=".1f")
+    table.add_column("worst case")
+    for f in family_summary(c):
+        table.add_row(f.family, f.rows, f.median_abs_rel_error * 100, f.worst_abs_rel_error * 100, f.worst_case)
+    return table
+
+
 def to_json(c: Comparison) -> str:
     worst = c.worst
     return json.dumps({
@@ -147,6 +190,9 @@ def to_json(c: Comparison) -> str:
                     f"only_{c.against}": len(c.only_measured), "median_abs_rel_error": c.median_abs_rel_error,
                     "worst_abs_rel_error": abs(worst.rel_error) if worst and worst.rel_error is not None else None,
                     "tolerance": TOLERANCE, "within_tolerance": sum(1 for r in c.joined if r.within)},
+        "families": [{"family": f.family, "rows": f.rows, "median_abs_rel_error": f.median_abs_rel_error,
+                      "worst_abs_rel_error": f.worst_abs_rel_error, "worst_case": f.worst_case}
+                     for f in family_summary(c)],
     }, indent=1) + "\n"
 
 

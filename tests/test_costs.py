@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -89,8 +90,11 @@ def test_gemm_flops_bytes_and_time():
     assert skinny.flops == 60 and skinny.bytes == (10 + 15 + 6) * 2
 
 
+ROOF = dataclasses.replace(DEV, kind="accelerator")  # no per-family models: the plain roofline
+
+
 def test_gemv_is_memory_bound():
-    cost = gemv(DEV, 1000, 1000, "fp32")
+    cost = gemv(ROOF, 1000, 1000, "fp32")
     assert cost.flops == 2e6 and cost.bytes == (1e6 + 2000) * 4
     assert close(cost.time_s, 4.008e6 / BW) and cost.bound == "memory"
     assert gemv(DEV, 10, 20, "fp32", batch=4).flops == 4 * 400
@@ -104,7 +108,7 @@ def test_elementwise_softmax_topk_memcpy():
     sm = softmax(DEV, 100, 1000, "fp32")
     assert sm.flops == 5e5 and sm.bytes == 8e5 and close(sm.time_s, 8e-6)
 
-    tk = topk(DEV, 10, 1000, 8, "fp32")
+    tk = topk(ROOF, 10, 1000, 8, "fp32")
     assert tk.flops == 1e4 and tk.bytes == 10 * (1000 * 4 + 8 * (4 + 4))
     assert close(tk.time_s, tk.bytes / BW)
     assert topk(DEV, 10, 1000, 8, "fp32", comparisons_per_element=2).flops == 2e4
@@ -336,3 +340,19 @@ def test_bytes_that_fit_on_chip_go_at_sram_bandwidth():
     small, large = cpu.sram_bytes / 4, cpu.sram_bytes * 4
     assert memcpy(fast, small).memory_s == pytest.approx(memcpy(cpu, small).memory_s / 4)
     assert memcpy(fast, large).memory_s == pytest.approx(memcpy(cpu, large).memory_s)
+
+
+def test_gpu_gemv_and_topk_come_from_the_family_models():
+    """A GPU's GEMV streams at the GEMV fraction of the staircase and its top-k is priced by the
+    selection kernel's per-row rate with rows in parallel: not the roofline, not the GEMM curve."""
+    from hwsim.costs.ops import operator_models
+
+    models = operator_models(DEV)
+    assert models is not None and operator_models(ROOF) is None
+    g = gemv(DEV, 4096, 4096, "fp16")
+    assert close(g.time_s, models.gemv_s(4096, 4096, 2.0))
+    assert g.time_s > gemv(ROOF, 4096, 4096, "fp16").time_s  # slower than a perfect stream
+    one_row = topk(DEV, 1, 1 << 20, 64, "fp32").time_s
+    many_rows = topk(DEV, 2, 1 << 20, 64, "fp32").time_s  # 2 <= parallel rows; the read of 2 rows is shorter
+    assert close(one_row, many_rows)  # rows run side by side, up to the resident blocks
+    assert topk(DEV, 1, 1 << 21, 64, "fp32").time_s > 1.9 * (one_row - models.launch_s)

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
+from hwsim.costs.families import OperatorModels, derived_gpu_models
 from hwsim.errors import CostError
 from hwsim.hardware.model import Device
 
@@ -160,6 +162,29 @@ def roofline(device: Device, op: str, flops: float, nbytes: float, dtype: str | 
     )
 
 
+def operator_models(device: Device) -> OperatorModels | None:
+    """The device's per-family models: calibrated ones when its hardware file carries them
+    (``device.operators``), else for a GPU models derived from its datasheet numbers plus the
+    documented assumptions of :func:`hwsim.costs.families.derived_gpu_models`; None for a CPU
+    without calibration (the roofline is used)."""
+    explicit = getattr(device, "operators", None)
+    if isinstance(explicit, OperatorModels):
+        return explicit
+    if device.kind == "gpu":
+        return derived_gpu_models(sms=device.compute_units, hbm_bytes_per_s=device.memory.bandwidth_bytes_per_s,
+                                  l2_bytes=device.sram_bytes, launch_s=device.launch_overhead_s,
+                                  peak_flops_per_s=device.peak_flops_per_s)
+    return None
+
+
+def _family_cost(op: str, flops: float, nbytes: float, time_s: float, launch_s: float, compute_s: float) -> OpCost:
+    """An OpCost whose time comes from a per-family model: ``compute_s`` the model's compute-side
+    share, the rest of the non-launch time counted as memory."""
+    body = max(time_s - launch_s, 0.0)
+    return OpCost(op=op, flops=flops, bytes=nbytes, compute_s=min(compute_s, body),
+                  memory_s=body if compute_s < body else 0.0, overhead_s=launch_s, time_s=time_s)
+
+
 def gemm(device: Device, m: int, n: int, k: int, dtype: str = "fp32", batch: int = 1) -> OpCost:
     """``C[m,n] = A[m,k] @ B[k,n]``, ``batch`` times.
 
@@ -179,6 +204,9 @@ def gemv(device: Device, m: int, k: int, dtype: str = "fp32", batch: int = 1) ->
     size = itemsize(dtype)
     flops = 2.0 * m * k * batch
     nbytes = float(m * k + k + m) * size * batch
+    models = operator_models(device)
+    if models is not None:  # weight streaming at the GEMV family's fraction of the staircase
+        return _family_cost("gemv", flops, nbytes, batch * models.gemv_s(m, k, size), models.launch_s * batch, 0.0)
     return roofline(device, "gemv", flops, nbytes, dtype)
 
 
@@ -234,6 +262,12 @@ def topk(
     size = itemsize(dtype)
     flops = per_element * rows * n
     nbytes = float(rows) * (n * size + k * (size + INDEX_BYTES))
+    models = operator_models(device)
+    if models is not None and math.isfinite(models.topk_elements_per_s):
+        # the selection kernel's algorithm: per-element rate, per-row cost, rows in parallel
+        time_s = models.topk_s(rows, n, k, size)
+        select_s = math.ceil(rows / models.topk_parallel_rows) * (n / models.topk_elements_per_s + models.topk_row_s)
+        return _family_cost("topk", flops, nbytes, time_s, models.launch_s, select_s)
     return roofline(device, "topk", flops, nbytes, dtype)
 
 
@@ -247,7 +281,7 @@ def _kept(name: str, kept: int | Sequence[int] | None, total: int, total_name: s
         if count > total:
             raise CostError(f"{name} must be <= {total_name}={total}, got {count}")
         return count
-    indices = [_count(f"{name} index", i, minimum=0) for i in kept]
+    indices = [_count(f"{name} index", i, minimum=0) for i in kept]  # type: ignore[union-attr]
     if not indices:
         raise CostError(f"{name} must keep at least one, got an empty sequence")
     out_of_range = [i for i in indices if i >= total]

@@ -10,11 +10,12 @@ units (more waves) or when the summed demand exceeds the bandwidth (longer waves
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Generator
 
 import simpy
 
+from hwsim.costs.families import Interference, concurrent_s
 from hwsim.engine import Simulation
 from hwsim.errors import SimulationError
 
@@ -88,7 +89,7 @@ def predict_concurrent(first: KernelFootprint, second: KernelFootprint, units: i
             take = max(1, min(left, free))
             held[k.name] = take
             nbytes = per_block_bytes * take
-            events = [env.timeout(wave_s)]
+            events: list[simpy.events.Event] = [env.timeout(wave_s)]
             if nbytes > 0:
                 events.append(memory.transfer(nbytes, cap_bytes_per_s=nbytes / wave_s, label=k.name))
             yield env.all_of(events)
@@ -105,4 +106,31 @@ def predict_concurrent(first: KernelFootprint, second: KernelFootprint, units: i
     return OverlapPrediction(done[first.name], done[second.name], max(done.values()))
 
 
-__all__ = ["KernelFootprint", "OverlapError", "OverlapPrediction", "predict_concurrent"]
+__all__ = ["Interference", "KernelFootprint", "OverlapError", "OverlapPrediction", "predict_concurrent",
+           "predict_shared"]
+
+
+def predict_shared(first: KernelFootprint, second: KernelFootprint, units: int, bandwidth_bytes_per_s: float,
+                   interference: Interference) -> OverlapPrediction:
+    """Two kernels started together, as a block scheduler and a calibrated machine run them.
+
+    Units: each kernel gets the blocks it asks for when both fit; otherwise the units are split in
+    proportion to the blocks each asks for (a scheduler dispatching both grids' blocks as units free
+    up), never first-takes-all; a kernel with fewer units than it had alone runs more waves. Then the
+    calibrated :class:`~hwsim.costs.families.Interference` slows each by what both are bound by (its
+    memory share = its alone bytes / (alone time * bandwidth)). Once one finishes, the other runs
+    alone. The answer can land anywhere between perfect overlap and serial, as measured pairs do.
+    """
+    if units < 1:
+        raise OverlapError(f"units must be >= 1, got {units}")
+    if not bandwidth_bytes_per_s > 0:
+        raise OverlapError(f"bandwidth_bytes_per_s must be > 0, got {bandwidth_bytes_per_s!r}")
+    demand = first.blocks + second.blocks
+    stretched = []
+    for k in (first, second):
+        alone_units = min(k.blocks, units)
+        share = alone_units if demand <= units else max(1, int(units * k.blocks / demand))
+        stretched.append(k.alone_s * _waves(k.blocks, share) / _waves(k.blocks, alone_units))
+    mem = [min(1.0, k.bytes / (k.alone_s * bandwidth_bytes_per_s)) for k in (first, second)]
+    a, b, both = concurrent_s(stretched[0], stretched[1], mem[0], mem[1], interference)
+    return OverlapPrediction(a, b, both)

@@ -1,0 +1,411 @@
+"""Per-family operator models: each kernel family priced by the resource its algorithm uses.
+
+A single roofline with one efficiency curve cannot predict both a large GEMM and a decode GEMV: each
+family reaches its own fraction of peak, and a working set's bandwidth depends on which level of the
+memory hierarchy holds it. :class:`OperatorModels` holds what calibration measured (never a number
+fitted to a validation case):
+
+* a memory **staircase**: read and read+write bandwidth at working-set sizes from L1 to DRAM,
+  interpolated in log(size) between measured steps;
+* per-family rates: GEMM (with tile and wave quantization), GEMV / skinny GEMM, softmax, top-k
+  (per-element rate of the selection kernel), attention, the decode linear layer;
+* interference coefficients for two kernels at once (see :mod:`hwsim.systems.overlap`).
+
+Every function returns seconds. Pure Python + math: importable on a bare GPU box.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hwsim.errors import CostError
+
+
+@dataclass(frozen=True)
+class MemoryStep:
+    """Bandwidth measured at one working-set size (bytes touched by the kernel)."""
+
+    working_set_bytes: float
+    """Bytes the kernel touches. Rates are per call of a kernel of that size, its fixed cost
+    included, so a memory-bound call takes ``bytes / rate`` (interpolated between steps)."""
+    read_bytes_per_s: float
+    read_write_bytes_per_s: float
+    copy_bytes_per_s: float | None = None
+    """A plain copy's rate (counting bytes read + written): a library copy may use wider or
+    non-temporal stores and beat the triad in DRAM, or lose to it in cache. None: the triad's."""
+
+
+@dataclass(frozen=True)
+class Interference:
+    """Slowdown of each of two kernels run at once, by what each is bound by (1.0 = no interference).
+
+    Fitted from microbenchmark pairs: stream+stream (``memory_memory``), FMA+FMA (``compute_compute``)
+    and FMA+stream (``compute_memory``). On a CPU with two vCPUs the FMA pair slows because the vCPUs
+    share a physical core or clock budget, not memory.
+    """
+
+    memory_memory: float = 1.0
+    compute_compute: float = 1.0
+    compute_memory: float = 1.0
+
+    def slowdown(self, mine_memory: float, other_memory: float) -> float:
+        """Slowdown of a kernel whose time is ``mine_memory`` memory-bound (0..1) next to another."""
+        a, b = _unit(mine_memory), _unit(other_memory)
+        return (
+            a * b * self.memory_memory
+            + (1 - a) * (1 - b) * self.compute_compute
+            + (a * (1 - b) + (1 - a) * b) * self.compute_memory
+        )
+
+
+def _unit(x: float) -> float:
+    return min(1.0, max(0.0, float(x)))
+
+
+@dataclass(frozen=True)
+class OperatorModels:
+    """A device's calibrated per-family parameters (SI units; rates per second)."""
+
+    threads: int
+    """Compute units the kernels ran on when calibrated (CPU threads or GPU SMs)."""
+    launch_s: float
+    """Fixed cost of starting one parallel kernel."""
+    staircase: tuple[MemoryStep, ...]
+    gemm_flops_per_s: Mapping[str, float]
+    """Rate of a large GEMM per dtype, on whole tiles (see :func:`gemm_s`)."""
+    gemm_fixed_s: float
+    gemm_tile: tuple[int, int] = (64, 64)
+    """Output tile (rows, cols) one unit computes at a time; the wave is ``threads`` tiles."""
+    gemv_read_fraction: float = 1.0
+    """Fraction of the staircase read bandwidth a GEMV / skinny GEMM reaches."""
+    copy_fraction: float = 1.0
+    """Fraction of the staircase read+write bandwidth a plain copy reaches (vs the triad that defines it)."""
+    softmax_elements_per_s: float = math.inf
+    topk_elements_per_s: float = math.inf
+    """Selection rate of the top-k kernel: one pass over every element plus the select among candidates."""
+    topk_row_s: float = 0.0
+    """Per-row cost of the top-k kernel (sample, bracket, final exact select, output)."""
+    topk_parallel_rows: int = 1
+    """Rows selected at once, each at ``topk_elements_per_s`` (a GPU runs one block per row, many
+    blocks at a time); 1 on a CPU, whose rate already counts all its threads."""
+    attention_flops_per_s: float = math.inf
+    """Rate of the fused attention kernel's dot products (rows of K and V in cache)."""
+    gather_bytes_per_s: float = math.inf
+    """Rate of fetching the kept (pruned, scattered) rows of K and V the first time: fitted from a
+    pruned calibration case; it adds to the dot products (one core does both in turn)."""
+    skinny_flops_per_s: float = math.inf
+    """Dot-product rate of the weight-streaming skinny GEMM (decode projections, few rows)."""
+    skinny_read_fraction: float = 1.0
+    """Fraction of the staircase read bandwidth at which that kernel streams its weights."""
+    decode_attention_flops_per_s: float = math.inf
+    """Dot-product rate of decode attention over a request's contiguous K/V cache."""
+    dispatch_slot_s: float = 0.0
+    """MoE dispatch: cost per (token, expert) slot of the counting sort beyond its row copy."""
+    interference: Interference = field(default_factory=Interference)
+
+    def __post_init__(self) -> None:
+        if not self.staircase:
+            raise CostError("staircase must hold at least one MemoryStep")
+        sizes = [s.working_set_bytes for s in self.staircase]
+        if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
+            raise CostError(f"staircase working sets must be strictly increasing, got {sizes}")
+        if self.threads < 1:
+            raise CostError(f"threads must be >= 1, got {self.threads}")
+
+    # ------------------------------------------------------------------ memory staircase
+
+    def bandwidth(self, working_set_bytes: float, *, write: bool, copy: bool = False) -> float:
+        """Bandwidth (B/s) at this working set: log-size interpolation between measured steps."""
+        steps = self.staircase
+        xs = [math.log(s.working_set_bytes) for s in steps]
+        if copy:
+            ys = [s.copy_bytes_per_s or s.read_write_bytes_per_s for s in steps]
+        else:
+            ys = [s.read_write_bytes_per_s if write else s.read_bytes_per_s for s in steps]
+        x = math.log(max(working_set_bytes, 1.0))
+        if x <= xs[0]:
+            return ys[0]
+        if x >= xs[-1]:
+            return ys[-1]
+        i = bisect.bisect_right(xs, x)
+        w = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+        return math.exp(math.log(ys[i - 1]) * (1 - w) + math.log(ys[i]) * w)
+
+    def stream_s(self, read_bytes: float, written_bytes: float, working_set_bytes: float | None = None) -> float:
+        """Time of a memory-bound pass (no launch): read+write bandwidth when it writes, read bandwidth when not."""
+        total = read_bytes + written_bytes
+        if total <= 0:
+            return 0.0
+        ws = total if working_set_bytes is None else working_set_bytes
+        return total / self.bandwidth(ws, write=written_bytes > 0)
+
+    # ------------------------------------------------------------------ families
+
+    def copy_s(self, nbytes: float) -> float:
+        """Copy ``nbytes``: read once, written once."""
+        return 2.0 * nbytes / (self.bandwidth(2.0 * nbytes, write=True, copy=True) * self.copy_fraction)
+
+    def elementwise_s(self, n: int, itemsize: float, inputs: int, outputs: int) -> float:
+        """A map over ``n`` elements (triad: inputs=2, outputs=1), memory-bound."""
+        return self.stream_s(n * itemsize * inputs, n * itemsize * outputs)
+
+    def gemm_s(self, m: int, n: int, k: int, itemsize: float, dtype: str) -> float:
+        """GEMM with tile and wave quantization: ``waves`` rounds of ``threads`` output tiles, each
+        costing ``2 * tile_m * tile_n * k`` FLOP at the per-unit rate; operands streamed at the
+        staircase read bandwidth; the slower of the two plus the fixed cost."""
+        rate = self.gemm_flops_per_s.get(dtype)
+        if rate is None:
+            raise CostError(f"no calibrated GEMM rate for dtype {dtype!r}; have {sorted(self.gemm_flops_per_s)}")
+        compute = gemm_padded_flops(m, n, k, self.gemm_tile, self.threads) / rate
+        nbytes = (m * k + k * n + m * n) * itemsize
+        return self.gemm_fixed_s + max(compute, self.stream_s(nbytes, 0.0))
+
+    def gemv_s(self, m: int, k: int, itemsize: float, batch: int = 1) -> float:
+        """``y = A x`` (``batch`` right-hand sides share one read of A): weight streaming."""
+        nbytes = (m * k + batch * (k + m)) * itemsize
+        return self.launch_s + self.stream_s(nbytes, 0.0) / self.gemv_read_fraction
+
+    def softmax_s(self, rows: int, cols: int, itemsize: float) -> float:
+        elements = float(rows) * cols
+        return self.launch_s + max(
+            elements / self.softmax_elements_per_s, self.stream_s(elements * itemsize, elements * itemsize)
+        )
+
+    def topk_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
+        """Top-k by the kernel's algorithm: every element read and compared once at the calibrated
+        per-element rate (sample threshold + one pass + exact select among candidates), a per-row cost,
+        and never faster than reading the values from the memory level they live in."""
+        elements = float(rows) * n
+        waves = math.ceil(rows / self.topk_parallel_rows)
+        select = waves * (n / self.topk_elements_per_s + self.topk_row_s)
+        read = self.stream_s(elements * itemsize, 0.0)
+        return self.launch_s + max(select, read)
+
+    def attention_s(self, heads: int, q_len: int, kept_tokens: int, head_dim: int, itemsize: float) -> float:
+        """Fused attention over the kept heads and tokens: dot products at the calibrated rate, K/V
+        gathered at the staircase read bandwidth, plus the softmax."""
+        flops = 4.0 * heads * q_len * kept_tokens * head_dim
+        kv_bytes = 2.0 * heads * kept_tokens * head_dim * itemsize
+        scores = float(heads) * q_len * kept_tokens
+        return (
+            self.launch_s
+            + flops / self.attention_flops_per_s
+            + kv_bytes / self.gather_bytes_per_s
+            + scores / self.softmax_elements_per_s
+        )
+
+    def skinny_gemm_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
+        """``out[rows, n] = x[rows, k] @ w[n, k].T`` with few rows: the weights stream once (at the
+        skinny fraction of the read staircase) while each weight row is reused from L1 by every row of
+        x; dot products at the calibrated rate. One core does both in turn, so the two add."""
+        weight = float(n) * k * itemsize
+        return (
+            self.launch_s
+            + weight / (self.bandwidth(weight, write=False) * self.skinny_read_fraction)
+            + 2.0 * rows * n * k / self.skinny_flops_per_s
+        )
+
+    def decode_attention_s(self, lens: list[int], heads: int, head_dim: int, itemsize: float) -> float:
+        """One new token per request attending over its ``len + 1`` cached tokens (K and V read once)."""
+        tokens = float(sum(n + 1 for n in lens))
+        kv = 2.0 * heads * tokens * head_dim * itemsize
+        return (
+            self.launch_s
+            + 4.0 * heads * tokens * head_dim / self.decode_attention_flops_per_s
+            + kv / self.bandwidth(kv, write=False)
+        )
+
+    def decode_step_s(self, batch_lens: list[int], hidden: int, heads: int, ffn: int, itemsize: float) -> float:
+        """One decode step of a GPT layer: QKV, attention, output projection, MLP (composed)."""
+        b = len(batch_lens)
+        return (
+            self.skinny_gemm_s(b, 3 * hidden, hidden, itemsize)
+            + self.decode_attention_s(batch_lens, heads, hidden // heads, itemsize)
+            + self.skinny_gemm_s(b, hidden, hidden, itemsize)
+            + self.skinny_gemm_s(b, ffn, hidden, itemsize)
+            + self.skinny_gemm_s(b, hidden, ffn, itemsize)
+            + self.elementwise_s(b * ffn, itemsize, 1, 1)
+        )
+
+    def grouped_gemm_s(self, counts: list[int], hidden: int, ffn: int, itemsize: float, dtype: str) -> float:
+        """MoE expert FFNs, one expert after another: two GEMMs per expert with tokens."""
+        return sum(
+            self.gemm_s(c, ffn, hidden, itemsize, dtype) + self.gemm_s(c, hidden, ffn, itemsize, dtype)
+            for c in counts
+            if c > 0
+        )
+
+    def dispatch_s(self, slots: int, hidden: int, itemsize: float) -> float:
+        """MoE dispatch (counting sort by expert): each slot's row read once and written once, plus a
+        calibrated per-slot cost (histogram, cursor, row-sized copy call)."""
+        nbytes = float(slots) * hidden * itemsize
+        return self.launch_s + self.stream_s(nbytes, nbytes) + slots * self.dispatch_slot_s
+
+
+def gemm_padded_flops(m: int, n: int, k: int, tile: tuple[int, int], units: int) -> float:
+    """FLOPs a GEMM costs once its output is cut into tiles and the tiles into waves of ``units``."""
+    tiles = math.ceil(m / tile[0]) * math.ceil(n / tile[1])
+    return math.ceil(tiles / units) * units * 2.0 * tile[0] * tile[1] * k
+
+
+def models_to_dict(models: OperatorModels) -> dict[str, object]:
+    """Plain data (for YAML/JSON): every number in SI units."""
+    return {
+        "threads": models.threads,
+        "launch_s": models.launch_s,
+        "staircase": [
+            [s.working_set_bytes, s.read_bytes_per_s, s.read_write_bytes_per_s, s.copy_bytes_per_s]
+            for s in models.staircase
+        ],
+        "gemm_flops_per_s": dict(models.gemm_flops_per_s),
+        "gemm_fixed_s": models.gemm_fixed_s,
+        "gemm_tile": list(models.gemm_tile),
+        "gemv_read_fraction": models.gemv_read_fraction,
+        "copy_fraction": models.copy_fraction,
+        "softmax_elements_per_s": models.softmax_elements_per_s,
+        "topk_elements_per_s": models.topk_elements_per_s,
+        "topk_row_s": models.topk_row_s,
+        "topk_parallel_rows": models.topk_parallel_rows,
+        "attention_flops_per_s": models.attention_flops_per_s,
+        "skinny_flops_per_s": models.skinny_flops_per_s,
+        "skinny_read_fraction": models.skinny_read_fraction,
+        "decode_attention_flops_per_s": models.decode_attention_flops_per_s,
+        "dispatch_slot_s": models.dispatch_slot_s,
+        "gather_bytes_per_s": models.gather_bytes_per_s,
+        "interference": {
+            "memory_memory": models.interference.memory_memory,
+            "compute_compute": models.interference.compute_compute,
+            "compute_memory": models.interference.compute_memory,
+        },
+    }
+
+
+def models_from_dict(data: Mapping[str, object], where: str = "<models>") -> OperatorModels:
+    """Inverse of :func:`models_to_dict`; a missing or malformed field is a CostError naming it."""
+    try:
+        steps = tuple(
+            MemoryStep(
+                float(row[0]),
+                float(row[1]),
+                float(row[2]),
+                float(row[3]) if len(row) > 3 and row[3] is not None else None,
+            )
+            for row in data["staircase"]  # type: ignore[attr-defined]
+        )
+        inter = data.get("interference") or {}
+        tile = data.get("gemm_tile", (64, 64))
+        return OperatorModels(
+            threads=int(data["threads"]),  # type: ignore[call-overload]
+            launch_s=float(data["launch_s"]),  # type: ignore[arg-type]
+            staircase=steps,
+            gemm_flops_per_s={str(k): float(v) for k, v in data["gemm_flops_per_s"].items()},  # type: ignore[attr-defined]
+            gemm_fixed_s=float(data["gemm_fixed_s"]),  # type: ignore[arg-type]
+            gemm_tile=(int(tile[0]), int(tile[1])),  # type: ignore[index]
+            gemv_read_fraction=float(data.get("gemv_read_fraction", 1.0)),  # type: ignore[arg-type]
+            copy_fraction=float(data.get("copy_fraction", 1.0)),  # type: ignore[arg-type]
+            softmax_elements_per_s=float(data.get("softmax_elements_per_s", math.inf)),  # type: ignore[arg-type]
+            topk_elements_per_s=float(data.get("topk_elements_per_s", math.inf)),  # type: ignore[arg-type]
+            topk_row_s=float(data.get("topk_row_s", 0.0)),  # type: ignore[arg-type]
+            topk_parallel_rows=int(data.get("topk_parallel_rows", 1)),  # type: ignore[call-overload]
+            attention_flops_per_s=float(data.get("attention_flops_per_s", math.inf)),  # type: ignore[arg-type]
+            gather_bytes_per_s=float(data.get("gather_bytes_per_s", math.inf)),  # type: ignore[arg-type]
+            skinny_flops_per_s=float(data.get("skinny_flops_per_s", math.inf)),  # type: ignore[arg-type]
+            skinny_read_fraction=float(data.get("skinny_read_fraction", 1.0)),  # type: ignore[arg-type]
+            decode_attention_flops_per_s=float(data.get("decode_attention_flops_per_s", math.inf)),  # type: ignore[arg-type]
+            dispatch_slot_s=float(data.get("dispatch_slot_s", 0.0)),  # type: ignore[arg-type]
+            interference=Interference(**{k: float(v) for k, v in inter.items()}),  # type: ignore[attr-defined]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CostError(f"{where}: operator models: bad or missing field ({exc})") from None
+
+
+__all__ = [
+    "Interference",
+    "MemoryStep",
+    "OperatorModels",
+    "concurrent_s",
+    "derived_gpu_models",
+    "gemm_padded_flops",
+    "models_from_dict",
+    "models_to_dict",
+]
+
+
+def concurrent_s(
+    first_alone_s: float, second_alone_s: float, first_memory: float, second_memory: float, interference: Interference
+) -> tuple[float, float, float]:
+    """(first done, second done, both done) when two kernels start together on separate units.
+
+    While both run, each progresses at ``1 / slowdown`` of its alone rate (the slowdown set by what
+    each is bound by, see :class:`Interference`); once one finishes the other runs alone. With no
+    interference the pair takes ``max(a, b)`` (perfect overlap); with slowdown 2 it approaches
+    ``a + b`` (serial): real pairs land in between.
+    """
+    s1 = interference.slowdown(first_memory, second_memory)
+    s2 = interference.slowdown(second_memory, first_memory)
+    t1, t2 = first_alone_s * s1, second_alone_s * s2
+    if t1 <= t2:
+        done2 = t1 + (1.0 - t1 / t2) * second_alone_s
+        return t1, done2, max(t1, done2)
+    done1 = t2 + (1.0 - t2 / t1) * first_alone_s
+    return done1, t2, max(done1, t2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Operator models of a GPU that has not been calibrated, derived from its hardware file's datasheet
+# numbers and the assumptions below (each to be replaced by `hwsim validate --device gpu`).
+
+#: Fraction of the datasheet HBM bandwidth a streaming copy/triad reaches. Assumption: STREAM-style
+#: kernels on H100-class GPUs typically reach ~90% of the datasheet figure.
+GPU_STREAM_FRACTION = 0.9
+#: L2 bandwidth as a multiple of HBM bandwidth for an L2-resident working set. Assumption (public
+#: microbenchmarks of H100 report an L2 several times faster than HBM); only the mid-size steps use it.
+GPU_L2_OVER_HBM = 2.0
+#: Fraction of the streaming rate a GEMV / decode skinny GEMM reaches. Assumption: cuBLAS GEMV reads
+#: the matrix once but does not reach a copy's rate; the issue's H100 measurements show ~25% slower.
+GPU_GEMV_FRACTION = 0.8
+#: Fraction of dense tensor-core peak a large cuBLAS GEMM reaches. Assumption (as the presets'
+#: efficiency curve: ~75%).
+GPU_GEMM_FRACTION = 0.75
+#: Output tile of a cuBLAS GEMM CTA for the wave model. Assumption: 128 x 128 on Hopper.
+GPU_GEMM_TILE = (128, 128)
+#: Radix-select top-k (kernels/topk.py topk_cupy): one 256-thread block per row; a row's block
+#: selects at this many elements per second (4 radix passes over fp32 values, mostly from L2).
+#: Assumption, to be replaced by calibration.
+GPU_TOPK_ROW_ELEMENTS_PER_S = 4e9
+#: Resident 256-thread blocks per SM (2048 threads per SM on Hopper, whitepaper), so rows in flight.
+GPU_TOPK_BLOCKS_PER_SM = 8
+#: Two kernels on two streams: both memory-bound share HBM (each at half rate: slowdown 2, physics of a
+#: saturated bus); two full-device GEMMs share the SMs (2); a GEMM next to a copy mostly overlaps.
+#: The last is an assumption (T3, ASPLOS'24, measures contention of this kind; no number taken from it).
+GPU_INTERFERENCE = Interference(memory_memory=2.0, compute_compute=2.0, compute_memory=1.25)
+
+
+def derived_gpu_models(
+    *, sms: int, hbm_bytes_per_s: float, l2_bytes: float, launch_s: float, peak_flops_per_s: Mapping[str, float]
+) -> OperatorModels:
+    """Per-family models of an uncalibrated GPU from datasheet numbers and the assumptions above."""
+    hbm = hbm_bytes_per_s * GPU_STREAM_FRACTION
+    l2 = hbm * GPU_L2_OVER_HBM
+    steps = []
+    for ws in (1 << 20, 8 << 20, l2_bytes * 0.5, l2_bytes * 4, 1 << 32):
+        level = l2 if ws <= l2_bytes * 0.5 else hbm
+        rate = ws / (launch_s + ws / level)  # per-call rate, launch included (see MemoryStep)
+        steps.append(MemoryStep(float(ws), rate, rate, rate))
+    steps.sort(key=lambda s: s.working_set_bytes)
+    return OperatorModels(
+        threads=sms,
+        launch_s=launch_s,
+        staircase=tuple(steps),
+        gemm_flops_per_s={k: v * GPU_GEMM_FRACTION for k, v in peak_flops_per_s.items()},
+        gemm_fixed_s=launch_s,
+        gemm_tile=GPU_GEMM_TILE,
+        gemv_read_fraction=GPU_GEMV_FRACTION,
+        topk_elements_per_s=GPU_TOPK_ROW_ELEMENTS_PER_S,
+        topk_row_s=0.0,
+        topk_parallel_rows=sms * GPU_TOPK_BLOCKS_PER_SM,
+        interference=GPU_INTERFERENCE,
+    )
