@@ -387,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _sweep(console, args)
             if args.command == "validate":
                 from hwsim.suites.validate import run_validate
+                if args.out is not None:  # a folder; refused now, not after minutes of measuring
+                    check_output_dir(args.out, "--out")
                 result = run_validate(device=args.device, threads=args.threads, quick=args.quick, seed=args.seed,
                                       out=args.out)
                 output.tables(result.tables, result.notes)

@@ -226,8 +226,9 @@ def test_bad_output_paths_fail_before_any_work(tmp_path, capsys, doubles, kind):
                 ["compare", results, "--out", out],
                 ["place", "--solver", "eplb", "--problem", problem, "--out", out],
                 ["hw", "calibrate", "--quick", "--no-gpu", "--out", out]]
-    if kind != "directory":  # a sweep's --out is a folder
+    if kind != "directory":  # a sweep's and validate's --out is a folder
         commands.append(["sweep", doubles.name, "--grid", grid, "--out", out, "--executor", "serial"])
+        commands.append(["validate", "--quick", "--out", out])
     for argv in commands:
         _bad(capsys, argv, fragments[kind])
     assert Counting.runs == 0  # every check came before any case ran
