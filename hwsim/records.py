@@ -106,9 +106,11 @@ class Record:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise RecordsError(f"record {self.suite}/{self.metric}: source must be one of {SOURCES}, got {self.source!r}")
+            raise RecordsError(
+                f"record {self.suite}/{self.metric}: source must be one of {SOURCES}, got {self.source!r}")
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float)) or not math.isfinite(self.value):
-            raise RecordsError(f"record {self.suite}/{self.case_key}/{self.metric}: value must be a finite number, got {self.value!r}")
+            raise RecordsError(f"record {self.suite}/{self.case_key}/{self.metric}: value must be a finite number, "
+                               f"got {self.value!r}")
 
     @property
     def case_key(self) -> str:
@@ -149,8 +151,8 @@ def _format_case_value(value: CaseValue) -> str:
     return str(value)
 
 
-_RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {"suite": str, "case": dict, "metric": str, "value": (int, float), "unit": str,
-                  "source": str, "hardware": str}
+_RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "suite": str, "case": dict, "metric": str, "value": (int, float), "unit": str, "source": str, "hardware": str}
 
 
 def record_from_dict(data: Any, where: str, default: Provenance | None = None) -> Record:
@@ -180,7 +182,8 @@ def record_from_dict(data: Any, where: str, default: Provenance | None = None) -
         raise RecordsError(f"{where}: {exc}") from None
 
 
-def write_results(path: str | os.PathLike[str], records: Iterable[Record], provenance: Provenance | None = None) -> Path:
+def write_results(path: str | os.PathLike[str], records: Iterable[Record],
+                  provenance: Provenance | None = None) -> Path:
     """Write records as one JSON document, atomically. Provenance shared by all records is stored once."""
     records = list(records)
     shared = provenance or next((r.provenance for r in records if r.provenance is not None), None)

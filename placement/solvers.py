@@ -1,18 +1,16 @@
 """The solver protocol and registry: built-ins plus third-party solvers in the ``hwsim.placement``
 entry-point group (a package adds ``[project.entry-points."hwsim.placement"] NAME = "mod:obj"``, where
-``obj`` is a solver or a zero-argument factory of one; no edit to hwsim needed)."""
+``obj`` is a solver or a factory of one taking the solver's options; no edit to hwsim needed).
+
+Lookup goes through :class:`hwsim.plugins.PluginRegistry`, the same loader (and clash rule) as the
+suites: a plug-in may not replace a built-in solver unless ``HWSIM_PLUGIN_REPLACE`` names it."""
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
 from typing import Any, Protocol, runtime_checkable
 
-from hwsim.placement.problem import (
-    Placement,
-    PlacementError,
-    PlacementProblem,
-    validate,
-)
+from hwsim.placement.problem import Placement, PlacementError, PlacementProblem, validate
+from hwsim.plugins import PluginRegistry, load_target
 
 ENTRY_POINT_GROUP = "hwsim.placement"
 
@@ -36,27 +34,19 @@ BUILTIN_SOLVERS: dict[str, str] = {
 }
 
 
+REGISTRY = PluginRegistry("placement solver", ENTRY_POINT_GROUP, BUILTIN_SOLVERS, PlacementError)
+
+
 def solver_targets() -> dict[str, tuple[str, str]]:
-    """name -> (import target, origin). A plug-in may not shadow a built-in name."""
-    found = {name: (target, "hwsim") for name, target in BUILTIN_SOLVERS.items()}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in BUILTIN_SOLVERS:
-            continue
-        found.setdefault(ep.name, (ep.value, ep.dist.name if ep.dist is not None else "entry point"))
-    return dict(sorted(found.items()))
+    """name -> (import target, origin); a clashing name is listed and fails in :func:`get_solver`."""
+    return {name: (e.target, e.origin) for name, e in REGISTRY.entries().items()}
 
 
 def get_solver(name: str, **options: Any) -> Solver:
     """Build solver ``name``; ``options`` go to its constructor (a built-in class or a plug-in factory)."""
-    targets = solver_targets()
-    if name not in targets:
-        raise PlacementError(f"unknown placement solver {name!r}; known: {', '.join(targets)}")
-    target, origin = targets[name]
-    module_name, _, attribute = target.partition(":")
-    try:
-        obj: Any = getattr(import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise PlacementError(f"placement solver {name!r} from {origin} ({target}) cannot be loaded: {exc}") from None
+    entry = REGISTRY.resolve(name)
+    target, origin = entry.target, entry.origin
+    obj: Any = load_target(entry, PlacementError, "placement solver")
     if isinstance(obj, type) or (not isinstance(obj, Solver) and callable(obj)):
         try:
             obj = obj(**options)

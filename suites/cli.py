@@ -63,17 +63,20 @@ def _parser() -> argparse.ArgumentParser:
                      help="table (fitted to the terminal), markdown, csv or json (default table)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    hw = sub.add_parser("hw", help="hardware descriptions").add_subparsers(dest="hw_command", required=True, metavar="ACTION")
+    hw = sub.add_parser("hw", help="hardware descriptions").add_subparsers(dest="hw_command", required=True,
+                                                                          metavar="ACTION")
     hw.add_parser("list", help="list presets and user hardware files", parents=[fmt])
     show = hw.add_parser("show", help="show one hardware description", parents=[fmt])
     show.add_argument("name", help="preset name or path to a YAML file")
+    hw.add_parser("schema", help="print the JSON Schema of hardware YAML files (for editors)", parents=[fmt])
     cal = hw.add_parser("calibrate", help="measure this machine and write a hardware YAML")
     cal.add_argument("--quick", action="store_true", help="fewer sizes and repeats (a few seconds)")
     cal.add_argument("--name", default="host", help="name of the written hardware (default: host)")
     cal.add_argument("--out", type=Path, help="where to write the YAML (default: the user hardware directory)")
     cal.add_argument("--no-gpu", action="store_true", help="skip the GPU even when CuPy finds one")
 
-    suite = sub.add_parser("suite", help="benchmark suites").add_subparsers(dest="suite_command", required=True, metavar="ACTION")
+    suite = sub.add_parser("suite", help="benchmark suites").add_subparsers(dest="suite_command", required=True,
+                                                                           metavar="ACTION")
     suite.add_parser("list", help="list suites", parents=[fmt])
     run = suite.add_parser("run", help="run a suite (or 'all')", parents=[fmt])
     run.add_argument("name", help="suite name, or 'all'")
@@ -86,32 +89,38 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", metavar="KEY=VALUE",
                      help="set a parameter the suite declares (repeatable); 'hwsim sweep' varies them over a grid")
 
-    sweep = sub.add_parser("sweep", help="run a suite over a grid of suite and hardware parameters, in parallel")
+    sweep = sub.add_parser("sweep", help="run a suite over a grid of suite and hardware parameters, in parallel",
+                           parents=[fmt])
     sweep.add_argument("name", metavar="SUITE", help="suite name")
-    sweep.add_argument("--grid", type=Path, required=True, help="grid YAML: axes (cartesian), zip groups, explicit cases")
+    sweep.add_argument("--grid", type=Path, required=True,
+                       help="grid YAML: axes (cartesian), zip groups, explicit cases")
     sweep.add_argument("--out", type=Path, help=f"sweep directory (default {DEFAULT_OUT_DIR}/sweeps/SUITE-GRID/); "
                                                 "rerunning into it skips finished cases")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: one per CPU)")
     sweep.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://HOST:8786")
     sweep.add_argument("--executor", default="auto", choices=("auto", "dask", "process", "serial"),
                        help="auto: Dask when installed, else a process pool; serial: in this process")
-    sweep.add_argument("--seed", type=int, help="sweep seed; each case's seed derives from it and the case (default: the grid's, else 0)")
+    sweep.add_argument("--seed", type=int,
+                       help="sweep seed; each case's seed derives from it and the case (default: the grid's, else 0)")
     sweep.add_argument("--quick", action="store_true", default=None, help="run every case in the suite's quick form")
     sweep.add_argument("--metric", help="metric of the summary and figure (default: the grid's, else the first)")
     sweep.add_argument("--where", action="append", metavar="KEY=VALUE",
                        help="show only records whose case has KEY=VALUE in the summary and figure (repeatable)")
     sweep.add_argument("--list", action="store_true", help="print the cases and exit without running")
 
-    place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver")
-    place.add_argument("--solver", required=True, help="solver name (built-in or from the hwsim.placement entry points)")
+    place = sub.add_parser("place", help="solve an expert-placement problem file with a named solver", parents=[fmt])
+    place.add_argument("--solver", required=True,
+                       help="solver name (built-in or from the hwsim.placement entry points)")
     source = place.add_mutually_exclusive_group(required=True)
     source.add_argument("--problem", type=Path, help="problem file (YAML or JSON; see suites/place.py)")
     source.add_argument("--routing", type=Path, metavar="FILE.npz",
                         help="build the problem from a routing-statistics file (format of placement/data/routing)")
     place.add_argument("--evaluate", type=Path, nargs="+", default=[], metavar="FILE.npz",
                        help="simulate the placement's EP layer time on each routing file (needs --routing)")
-    place.add_argument("--hw", default="h100-sxm", help="hardware preset or file for --routing/--evaluate (one GPU per EP rank)")
-    place.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+    place.add_argument("--hw", default="h100-sxm",
+                       help="hardware preset or file for --routing/--evaluate (one GPU per EP rank)")
+    place.add_argument("--json", action="store_true",
+                       help="print the placement summary (objective, info, evaluate) as one JSON document")
     place.add_argument("--out", type=Path, help="write the placement as JSON here")
     place.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="solver option (repeatable)")
 
@@ -125,10 +134,12 @@ def _parser() -> argparse.ArgumentParser:
 
     cmp_ = sub.add_parser("compare", help="simulated vs measured (or vs paper), with the error of every row",
                           parents=[fmt])
-    cmp_.add_argument("files", nargs="+", type=Path, help="results files (simulated, measured and paper records, any mix)")
+    cmp_.add_argument("files", nargs="+", type=Path,
+                      help="results files (simulated, measured and paper records, any mix)")
     cmp_.add_argument("--against", choices=compare_mod.REFERENCES, default="measured",
                       help="the reference: measured records (default) or the papers' figures (source: paper)")
-    cmp_.add_argument("--out", type=Path, help="also write the rendered comparison to this file (markdown for --format table)")
+    cmp_.add_argument("--out", type=Path,
+                      help="also write the rendered comparison to this file (markdown for --format table)")
     return p
 
 
@@ -155,30 +166,38 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.4g} {unit}"
 
 
-def _hw_show(name: str) -> Table:
-    hw = load_hardware(name)
-    d = hw.device
+def hardware_table(hw: Hardware) -> Table:
+    """Every value of the hardware schema, unset optionals included: nothing is left out (``hwsim hw show``)."""
+    from hwsim.hardware import schema as hw_schema
+
     table = Table(title=f"{hw.name}: {hw.description}")
     table.add_column("field")
     table.add_column("value")
-    rows = [("source", hw.source), ("kind", d.kind), ("compute units", str(d.compute_units)), ("clock", _si(d.clock_hz, "Hz"))]
-    rows += [(f"peak {dtype}", _si(rate, "FLOP/s")) for dtype, rate in d.peak_flops_per_s.items()]
-    rows += [("memory", f"{_si(d.memory.capacity_bytes, 'B')}, {_si(d.memory.bandwidth_bytes_per_s, 'B/s')}, "
-                        f"{d.memory.channels} channels, {d.memory.transaction_bytes} B transactions"),
-             ("on-chip SRAM", _si(d.sram_bytes, "B")), ("launch overhead", _si(d.launch_overhead_s, "s")),
-             ("efficiency", f"compute max {d.efficiency.compute_max:.3g}, half at {_si(d.efficiency.compute_half_flops, 'FLOP')}; "
-                            f"memory max {d.efficiency.memory_max:.3g}, half at {_si(d.efficiency.memory_half_bytes, 'B')}")]
-    rows += [(f"engine {e.name}", f"{e.units} units " + ", ".join(f"{k}={v:g}" for k, v in e.params.items())) for e in d.engines.values()]
-    t = hw.topology
-    topology = f"{t.kind}, {t.devices} devices"
-    if t.link is not None:
-        topology += f", link {_si(t.link.bandwidth_bytes_per_s, 'B/s')} / {_si(t.link.latency_s, 's')}"
-    if t.inter_link is not None:
-        topology += f", {t.nodes} nodes, inter-node {_si(t.inter_link.bandwidth_bytes_per_s, 'B/s')} / {_si(t.inter_link.latency_s, 's')}"
-    rows.append(("topology", topology))
-    for row in rows:
-        table.add_row(*row)
+    table.add_column("base value", justify="right", number_format=".6g")
+    table.add_column("unit")
+    table.add_column("description")
+    for leaf in hw_schema.leaves(hw):
+        value = leaf.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            shown = "not set" if value is None else str(value)
+            table.add_row(leaf.path, shown, None, "", leaf.help)
+        else:
+            shown = _si(float(value), leaf.unit) if leaf.unit else f"{value:g}"
+            table.add_row(leaf.path, shown, value, leaf.unit, leaf.help)
     return table
+
+
+def _hw_show(name: str) -> Table:
+    return hardware_table(load_hardware(name))
+
+
+def _hw_schema(output: Output) -> None:
+    """The JSON Schema of hardware files: always JSON, whatever --format says (it is a document, not a table)."""
+    import json
+
+    from hwsim.hardware import hardware_json_schema
+
+    sys.stdout.write(json.dumps(hardware_json_schema(), indent=2, ensure_ascii=False) + "\n")
 
 
 def _params(items: list[str]) -> dict[str, str | int | float | bool]:
@@ -286,7 +305,7 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(console: Console, args: argparse.Namespace) -> int:
+def _sweep(output: Output, args: argparse.Namespace) -> int:
     from hwsim.suites.sweep import expand, make_backend, read_grid_file, run_sweep
     from hwsim.suites.sweep.grid import SweepError, check_metric
 
@@ -297,12 +316,13 @@ def _sweep(console: Console, args: argparse.Namespace) -> int:
     if args.metric is not None:
         check_metric(suite, args.metric, "--metric")
     if args.list:
-        table = Table(title=f"{len(grid.cases)} cases of {suite.name} (seed {grid.seed}{', quick' if grid.quick else ''})")
+        quick = ", quick" if grid.quick else ""
+        table = Table(title=f"{len(grid.cases)} cases of {suite.name} (seed {grid.seed}{quick})")
         for column in ("id", "seed", "case"):
             table.add_column(column)
         for case in grid.cases:
             table.add_row(case.case_id, case.seed, ", ".join(f"{k}={v}" for k, v in case.params.items()))
-        print_tables([table], Console())
+        output.tables([table])
         return 0
     backend = make_backend(args.executor, args.workers, args.scheduler)
     out = check_output_dir(args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}", "--out")
@@ -312,7 +332,11 @@ def _sweep(console: Console, args: argparse.Namespace) -> int:
         if not sep or not key:
             raise SweepError(f"--where {item!r}: expected KEY=VALUE")
         where[key] = value
+    # progress and the summary go to the terminal; in another --format they go to stderr and the summary to stdout
+    console = output.out if args.format == "table" else output.err
     rep = run_sweep(grid, out, backend, console, metric=args.metric, where=where)
+    if args.format != "table" and rep.summary is not None:
+        output.tables([rep.summary])
     return 1 if rep.failed else 0
 
 
@@ -340,7 +364,7 @@ def _suite_list() -> Table:
     table = Table(title="suites")
     for column in ("name", "default hardware", "from", "description", "parameters (--param, sweeps)"):
         table.add_column(column)
-    for name, (target, origin) in suite_targets().items():
+    for name, (_target, origin) in suite_targets().items():
         try:
             s = get_suite(name)
             params = ", ".join(f"{k}={v.default}" for k, v in suite_parameters(s).items()) or "—"
@@ -369,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     output.tables([_hw_list()])
                 elif args.hw_command == "show":
                     output.tables([_hw_show(args.name)])
+                elif args.hw_command == "schema":
+                    _hw_schema(output)
                 else:
                     from hwsim.suites.calibrate import calibrate_command
                     if args.out is not None:
@@ -384,21 +410,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 0
                 return _run_suites(output, args)
             if args.command == "sweep":
-                return _sweep(console, args)
+                return _sweep(output, args)
             if args.command == "validate":
                 from hwsim.suites.validate import run_validate
                 if args.out is not None:  # a folder; refused now, not after minutes of measuring
                     check_output_dir(args.out, "--out")
-                result = run_validate(device=args.device, threads=args.threads, quick=args.quick, seed=args.seed,
-                                      out=args.out)
-                output.tables(result.tables, result.notes)
+                validated = run_validate(device=args.device, threads=args.threads, quick=args.quick, seed=args.seed,
+                                         out=args.out)
+                output.tables(validated.tables, validated.notes)
                 return 0
             if args.command == "place":
                 from hwsim.suites.place import place_command
                 if args.out is not None:
                     check_output_file(args.out, "--out")
-                place_command(console, args.solver, args.problem, args.out, args.option, routing=args.routing,
-                              evaluate=args.evaluate, hw=args.hw, as_json=args.json)
+                result = place_command(args.solver, args.problem, args.out, args.option, routing=args.routing,
+                                       evaluate=args.evaluate, hw=args.hw)
+                if args.json:
+                    import json
+                    sys.stdout.write(json.dumps(result.document, indent=1, allow_nan=False) + "\n")
+                else:
+                    output.tables(result.tables, result.notes)
+                if args.out:
+                    output.message(f"wrote {args.out}")
                 return 0
             return _compare(output, args)
         finally:

@@ -13,7 +13,6 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-
 from hwsim.errors import RecordsError
 from hwsim.records import TOLERANCE, Record, relative_error, within_tolerance
 from hwsim.suites.tables import Table
@@ -115,19 +114,21 @@ def _percent(value: float | None) -> str:
 
 
 def summary_lines(c: Comparison) -> list[str]:
-    lines = [f"joined rows: {len(c.joined)}; simulated only: {len(c.only_simulated)}; {c.against} only: {len(c.only_measured)}"]
+    lines = [f"joined rows: {len(c.joined)}; simulated only: {len(c.only_simulated)}; "
+             f"{c.against} only: {len(c.only_measured)}"]
     if c.worst is not None and c.worst.rel_error is not None and c.median_abs_rel_error is not None:
-        w = c.worst
+        w, worst_error = c.worst, c.worst.rel_error
         inside = sum(1 for r in c.joined if r.within)
         lines.append(f"median |rel error|: {c.median_abs_rel_error * 100:.1f}%; "
-                     f"worst: {abs(w.rel_error) * 100:.1f}% ({w.suite} {w.case} {w.metric}); "
+                     f"worst: {abs(worst_error) * 100:.1f}% ({w.suite} {w.case} {w.metric}); "
                      f"within ±{TOLERANCE:.0%}: {inside} of {len(c.joined)}")
     return lines
 
 
 def _cells(r: Row) -> list[str]:
     verdict = "—" if r.within is None else ("yes" if r.within else "no")
-    return [r.suite, r.case, r.metric, r.unit, _number(r.simulated), _number(r.measured), _percent(r.rel_error), verdict]
+    return [r.suite, r.case, r.metric, r.unit, _number(r.simulated), _number(r.measured), _percent(r.rel_error),
+            verdict]
 
 
 def headers(c: Comparison) -> list[str]:

@@ -476,20 +476,9 @@ def _host_hardware(ctx: SuiteContext) -> Hardware:
     """This CPU as the cost model sees it: the user's CPU hardware if given, else calibrated now by the
     project's microbenchmarks (:func:`hwsim.suites.calibrate.cpu_hardware`: STREAM triad, FMA chains), never from
     the decode cases, with the same thread count the decode kernel is measured with."""
-    if ctx.hardware is not None and ctx.hardware.device.kind == "cpu":
-        return ctx.hardware
-    from hwsim.suites.calibrate import CalibrationError, cpu_hardware
+    from hwsim.suites.host import host_hardware
 
-    for attempt in range(CALIBRATION_ATTEMPTS):
-        try:
-            return cpu_hardware("host-cpu", quick=ctx.quick, seed=ctx.seed + attempt)[0]
-        except CalibrationError:  # a fit spoiled by a busy machine: measure again
-            if attempt == CALIBRATION_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-CALIBRATION_ATTEMPTS = 3
+    return host_hardware(ctx.hardware, kind="cpu", quick=ctx.quick, seed=ctx.seed, use_saved=False, name="host-cpu")[0]
 
 
 MEASURE_THREADS = 1

@@ -7,20 +7,20 @@ describes: run this after ``hwsim hw calibrate`` and ``hwsim compare`` shows how
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
-
-from rich.table import Table
+from typing import Callable, Literal, Mapping
 
 from hwsim import costs
 from hwsim.costs import OpCost
 from hwsim.engine import Simulation
 from hwsim.errors import HardwareError
 from hwsim.hardware import Device, Hardware, load_hardware
-from hwsim.records import Record
 from hwsim.kernels import basic
 from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
 from hwsim.kernels.measure import measure
+from hwsim.records import Record
+from hwsim.suites.host import host_hardware
 from hwsim.suites.registry import SuiteContext, SuiteResult
+from hwsim.suites.tables import Table
 
 SUITE_NAME = "kernels-basic"
 DTYPE_NAMES = {"float32": "fp32", "float64": "fp64"}
@@ -74,7 +74,8 @@ def simulate(hw: Hardware, cases: list[Case], sim: Simulation) -> list[float]:
     device = hw.device
     track = f"{hw.name}"
     dram = sim.bandwidth(device.memory.bandwidth_bytes_per_s, f"{track}/dram")
-    sram = sim.bandwidth(device.sram_bandwidth_bytes_per_s, f"{track}/sram") if device.sram_bandwidth_bytes_per_s else None
+    sram_bw = device.sram_bandwidth_bytes_per_s
+    sram = sim.bandwidth(sram_bw, f"{track}/sram") if sram_bw else None
     units = sim.compute(device.compute_units, f"{track}/compute")
     durations: list[float] = []
 
@@ -97,7 +98,7 @@ def simulate(hw: Hardware, cases: list[Case], sim: Simulation) -> list[float]:
     return durations
 
 
-def _measure_case(case: Case, seed: int, device: str) -> float:
+def _measure_case(case: Case, seed: int, device: Literal["cpu", "gpu"]) -> float:
     inputs = basic.make_inputs(case.op, case.size, case.dtype, seed)
     if device == "gpu":
         inputs = basic.to_gpu(inputs)
@@ -107,48 +108,41 @@ def _measure_case(case: Case, seed: int, device: str) -> float:
     return measure(lambda: impl(*inputs), warmup=3, repeats=15, device=device, max_time_s=2.0).median_s
 
 
-def _host_hardware(ctx: SuiteContext) -> tuple[Hardware, list[str]]:
-    if ctx.hardware is not None:
-        return ctx.hardware, []
-    try:
-        return load_hardware("host"), []
-    except HardwareError:
-        from hwsim.suites.calibrate import cpu_hardware
-
-        hw, _ = cpu_hardware("host", quick=True, seed=ctx.seed)
-        return hw, ["no calibration of this machine was found, so a quick one ran (not saved); "
-                    "run 'hwsim hw calibrate' for a fuller one"]
-
-
 class KernelsBasic:
     name = SUITE_NAME
     description = "GEMM, GEMV, triad, memcpy: cost model vs measurement on this machine"
     default_hardware = "host"
 
     def run(self, ctx: SuiteContext) -> SuiteResult:
-        hw, notes = _host_hardware(ctx)
+        hw, notes = host_hardware(ctx.hardware, quick=True, seed=ctx.seed)
         cases = _cases(ctx.quick)
         simulated = simulate(hw, cases, Simulation(tracer=ctx.tracer))
         records: list[Record] = []
         table = Table(title=f"kernels-basic on {hw.name}")
-        for column in ("case", "dtype", "GFLOP", "MB", "bound", "simulated", "measured", "error"):
-            table.add_column(column, justify="left" if column in ("case", "dtype", "bound") else "right")
+        table.add_column("case")
+        table.add_column("dtype")
+        table.add_column("work", "GFLOP", number_format=".3g")
+        table.add_column("traffic", "MB", number_format=".3g")
+        table.add_column("bound")
+        table.add_column("simulated", "µs", number_format=".1f")
+        table.add_column("measured", "µs", number_format=".1f")
+        table.add_column("error", "%", number_format="+.1f")
         for case, sim_s in zip(cases, simulated):
             c = cost(hw.device, case)
-            records.append(Record(self.name, case.params, "time", sim_s, "s", "simulated", hw.name, note=f"bound={c.bound}"))
+            records.append(Record(self.name, case.params, "time", sim_s, "s", "simulated", hw.name,
+                                  note=f"bound={c.bound}"))
             measured = None
             if ctx.measure:
                 measured = _measure_case(case, ctx.seed, "cpu")
                 records.append(Record(self.name, case.params, "time", measured, "s", "measured", hw.name))
-            error = f"{(sim_s - measured) / measured * 100:+.1f}%" if measured else "—"
-            table.add_row(case.label, case.dtype, f"{c.flops / 1e9:.3g}", f"{c.bytes / 1e6:.3g}", c.bound,
-                          f"{sim_s * 1e6:.1f} µs", f"{measured * 1e6:.1f} µs" if measured else "—", error)
-        ctx.console.print(table)
+            error = (sim_s - measured) / measured * 100 if measured else None
+            table.add_row(case.label, case.dtype, c.flops / 1e9, c.bytes / 1e6, c.bound,
+                          sim_s * 1e6, measured * 1e6 if measured else None, error)
         if ctx.measure and not gpu_available():
             notes.append(f"GPU rows skipped: {gpu_unavailable_reason()}")
         elif ctx.measure:
             records += self._gpu_records(ctx, cases)
-        return SuiteResult(records=records, notes=notes)
+        return SuiteResult(records=records, notes=notes, tables=[table])
 
     def _gpu_records(self, ctx: SuiteContext, cases: list[Case]) -> list[Record]:
         """Simulate on the calibrated GPU ('host-gpu') when there is one, and measure with CuPy."""
@@ -161,7 +155,8 @@ class KernelsBasic:
         for case, sim_s in zip(cases, durations):
             params = {**case.params, "device": "gpu"}
             records.append(Record(self.name, params, "time", sim_s, "s", "simulated", hw.name))
-            records.append(Record(self.name, params, "time", _measure_case(case, ctx.seed, "gpu"), "s", "measured", hw.name))
+            measured = _measure_case(case, ctx.seed, "gpu")
+            records.append(Record(self.name, params, "time", measured, "s", "measured", hw.name))
         return records
 
 

@@ -11,28 +11,29 @@ simulation per case, is the natural workload for ``hwsim sweep`` over loads, siz
 from __future__ import annotations
 
 import math
-from typing import Generator
+from collections.abc import Generator
 
 import numpy as np
 import simpy
-from rich.table import Table
 
 from hwsim.engine import Simulation
 from hwsim.hardware import Hardware, load_hardware
-from hwsim.records import Record
+from hwsim.records import TOLERANCE, CaseValue, Record, within_tolerance
 from hwsim.suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
+from hwsim.suites.tables import Table
 
 SUITE_NAME = "link-sharing"
 WARMUP_FRACTION = 0.1  # flows discarded from the statistics while the queue fills from empty
-PS_TOLERANCE = 0.25    # the project's "within ±25%" rule for a model against its reference
 LOGNORMAL_SIGMA = 1.0  # spread of the heavy-tailed size law (sigma of log size); mean is kept at mean_size
 
 PARAMETERS: dict[str, Parameter] = {
     "flows": Parameter(20_000, "flows simulated per case (more: tighter statistics, longer run)", minimum=10),
-    "load": Parameter(0.7, "offered load rho = arrival rate x mean size / link bandwidth", minimum=0.01, maximum=0.99),
+    "load": Parameter(0.7, "offered load rho = arrival rate x mean size / link bandwidth", minimum=0.01,
+                      maximum=0.99),
     "mean_size_bytes": Parameter(1e6, "mean flow size in bytes", minimum=1.0),
     "size_dist": Parameter("exponential", "flow-size law", choices=("exponential", "lognormal", "fixed")),
-    "weights": Parameter(1, "weight classes: flow i gets weight 1 + i mod weights (1: plain processor sharing)", minimum=1),
+    "weights": Parameter(1, "weight classes: flow i gets weight 1 + i mod weights (1: plain processor sharing)",
+                         minimum=1),
 }
 QUICK_FLOWS = 2_000
 
@@ -97,26 +98,32 @@ class LinkSharing:
         slowdown = fct_s[kept] / (sizes[kept] / bandwidth)
         theory_s = (mean_size / bandwidth) / (1.0 - load)  # M/G/1-PS mean sojourn (Kleinrock 1976)
         ratio = mean_fct_s / theory_s
-        case = {"flows": count, "load": load, "mean_size_bytes": mean_size, "size_dist": str(p["size_dist"]),
-                "weights": int(p["weights"])}
+        case: dict[str, CaseValue] = {"flows": count, "load": load, "mean_size_bytes": mean_size,
+                                      "size_dist": str(p["size_dist"]), "weights": int(p["weights"])}
         records = [
-            Record(self.name, case, "mean_fct", mean_fct_s, "s", "simulated", hw.name),
-            Record(self.name, case, "p99_fct", float(np.percentile(fct_s[kept], 99)), "s", "simulated", hw.name),
-            Record(self.name, case, "mean_slowdown", float(slowdown.mean()), "ratio", "simulated", hw.name),
-            Record(self.name, case, "mean_fct_over_ps_theory", ratio, "ratio", "simulated", hw.name,
+            Record(self.name, case, "mean_fct_s", mean_fct_s, "s", "simulated", hw.name),
+            Record(self.name, case, "p99_fct_s", float(np.percentile(fct_s[kept], 99)), "s", "simulated", hw.name),
+            Record(self.name, case, "mean_slowdown", float(slowdown.mean()), "1", "simulated", hw.name),
+            Record(self.name, case, "mean_fct_over_ps_theory", ratio, "1", "simulated", hw.name,
                    note=f"M/G/1-PS mean sojourn {theory_s:.6g} s (exact for weights=1)"),
         ]
         table = Table(title=f"link-sharing on {hw.name} ({which}, {bandwidth / 1e9:.4g} GB/s)")
-        for column in ("flows", "load", "sizes", "weights", "mean FCT", "p99 FCT", "M/G/1-PS theory", "ratio", "within ±25%?"):
-            table.add_column(column, justify="right")
-        within = "yes" if abs(ratio - 1.0) <= PS_TOLERANCE else "no"
-        table.add_row(str(count), f"{load:.2f}", str(p["size_dist"]), str(p["weights"]), f"{mean_fct_s * 1e6:.2f} µs",
-                      f"{records[1].value * 1e6:.2f} µs", f"{theory_s * 1e6:.2f} µs", f"{ratio:.3f}", within)
-        ctx.console.print(table)
+        table.add_column("flows", justify="right")
+        table.add_column("load", number_format=".2f")
+        table.add_column("sizes")
+        table.add_column("weights", justify="right")
+        table.add_column("mean FCT", "µs", number_format=".2f")
+        table.add_column("p99 FCT", "µs", number_format=".2f")
+        table.add_column("M/G/1-PS theory", "µs", number_format=".2f")
+        table.add_column("ratio", number_format=".3f")
+        table.add_column(f"within ±{TOLERANCE:.0%}?")
+        table.add_row(count, load, str(p["size_dist"]), int(p["weights"]), mean_fct_s * 1e6, records[1].value * 1e6,
+                      theory_s * 1e6, ratio, "yes" if within_tolerance(mean_fct_s, theory_s) else "no")
         notes = []
         if int(p["weights"]) > 1:
-            notes.append("weighted sharing is discriminatory processor sharing: the PS formula is a reference, not exact")
-        return SuiteResult(records=records, notes=notes)
+            notes.append("weighted sharing is discriminatory processor sharing: the PS formula is a reference, "
+                         "not exact")
+        return SuiteResult(records=records, notes=notes, tables=[table])
 
 
 SUITE = LinkSharing()

@@ -179,9 +179,9 @@ SKEWS = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
 def _kernel_records(ctx: SuiteContext, notes: list[str], tables: list[Table]) -> list[Record]:
-    from hwsim.suites.kernels_basic import _host_hardware
+    from hwsim.suites.host import host_hardware
 
-    hw, more = _host_hardware(SuiteContext(hardware=None, quick=True, seed=ctx.seed, console=ctx.console))
+    hw, more = host_hardware(None, quick=True, seed=ctx.seed)
     notes += more
     s = KERNEL_SHAPE
     kernel_model = MoEModel("kernel", s["experts"], s["top_k"], 1, s["hidden"], s["ffn"], 2, 0, 1, 1,

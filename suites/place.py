@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 from hwsim.errors import ConfigError
 from hwsim.fileio import read_yaml_file, write_text_atomic
 from hwsim.placement import Placement, PlacementError, PlacementProblem, gpu_loads, objective, solve
 from hwsim.placement.routing import sample_trace, synthetic_model
+from hwsim.suites.tables import Table
 
-TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic", "name"}
+TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic",
+            "name"}
 SYNTHETIC_KEYS = {"layers", "experts", "zipf_s", "concentration", "token_slots", "seed"}
 # Sanity limits (assumptions, not from a paper): far above any real MoE model (Mixtral: 32 layers x 8
 # experts; OLMoE 16 x 64; DeepSeek-V3 61 x 256), low enough that a typo cannot exhaust memory.
@@ -165,7 +166,8 @@ def placement_json(problem: PlacementProblem, placement: Placement) -> str:
         layers.append(experts)
     info = {k: v for k, v in placement.info.items() if isinstance(v, (int, float, str, bool, list))}
     return json.dumps({"problem": problem.name, "solver": placement.solver, "objective": obj.total,
-                       "tail_load": obj.tail_load, "traffic_cost": obj.traffic_cost, "info": info, "layers": layers}, indent=1)
+                       "tail_load": obj.tail_load, "traffic_cost": obj.traffic_cost, "info": info, "layers": layers},
+                      indent=1)
 
 
 def _routing_problem(path: Path, hw_name: str) -> tuple[PlacementProblem, Any, Any]:
@@ -195,17 +197,27 @@ def evaluate_placement(placement: Placement, model: Any, scale: Any, files: list
                                    f"{model.experts} experts top-{model.top_k}")
         problem = routing_problem(model, scale, real, 1)
         base = solve_with(problem, "contiguous")
-        runs = [simulate(model, scale.hardware, batch, p.split, problem.loads, problem.routing, attention_with_tokens=True)
-                for p in (placement, base)]
+        runs = [simulate(model, scale.hardware, batch, p.split, problem.loads, problem.routing,
+                         attention_with_tokens=True) for p in (placement, base)]
         out.append({"file": str(path), "time_s": runs[0].time_s, "token_tail_s": runs[0].token_tail_s,
                     "all_to_all_tail_s": runs[0].all_to_all_tail_s, "contiguous_time_s": runs[1].time_s,
                     "speedup_vs_contiguous": runs[1].time_s / runs[0].time_s - 1.0})
     return out
 
 
-def place_command(console: Console, solver: str, problem_path: Path | None, out: Path | None, options: list[str],
-                  routing: Path | None = None, evaluate: list[Path] | None = None, hw: str = "h100-sxm",
-                  as_json: bool = False) -> None:
+@dataclass
+class PlaceResult:
+    """What ``hwsim place`` computed: tables and notes for people, ``document`` for ``--json``."""
+
+    tables: list[Table]
+    notes: list[str]
+    document: dict[str, Any]
+
+
+def place_command(solver: str, problem_path: Path | None, out: Path | None, options: list[str],
+                  routing: Path | None = None, evaluate: list[Path] | None = None,
+                  hw: str = "h100-sxm") -> PlaceResult:
+    """Solve (and evaluate), write the placement if asked; return what the CLI renders."""
     evaluate = list(evaluate or [])
     opts = _options(options)  # a bad option fails before any problem is read or solved
     model = scale = None
@@ -223,32 +235,33 @@ def place_command(console: Console, solver: str, problem_path: Path | None, out:
     obj = objective(problem, placement)
     loads = gpu_loads(problem, placement)
     evaluated = evaluate_placement(placement, model, scale, evaluate) if evaluate else []
-    if as_json:
-        doc = json.loads(placement_json(problem, placement))
-        doc.pop("layers")
-        doc["evaluate"] = evaluated
-        console.print_json(json.dumps(doc))
-        if out is not None:
-            write_text_atomic(out, placement_json(problem, placement))
-        return
-    table = Table(title=f"{problem.name}: {solver} ({problem.layers} layers x {problem.experts} experts on {problem.gpus} GPUs)")
-    for col in ("objective", "tail load", "traffic cost", "cross-GPU slots", "cross-node slots", "max/mean load", "replicas"):
-        table.add_column(col, justify="right")
-    table.add_row(f"{obj.total:.6g}", f"{obj.tail_load:.6g}", f"{obj.traffic_cost:.6g}", f"{obj.cross_gpu_tokens:.6g}",
-                  f"{obj.cross_node_tokens:.6g}", f"{_imbalance(loads):.3f}",
-                  str(placement.replicas()))
-    console.print(table)
+    document = json.loads(placement_json(problem, placement))
+    document.pop("layers")
+    document["evaluate"] = evaluated
+    table = Table(title=f"{problem.name}: {solver} ({problem.layers} layers x {problem.experts} experts "
+                        f"on {problem.gpus} GPUs)")
+    for col in ("objective", "tail load", "traffic cost", "cross-GPU slots", "cross-node slots"):
+        table.add_column(col, number_format=".6g")
+    table.add_column("max/mean load", number_format=".3f")
+    table.add_column("replicas")
+    table.add_row(float(obj.total), float(obj.tail_load), float(obj.traffic_cost), float(obj.cross_gpu_tokens),
+                  float(obj.cross_node_tokens), _imbalance(loads),
+                  int(placement.replicas()))
+    tables = [table]
+    notes = []
     if "gap" in placement.info:
-        console.print(f"solve {placement.info.get('solve_s', 0):.2f} s, {placement.info.get('method')}, "
-                      f"gap {placement.info['gap'] * 100:.2f}% to a proven lower bound ({placement.info.get('status')})")
+        notes.append(f"solve {placement.info.get('solve_s', 0):.2f} s, {placement.info.get('method')}, "
+                     f"gap {placement.info['gap'] * 100:.2f}% to a proven lower bound ({placement.info.get('status')})")
     if evaluated:
         ev = Table(title=f"{placement.solver} evaluated on {scale.label if scale else ''} (recorded layers)")
-        for col in ("routing file", "time ms", "token tail ms", "all-to-all tail ms", "speedup vs contiguous"):
-            ev.add_column(col, justify="right")
+        ev.add_column("routing file")
+        for col in ("time", "token tail", "all-to-all tail"):
+            ev.add_column(col, "ms", number_format=".3f")
+        ev.add_column("speedup vs contiguous", "%", number_format="+.1f")
         for e in evaluated:
-            ev.add_row(Path(e["file"]).name, f"{e['time_s'] * 1e3:.3f}", f"{e['token_tail_s'] * 1e3:.3f}",
-                       f"{e['all_to_all_tail_s'] * 1e3:.3f}", f"{e['speedup_vs_contiguous'] * 100:+.1f}%")
-        console.print(ev)
+            ev.add_row(Path(e["file"]).name, e["time_s"] * 1e3, e["token_tail_s"] * 1e3, e["all_to_all_tail_s"] * 1e3,
+                       e["speedup_vs_contiguous"] * 100)
+        tables.append(ev)
     if out is not None:
         write_text_atomic(out, placement_json(problem, placement))
-        console.print(f"wrote {out}")
+    return PlaceResult(tables, notes, document)

@@ -1,11 +1,14 @@
-"""The suite protocol and how suites are found (built-ins plus the ``hwsim.suites`` entry points)."""
+"""The suite protocol and how suites are found (built-ins plus the ``hwsim.suites`` entry points).
+
+Lookup goes through :class:`hwsim.plugins.PluginRegistry`, the same loader (and clash rule) as the
+placement solvers: a plug-in may not replace a built-in suite unless ``HWSIM_PLUGIN_REPLACE`` names it.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import import_module, metadata
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -14,6 +17,7 @@ from rich.console import Console
 from hwsim.engine import Tracer
 from hwsim.errors import SuiteError
 from hwsim.hardware import Hardware
+from hwsim.plugins import Entry, PluginRegistry, load_target
 from hwsim.records import CaseValue, Record
 from hwsim.suites.tables import Table
 
@@ -40,7 +44,8 @@ class SuiteContext:
     quick: bool = False
     seed: int = 0
     tracer: Tracer | None = None
-    console: Console = field(default_factory=lambda: Console(stderr=False))
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    """Deprecated: suites return tables and notes and never print; kept (on stderr) for plug-ins written before."""
     figures_dir: Path | None = None
     params: Mapping[str, CaseValue] = field(default_factory=dict)
     """Knobs a caller (``hwsim sweep``, ``suite run --param``) sets; a suite reads the ones it declares
@@ -94,7 +99,8 @@ def resolve_params(suite: Any, given: Mapping[str, Any], where: str = "") -> dic
     for name in given:
         if name not in declared:
             known = ", ".join(declared) if declared else "none"
-            raise SuiteError(f"{where}: suite {getattr(suite, 'name', '?')!r} has no parameter {name!r} (it has: {known})")
+            raise SuiteError(
+                f"{where}: suite {getattr(suite, 'name', '?')!r} has no parameter {name!r} (it has: {known})")
     return {name: p.check(name, given[name], where) if name in given else p.default for name, p in declared.items()}
 
 
@@ -122,43 +128,32 @@ class Suite(Protocol):
     def run(self, ctx: SuiteContext) -> SuiteResult: ...
 
 
-def _load(target: str, origin: str) -> Suite:
-    module_name, _, attribute = target.partition(":")
-    try:
-        obj: Any = getattr(import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise SuiteError(f"suite from {origin} ({target}) cannot be loaded: {exc}") from None
+REGISTRY = PluginRegistry("suite", ENTRY_POINT_GROUP, BUILTIN_SUITES, SuiteError)
+
+
+def _checked(obj: Any, entry: Entry) -> Suite:
     if not isinstance(obj, Suite):
-        raise SuiteError(f"{target} from {origin} is not a suite (needs name, description, default_hardware, run)")
+        raise SuiteError(f"{entry.target} from {entry.origin} is not a suite (needs name, description, "
+                         "default_hardware, run)")
     return obj
 
 
 def suite_targets() -> dict[str, tuple[str, str]]:
-    """name -> (import target, where it came from)."""
-    found = {name: (target, "hwsim") for name, target in BUILTIN_SUITES.items()}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        origin = ep.dist.name if ep.dist is not None else "entry point"
-        if ep.name not in found or found[ep.name][0] != ep.value:
-            found[ep.name] = (ep.value, origin)
-    return dict(sorted(found.items()))
+    """name -> (import target, where it came from); a clashing name is listed and fails in :func:`get_suite`."""
+    return {name: (e.target, e.origin) for name, e in REGISTRY.entries().items()}
 
 
 def get_suite(name: str) -> Suite:
-    targets = suite_targets()
-    if name not in targets:
-        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
-    target, origin = targets[name]
-    return _load(target, origin)
+    entry = REGISTRY.resolve(name)
+    return _checked(load_target(entry, SuiteError, "suite"), entry)
 
 
 def suite_target(name: str) -> str:
     """The import target (``module:attribute``) of a suite, for processes that load it by themselves."""
-    targets = suite_targets()
-    if name not in targets:
-        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
-    return targets[name][0]
+    return REGISTRY.resolve(name).target
 
 
 def load_suite_target(target: str) -> Suite:
     """The suite object at ``module:attribute`` (what a sweep worker loads)."""
-    return _load(target, "a sweep")
+    entry = Entry(target, target, "a sweep")
+    return _checked(load_target(entry, SuiteError, "suite"), entry)

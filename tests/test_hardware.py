@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hwsim.errors import HardwareError
-from hwsim.hardware import Topology, Link, dump_hardware, list_hardware, load_hardware, parse_hardware
+from hwsim.hardware import Link, Topology, dump_hardware, list_hardware, load_hardware, parse_hardware
 from hwsim.hardware.units import UnitError, parse_quantity
 
 REQUIRED_PRESETS = {"h100-sxm", "a100-sxm", "t3-gpu", "titan-xp", "xeon-e5-2640v4", "spatten", "spatten-1/8"}

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwsim.kernels.attention import attention_cupy, attention_numba, attention_ref, quantize_keys
-from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
 
 
 def _inputs(seed: int, h: int, lq: int, lk: int, d: int, dtype=np.float32, sharp: float = 1.0):
@@ -81,7 +80,6 @@ def test_bad_indices_are_clear_errors(bad):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not gpu_available(), reason=f"no GPU: {gpu_unavailable_reason()}")
 def test_cupy_matches_reference():
     q, k, v, _ = _inputs(4, 4, 3, 100, 16, dtype=np.float32)
     toks, heads = np.arange(0, 100, 3), np.array([0, 2, 3])

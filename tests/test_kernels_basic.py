@@ -281,8 +281,6 @@ def test_gpu_impls_fail_cleanly_without_gpu(op):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("op,size", CASES, ids=[f"{op}-{'x'.join(map(str, s.values()))}" for op, s in CASES])
 def test_gpu_impls_match_reference(op, size, dtype):
-    if not gpu_available():
-        pytest.skip(f"GPU path not tested: {gpu_unavailable_reason()}")
     import cupy as cp
 
     inputs = B.make_inputs(op, size, dtype, 0)
@@ -296,8 +294,6 @@ def test_gpu_impls_match_reference(op, size, dtype):
 
 @pytest.mark.gpu
 def test_gpu_measure_uses_events():
-    if not gpu_available():
-        pytest.skip(f"GPU path not tested: {gpu_unavailable_reason()}")
     inputs = B.to_gpu(B.make_inputs("gemm", dict(m=256, n=256, k=256), np.float32, 0))
     t = measure(lambda: B.GPU_IMPLS["gemm"](*inputs), warmup=2, repeats=5, device="gpu")
     assert t.device == "gpu" and t.repeats == 5 and 0 < t.min_s <= t.median_s <= t.max_s

@@ -66,6 +66,7 @@ def test_measure_then_compare(tmp_path, capsys):
     assert summary["median_abs_rel_error"] is not None
 
 
+@pytest.mark.slow  # every suite, quick: about a minute on a loaded 2-core machine
 def test_run_all_writes_one_file_per_suite(tmp_path, capsys):
     assert main(["suite", "run", "all", "--quick", "--out", str(tmp_path)]) == 0
     written = sorted(p.name for p in tmp_path.glob("*.json"))

@@ -26,24 +26,24 @@ def test_mean_flow_time_matches_processor_sharing_theory_for_any_size_law(law):
     records = _run(flows=20000, load=0.5, size_dist=law)
     assert records["mean_fct_over_ps_theory"].value == pytest.approx(1.0, abs=0.06)
     bandwidth = load_hardware("t3-gpu").topology.link.bandwidth_bytes_per_s
-    assert records["mean_fct"].value == pytest.approx(1e6 / bandwidth / 0.5, rel=0.06)
+    assert records["mean_fct_s"].value == pytest.approx(1e6 / bandwidth / 0.5, rel=0.06)
 
 
 def test_flow_times_grow_with_load_and_shrink_with_bandwidth():
     light, heavy = _run(flows=4000, load=0.3), _run(flows=4000, load=0.8)
-    assert heavy["mean_fct"].value > 2 * light["mean_fct"].value
+    assert heavy["mean_fct_s"].value > 2 * light["mean_fct_s"].value
     hw = load_hardware("t3-gpu")
     from dataclasses import replace
 
     fast = replace(hw, topology=replace(hw.topology, link=replace(hw.topology.link, bandwidth_bytes_per_s=300e9)))
     # same seed, twice the bandwidth, same load: every time exactly halves
-    assert _run(flows=4000, load=0.3, hardware=fast)["mean_fct"].value == pytest.approx(light["mean_fct"].value / 2, rel=1e-9)
+    assert _run(flows=4000, load=0.3, hardware=fast)["mean_fct_s"].value == pytest.approx(light["mean_fct_s"].value / 2, rel=1e-9)
 
 
 def test_same_seed_same_records_other_seed_other_draws():
     a, b, c = _run(seed=3, flows=2000), _run(seed=3, flows=2000), _run(seed=4, flows=2000)
     assert {m: r.value for m, r in a.items()} == {m: r.value for m, r in b.items()}
-    assert a["mean_fct"].value != c["mean_fct"].value
+    assert a["mean_fct_s"].value != c["mean_fct_s"].value
 
 
 def test_two_flows_share_the_link_equally_then_one_runs_alone():

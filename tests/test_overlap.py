@@ -75,7 +75,6 @@ def test_overlap_point_efficiency_definition():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not gpu_available(), reason=f"GPU contention sweep: {gpu_unavailable_reason()}")
 def test_gpu_overlap_points_run():
     from hwsim.kernels.overlap import gpu_overlap_points
 

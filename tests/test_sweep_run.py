@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+import sweep_test_suites
 from rich.console import Console
 
-import sweep_test_suites
 from hwsim.records import read_results
 from hwsim.suites import registry
 from hwsim.suites.cli import main
@@ -246,6 +246,6 @@ def test_where_picks_records_and_overridden_hardware_names_do_not_split_lines(fl
 def test_zipped_numeric_keys_are_one_figure_axis(tmp_path):
     doc = {"fixed": {"flows": 200}, "zip": [{"load": [0.3, 0.6, 0.9], "mean_size_bytes": [1e6, 2e6, 4e6]}],
            "axes": {"hw.topology.link.bandwidth": ["50 GB/s", "100 GB/s"]}}
-    rep = run_sweep(_link_grid(doc), tmp_path, SerialBackend(), _quiet(), metric="mean_fct", progress=False)
+    rep = run_sweep(_link_grid(doc), tmp_path, SerialBackend(), _quiet(), metric="mean_fct_s", progress=False)
     assert rep.figure is not None
-    assert rep.figure_note == "heat map of mean_fct over hw.topology.link.bandwidth_bytes_per_s x load"
+    assert rep.figure_note == "heat map of mean_fct_s over hw.topology.link.bandwidth_bytes_per_s x load"

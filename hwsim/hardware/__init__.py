@@ -2,11 +2,13 @@
 
 from hwsim.hardware.loader import (
     dump_hardware,
+    hardware_json_schema,
     list_hardware,
     load_hardware,
     load_hardware_file,
     parse_hardware,
     user_hardware_dir,
+    validate_hardware,
 )
 from hwsim.hardware.model import Device, Efficiency, Engine, Hardware, Link, Memory, Topology
 
@@ -19,9 +21,11 @@ __all__ = [
     "Memory",
     "Topology",
     "dump_hardware",
+    "hardware_json_schema",
     "list_hardware",
     "load_hardware",
     "load_hardware_file",
     "parse_hardware",
     "user_hardware_dir",
+    "validate_hardware",
 ]

@@ -3,14 +3,20 @@
 Everything here is a plain value: no behaviour beyond derived quantities and routing, so that a
 sweep can build variants with :func:`dataclasses.replace` and two equal descriptions compare equal.
 Units are SI base units and are spelled in the field names.
+
+Each field is declared once, with its YAML key, unit, range and help as :func:`~hwsim.hardware.schema.spec`
+metadata; the loader, dumper, ``hwsim hw show``, sweep overrides and the JSON Schema all derive from it
+(see :mod:`hwsim.hardware.schema`). Adding a field is adding it here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from hwsim.errors import HardwareError
+from hwsim.hardware.schema import ANY_UNIT, spec
 
 TopologyKind = Literal["single", "ring", "switch", "two-level"]
 DeviceKind = Literal["gpu", "cpu", "accelerator"]
@@ -24,10 +30,14 @@ class Efficiency:
     large ones approach ``max_fraction``. Calibration fits the four numbers from microbenchmarks.
     """
 
-    compute_max: float = 1.0
-    compute_half_flops: float = 0.0
-    memory_max: float = 1.0
-    memory_half_bytes: float = 0.0
+    compute_max: float = spec("compute_max", "largest fraction of peak FLOP/s a big operation reaches",
+                              exclusive_minimum=0, maximum=1, default=1.0)
+    compute_half_flops: float = spec("compute_half", "operation size reaching half of compute_max", unit="flop",
+                                     minimum=0, default=0.0)
+    memory_max: float = spec("memory_max", "largest fraction of memory bandwidth a big transfer reaches",
+                             exclusive_minimum=0, maximum=1, default=1.0)
+    memory_half_bytes: float = spec("memory_half", "transfer size reaching half of memory_max", unit="bytes",
+                                    minimum=0, default=0.0)
 
     def compute(self, flops: float) -> float:
         return self.compute_max * _saturate(flops, self.compute_half_flops)
@@ -48,10 +58,12 @@ def _saturate(x: float, half: float) -> float:
 class Memory:
     """Off-chip memory: capacity, aggregate bandwidth and how it is split into channels."""
 
-    capacity_bytes: float
-    bandwidth_bytes_per_s: float
-    channels: int = 1
-    transaction_bytes: int = 64
+    capacity_bytes: float = spec("capacity", "off-chip memory capacity", unit="bytes", exclusive_minimum=0)
+    bandwidth_bytes_per_s: float = spec("bandwidth", "aggregate off-chip memory bandwidth", unit="bytes_per_s",
+                                        exclusive_minimum=0)
+    channels: int = spec("channels", "independent memory channels (e.g. HBM stacks)", minimum=1, default=1)
+    transaction_bytes: int = spec("transaction", "smallest memory access", unit="bytes", exclusive_minimum=0,
+                                  default=64)
 
     @property
     def channel_bandwidth_bytes_per_s(self) -> float:
@@ -65,33 +77,38 @@ class Engine:
     ``params`` holds its numbers in base units, keyed by the names its system model reads.
     """
 
-    name: str
-    units: int = 1
-    params: Mapping[str, float] = field(default_factory=dict)
+    name: str = spec(None, "the engine's name: its key under device.engines", role="name")
+    units: int = spec("units", "how many of this engine a device has", minimum=1, default=1)
+    params: Mapping[str, float] = spec(None, "an engine parameter its system model reads", unit=ANY_UNIT, minimum=0,
+                                       default_factory=dict, extra_keys=True)
 
     def param(self, key: str) -> float:
         try:
             return self.params[key]
         except KeyError:
-            raise HardwareError(f"engine {self.name!r} has no parameter {key!r}; it has {sorted(self.params)}") from None
+            raise HardwareError(
+                f"engine {self.name!r} has no parameter {key!r}; it has {sorted(self.params)}") from None
 
 
 @dataclass(frozen=True)
 class Device:
     """One processor: its compute, its memory and its fixed per-operation cost."""
 
-    name: str
-    kind: DeviceKind
-    compute_units: int
-    clock_hz: float
-    peak_flops_per_s: Mapping[str, float]
-    memory: Memory
-    sram_bytes: float
-    launch_overhead_s: float
-    efficiency: Efficiency = Efficiency()
-    engines: Mapping[str, Engine] = field(default_factory=dict)
-    sram_bandwidth_bytes_per_s: float | None = None
-    """Bandwidth of operations whose bytes fit in ``sram_bytes`` (warm on-chip data); None: always off-chip."""
+    name: str = spec(None, "the hardware's name", role="name")
+    kind: DeviceKind = spec("kind", "kind of processor")
+    compute_units: int = spec("compute_units", "SMs, cores or processing elements", minimum=1)
+    clock_hz: float = spec("clock", "clock frequency", unit="hz", exclusive_minimum=0)
+    peak_flops_per_s: Mapping[str, float] = spec("peak", "dense peak rate for this dtype", unit="flop_per_s",
+                                                 exclusive_minimum=0, non_empty=True)
+    memory: Memory = spec("memory", "off-chip memory")
+    sram_bytes: float = spec("sram", "on-chip SRAM (last-level cache) capacity", unit="bytes", minimum=0)
+    launch_overhead_s: float = spec("launch_overhead", "fixed cost of one operation (launch and sync)", unit="s",
+                                    minimum=0)
+    efficiency: Efficiency = spec("efficiency", "fraction of peak reached, by operation size", default=Efficiency())
+    engines: Mapping[str, Engine] = spec("engines", "special-purpose units, by name", default_factory=dict)
+    sram_bandwidth_bytes_per_s: float | None = spec(
+        "sram_bandwidth", "bandwidth of operations whose bytes fit in sram (warm on-chip data); unset: always off-chip",
+        unit="bytes_per_s", exclusive_minimum=0, default=None)
 
     def peak(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``; unknown dtypes are an error, never a silent default."""
@@ -113,8 +130,9 @@ class Device:
 class Link:
     """A one-directional channel: bytes per second and a fixed latency per message."""
 
-    bandwidth_bytes_per_s: float
-    latency_s: float = 0.0
+    bandwidth_bytes_per_s: float = spec("bandwidth", "bandwidth of the link, each way", unit="bytes_per_s",
+                                        exclusive_minimum=0)
+    latency_s: float = spec("latency", "fixed latency of one message", unit="s", minimum=0, default=0.0)
 
     def time_s(self, nbytes: float) -> float:
         return self.latency_s + nbytes / self.bandwidth_bytes_per_s
@@ -135,11 +153,23 @@ class Topology:
       each device has its own network port (``inter_link``) to the other nodes.
     """
 
-    kind: TopologyKind = "single"
-    devices: int = 1
-    link: Link | None = None
-    nodes: int = 1
-    inter_link: Link | None = None
+    kind: TopologyKind = spec("kind", "how devices connect", default="single")
+    devices: int = spec("devices", "number of devices", minimum=1, default=1)
+    link: Link | None = spec("link", "the link between devices (inside a node for two-level)", default=None)
+    nodes: int = spec("nodes", "number of nodes (two-level)", minimum=1, default=1)
+    inter_link: Link | None = spec("inter_link", "each device's network port to other nodes (two-level)", default=None)
+
+    def schema_problems(self) -> list[tuple[str, str]]:
+        """Rules across fields, as (YAML key, message); the loader and sweep overrides both apply them."""
+        problems = []
+        if self.kind != "single" and self.link is None:
+            problems.append(("link", f"missing (a {self.kind} topology needs its link bandwidth)"))
+        if self.kind == "two-level":
+            if self.inter_link is None:
+                problems.append(("inter_link", "missing (a two-level topology needs its inter-node link)"))
+            if self.devices % self.nodes:
+                problems.append(("nodes", f"value {self.nodes} does not divide devices={self.devices}"))
+        return problems
 
     @property
     def devices_per_node(self) -> int:
@@ -198,8 +228,8 @@ class Topology:
 class Hardware:
     """A named system: one device type replicated over a topology."""
 
-    name: str
-    description: str
-    device: Device
-    topology: Topology = Topology()
-    source: str = "<memory>"
+    name: str = spec("name", "name of the hardware (how hwsim finds it)")
+    description: str = spec("description", "one line saying what this is", yaml_default="")
+    device: Device = spec("device", "the processor, replicated over the topology")
+    topology: Topology = spec("topology", "how the devices connect", default=Topology())
+    source: str = spec(None, "file the description was read from", role="source", default="<memory>")

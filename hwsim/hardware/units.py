@@ -76,7 +76,8 @@ def parse_quantity(value: object, dimension: str) -> float:
     if factor is None:
         other = [dim for dim, table in UNITS.items() if unit in table]
         found = f" (that is a unit of {other[0].replace('_per_', ' per ')})" if other else ""
-        raise UnitError(f"unit {unit!r} in {value!r} is wrong here{found}; expected e.g. {DIMENSION_EXAMPLES[dimension]}")
+        raise UnitError(
+            f"unit {unit!r} in {value!r} is wrong here{found}; expected e.g. {DIMENSION_EXAMPLES[dimension]}")
     # divide by sub-unit divisors so that '500 ns' is exactly 5e-07, not 5.000000000000001e-07
     return finite(number * factor if factor >= 1 else number / round(1 / factor), value)
 

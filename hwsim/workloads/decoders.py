@@ -12,7 +12,6 @@ from hwsim.errors import WorkloadError
 
 __all__ = ["MODELS", "DecoderModel", "WorkloadError", "get_model"]
 
-
 @dataclass(frozen=True)
 class DecoderModel:
     """The shapes one decode step touches.

@@ -9,4 +9,5 @@ from hwsim.suites.sweep.executors import EXECUTORS, make_backend
 from hwsim.suites.sweep.grid import Case, Grid, SweepError, expand, read_grid_file
 from hwsim.suites.sweep.runner import SweepReport, run_sweep
 
-__all__ = ["Case", "EXECUTORS", "Grid", "SweepError", "SweepReport", "expand", "make_backend", "read_grid_file", "run_sweep"]
+__all__ = ["Case", "EXECUTORS", "Grid", "SweepError", "SweepReport", "expand", "make_backend", "read_grid_file",
+           "run_sweep"]

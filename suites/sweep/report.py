@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
-
-from rich.table import Table
 
 from hwsim.records import CaseValue, Record
+from hwsim.suites.render import to_markdown
 from hwsim.suites.sweep.grid import Case, Grid
+from hwsim.suites.tables import Cell, Table
 
 MAX_LINES = 12
 
@@ -85,41 +85,44 @@ def metric_rows(grid: Grid, records: Mapping[str, list[Record]], metric: str) ->
             for case, r in picked]
 
 
-def summary_table(grid: Grid, records: Mapping[str, list[Record]], errors: Mapping[str, str], metric: str | None) -> Table:
+def summary_table(grid: Grid, records: Mapping[str, list[Record]], errors: Mapping[str, str],
+                  metric: str | None) -> Table:
+    """One row per case: its axes, its status and the metric (a number; a range when a case has several)."""
     axes = list(grid.axes)
+    units = {r.unit for rs in records.values() for r in rs if r.metric == metric}
     table = Table(title=f"sweep {grid.suite}: {len(grid.cases)} cases" + (f", metric {metric}" if metric else ""))
     for key in axes:
         table.add_column(key, justify="right")
     table.add_column("status")
-    table.add_column(metric or "value", justify="right")
+    table.add_column(metric or "value", next(iter(units)) if len(units) == 1 else "", justify="right")
     for case in grid.cases:
         values = [r for r in records.get(case.case_id, []) if r.metric == metric]
+        shown: Cell
         if case.case_id in records:
             status = "done"
             if not values:
-                shown = "—"
+                shown = None
             elif len(values) == 1:
-                shown = f"{values[0].value:.4g} {values[0].unit}"
+                shown = values[0].value
             else:
-                shown = f"{min(v.value for v in values):.4g}…{max(v.value for v in values):.4g} {values[0].unit} ({len(values)})"
+                low, high = min(v.value for v in values), max(v.value for v in values)
+                shown = f"{low:.4g} to {high:.4g} ({len(values)} records)"
         elif case.case_id in errors:
-            status, shown = "[red]failed[/red]", errors[case.case_id][:60]
+            status, shown = "failed", errors[case.case_id]
         else:
-            status, shown = "not run", "—"
-        table.add_row(*[_text(case.params.get(k)) for k in axes], status, shown)
+            status, shown = "not run", None
+        table.add_row(*[_cell(case.params.get(k)) for k in axes], status, shown)
     return table
 
 
-def markdown_summary(grid: Grid, records: Mapping[str, list[Record]], errors: Mapping[str, str], metric: str | None) -> str:
-    axes = list(grid.axes)
-    head = axes + ["status", metric or "value"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for case in grid.cases:
-        values = [r for r in records.get(case.case_id, []) if r.metric == metric]
-        status = "done" if case.case_id in records else "failed" if case.case_id in errors else "not run"
-        shown = "; ".join(f"{v.value:.6g} {v.unit}" for v in values) if values else errors.get(case.case_id, "—")
-        lines.append("| " + " | ".join([_text(case.params.get(k)) for k in axes] + [status, shown.replace("|", "/")]) + " |")
-    return "\n".join(lines) + "\n"
+def _cell(value: CaseValue | None) -> Cell:
+    return value if isinstance(value, (int, float, str)) or value is None else str(value)
+
+
+def markdown_summary(grid: Grid, records: Mapping[str, list[Record]], errors: Mapping[str, str],
+                     metric: str | None) -> str:
+    """The summary table as markdown (``summary.md`` in the sweep directory)."""
+    return to_markdown(summary_table(grid, records, errors, metric))
 
 
 def _collapse_zipped(grid: Grid, keys: list[str]) -> tuple[list[str], dict[str, list[str]]]:

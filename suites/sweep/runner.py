@@ -23,11 +23,13 @@ from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware
 from hwsim.records import Record, read_results, write_results
 from hwsim.suites.registry import load_suite_target
+from hwsim.suites.render import print_tables, to_markdown
 from hwsim.suites.sweep import report
 from hwsim.suites.sweep.executors import Backend
 from hwsim.suites.sweep.grid import Grid, SweepError, check_metric
 from hwsim.suites.sweep.store import SweepDir
 from hwsim.suites.sweep.worker import Outcome, Task
+from hwsim.suites.tables import Table
 
 
 @dataclass
@@ -44,6 +46,7 @@ class SweepReport:
     elapsed_s: float = 0.0
     case_s: float = 0.0          # sum of the cases' own run times: case_s / elapsed_s is the parallelism reached
     case_cpu_s: float = 0.0      # sum of the cases' CPU times: case_s well above it means the cores were shared
+    summary: Table | None = None  # the summary table (data), for a caller that renders it in another format
 
 
 def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | None = None, *,
@@ -56,7 +59,8 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
     rep = SweepReport(grid=grid, out=out)
     rep.skipped = [c.case_id for c in grid.cases if out.is_done(c)]
     loaded: dict[str, Hardware] = {}
-    tasks = [Task(grid.suite_target, c, grid.quick, grid.hardware_for(c, loaded)) for c in grid.cases if not out.is_done(c)]
+    tasks = [Task(grid.suite_target, c, grid.quick, grid.hardware_for(c, loaded))
+             for c in grid.cases if not out.is_done(c)]
     console.print(f"sweep {grid.suite}: {len(grid.cases)} cases, {len(rep.skipped)} already done, "
                   f"{len(tasks)} to run on {backend.description}; results in {out.root}")
     started = time.perf_counter()
@@ -149,8 +153,9 @@ def finish(rep: SweepReport, console: Console, metric: str | None, where: Mappin
     rep.metric = metric or grid.metric or report.default_metric(shown)
     if where and by_case and not any(shown.values()):
         console.print(f"[yellow]note:[/yellow] no record matches --where {where}")
-    console.print(report.summary_table(grid, shown, rep.failed, rep.metric))
-    write_text_atomic(out.root / "summary.md", report.markdown_summary(grid, shown, rep.failed, rep.metric))
+    rep.summary = summary = report.summary_table(grid, shown, rep.failed, rep.metric)
+    print_tables([summary], console)
+    write_text_atomic(out.root / "summary.md", to_markdown(summary))
     if rep.metric is not None:
         rep.figure, rep.figure_note = report.figure(grid, shown, rep.metric, out.root / f"{rep.metric}.png")
     console.print(f"{len(by_case)} of {len(grid.cases)} cases done ({len(rep.ran) - len(rep.failed)} run now, "

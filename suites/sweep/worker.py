@@ -7,16 +7,13 @@ exactly when its complete result has come back.
 
 from __future__ import annotations
 
-import io
 import socket
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Mapping
-
-from rich.console import Console
 
 from hwsim.hardware import Hardware
 from hwsim.records import CaseValue, Provenance, Record
@@ -72,9 +69,8 @@ def run_case(task: Task) -> Outcome:
     case = task.case
     try:
         suite = load_suite_target(task.suite_target)
-        console = Console(file=io.StringIO(), width=120)  # a case's tables are not shown mid-sweep
-        ctx = SuiteContext(hardware=task.hardware, quick=task.quick, seed=case.seed, console=console,
-                           params=dict(case.suite_params))
+        # suites compute and never print, so nothing needs silencing; the case's tables are not shown mid-sweep
+        ctx = SuiteContext(hardware=task.hardware, quick=task.quick, seed=case.seed, params=dict(case.suite_params))
         result = suite.run(ctx)
         provenance = replace(_process_provenance(),
                              created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
