@@ -377,7 +377,8 @@ def _suite_list() -> Table:
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="hwsim: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
-    for handler in logging.root.handlers:  # libraries that set their own logger levels (distributed: INFO) stay quiet too
+    # libraries that set their own logger levels (distributed: INFO) stay quiet too
+    for handler in logging.root.handlers:
         handler.setLevel(level)
 
 

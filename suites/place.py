@@ -51,7 +51,8 @@ def _number(doc: dict, key: str, path: Path, kind: type, default: Any = None) ->
         return default
     value = doc[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise ProblemFileError(f"{path}: field {key!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        wanted = "an integer" if kind is int else "a number"
+        raise ProblemFileError(f"{path}: field {key!r} must be {wanted}, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ProblemFileError(f"{path}: field {key!r} must be a finite number, got {value!r}")
     if kind is int and not 1 <= value <= MAX_GPUS:
@@ -62,16 +63,19 @@ def _number(doc: dict, key: str, path: Path, kind: type, default: Any = None) ->
 def _synthetic(syn: Any, path: Path) -> tuple[dict[str, int], float, float]:
     """The synthetic trace's fields, each checked, with an error in plain words naming the field."""
     if not isinstance(syn, dict) or set(syn) - SYNTHETIC_KEYS or SYNTHETIC_KEYS - {"seed"} - set(syn):
-        raise ProblemFileError(f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
+        raise ProblemFileError(
+            f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
     counts: dict[str, int] = {}
     for key, most in SYNTHETIC_LIMITS.items():
         value = syn.get(key, 0)
         least = 0 if key == "seed" else 1
         if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
-            raise ProblemFileError(f"{path}: synthetic.{key} must be a whole number from {least} to {most}, got {value!r}")
+            raise ProblemFileError(
+                f"{path}: synthetic.{key} must be a whole number from {least} to {most}, got {value!r}")
         counts[key] = value
     if counts["layers"] * counts["experts"] ** 2 > SYNTHETIC_MAX_TRANSITIONS:
-        raise ProblemFileError(f"{path}: synthetic: {counts['layers']} layers x {counts['experts']}^2 expert pairs is more "
+        raise ProblemFileError(f"{path}: synthetic: {counts['layers']} layers x {counts['experts']}^2 expert pairs "
+                               "is more "
                                f"than the {SYNTHETIC_MAX_TRANSITIONS} routing entries a synthetic problem may hold")
     reals: list[float] = []
     for key, low, high in (("zipf_s", 0.0, 100.0), ("concentration", 0.0, 1.0)):
@@ -119,7 +123,7 @@ def load_problem(path: Path) -> PlacementProblem:
                                    intra_node_cost=intra, inter_node_cost=inter, name=str(doc.get("name", path.stem)))
     except PlacementError as exc:
         raise ProblemFileError(f"{path}: {exc}") from None
-    except (ValueError, MemoryError):  # numpy cannot even hold the arrays (ragged beyond repair, absurdly large)
+    except (ValueError, TypeError, OverflowError, MemoryError):  # numpy cannot hold them (ragged, huge, absurd)
         raise ProblemFileError(f"{path}: 'loads'/'routing' cannot be read as arrays of numbers") from None
     if not problem.loads.any():
         raise ProblemFileError(f"{path}: every load is zero: there are no tokens, so there is nothing to place")

@@ -71,7 +71,8 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
     done = len(rep.skipped)
     wanted = metric or grid.metric
     if wanted is not None:
-        check_metric(load_suite_target(grid.suite_target), wanted, "--metric" if metric else f"{grid.path}: field 'metric'")
+        source = "--metric" if metric else f"{grid.path}: field 'metric'"
+        check_metric(load_suite_target(grid.suite_target), wanted, source)
     metric_seen = wanted is None
     if wanted is not None:
         seen_before = _metric_in(out, grid, wanted)
