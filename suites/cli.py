@@ -37,7 +37,7 @@ from hwsim.suites.registry import (
     SuiteContext,
     get_suite,
     resolve_params,
-    suite_parameters,
+    suite_info,
     suite_targets,
 )
 from hwsim.suites.render import FORMATS, print_tables, render_document
@@ -366,8 +366,8 @@ def _suite_list() -> Table:
         table.add_column(column)
     for name, (_target, origin) in suite_targets().items():
         try:
-            s = get_suite(name)
-            params = ", ".join(f"{k}={v.default}" for k, v in suite_parameters(s).items()) or "—"
+            s = suite_info(name)
+            params = ", ".join(f"{k}={v}" for k, v in s.parameter_defaults.items()) or "—"
             table.add_row(name, s.default_hardware, origin, s.description, params)
         except HwsimError as exc:
             table.add_row(name, "?", origin, str(exc), "")

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from rich.console import Console
 
@@ -20,6 +20,9 @@ from hwsim.hardware import Hardware
 from hwsim.plugins import Entry, PluginRegistry, load_target
 from hwsim.records import CaseValue, Record
 from hwsim.suites.tables import Table
+
+if TYPE_CHECKING:
+    from hwsim.suites.catalog import SuiteInfo
 
 ENTRY_POINT_GROUP = "hwsim.suites"
 
@@ -146,6 +149,21 @@ def suite_targets() -> dict[str, tuple[str, str]]:
 def get_suite(name: str) -> Suite:
     entry = REGISTRY.resolve(name)
     return _checked(load_target(entry, SuiteError, "suite"), entry)
+
+
+def suite_info(name: str) -> SuiteInfo:
+    """What ``suite list`` shows of a suite: from the catalog for a built-in (no import), else loaded."""
+    from hwsim.suites.catalog import BUILTIN_INFO, SuiteInfo
+
+    targets = suite_targets()
+    if name not in targets:
+        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(targets)}")
+    _, origin = targets[name]
+    if origin == "hwsim" and name in BUILTIN_INFO:
+        return BUILTIN_INFO[name]
+    suite = get_suite(name)
+    return SuiteInfo(suite.name, suite.description, suite.default_hardware,
+                     {k: p.default for k, p in suite_parameters(suite).items()})
 
 
 def suite_target(name: str) -> str:

@@ -54,10 +54,10 @@ def test_reference_selects_the_k_largest_with_leftmost_ties(case):
 
 
 @pytest.mark.parametrize("shape,k", [((3, 1), 1), ((4, 1000), 1), ((4, 1000), 1000), ((2, 1023), 511),
-                                     ((8, 4097), 64), ((40, 2049), 700)])  # the last: the parallel path
+                                     ((8, 4097), 64), ((520, 4100), 700)])  # the last: the parallel path
 def test_edge_shapes_large_rows(shape, k):
     from hwsim.kernels.topk import PARALLEL_MIN_ELEMENTS
-    assert shape != (40, 2049) or shape[0] * shape[1] >= PARALLEL_MIN_ELEMENTS
+    assert shape != (520, 4100) or shape[0] * shape[1] >= PARALLEL_MIN_ELEMENTS
     rng = np.random.default_rng(3)
     for x in (rng.standard_normal(shape).astype(np.float32), np.sort(rng.standard_normal(shape), axis=1),
               rng.integers(0, 3, size=shape).astype(np.float64), np.zeros(shape, np.float32)):
@@ -93,7 +93,8 @@ def test_bad_inputs():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape,k", [((3, 7), 3), ((16, 1024), 1), ((16, 1024), 1024), ((5, 4099), 300)])
+@pytest.mark.parametrize("shape,k", [((3, 7), 3), ((16, 1024), 1), ((16, 1024), 1024), ((5, 4099), 300),
+                                     ((3, 200_003), 777), ((1, 1 << 20), 1)])  # the last two: two-pass path
 def test_cupy_matches_reference(shape, k):
     rng = np.random.default_rng(5)
     for x in (rng.standard_normal(shape).astype(np.float32), rng.integers(0, 3, size=shape).astype(np.float64)):
@@ -108,3 +109,66 @@ def test_cupy_path_skips_cleanly_without_gpu():
     from hwsim.kernels.gpu import GpuUnavailable
     with pytest.raises(GpuUnavailable):
         topk_cupy(np.zeros((2, 5), np.float32), 1)
+
+
+# The GPU algorithms, mirrored step by step in NumPy, hold to the reference without a GPU.
+
+@settings(max_examples=60, deadline=None)
+@given(rows_and_k(), st.integers(0, 2**32 - 1))
+def test_gpu_algorithms_mirrored_in_numpy_match_reference(case, seed):
+    from hwsim.kernels.topk import topk_radix_numpy, topk_two_pass_numpy
+    x, k = case
+    ref_v, ref_i = topk_ref(x, k)
+    for v, i in (topk_radix_numpy(x, k), topk_two_pass_numpy(x, k, np.random.default_rng(seed))):
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(v, ref_v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_pass_mirror_on_a_long_row_with_infinities_and_ties(dtype):
+    from hwsim.kernels.topk import topk_two_pass_numpy
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 200_000)).astype(dtype)
+    x[0, ::1000] = np.inf          # more infinities than... fewer than k: all kept
+    x[1, :] = np.round(x[1], 1)    # heavy ties at the k-th value
+    x[1, -5:] = -np.inf
+    for k in (1, 150, 1024):
+        ref_v, ref_i = topk_ref(x, k)
+        v, i = topk_two_pass_numpy(x, k, rng)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(v, ref_v)
+    low = -np.abs(x[:1]) - 1  # every value negative; k = n takes all, including the -inf padding's neighbours
+    v, i = topk_two_pass_numpy(low, low.shape[1])
+    np.testing.assert_array_equal(i, np.arange(low.shape[1])[None, :])
+
+
+@pytest.mark.parametrize("shape,k", [((3, 100_003), 10), ((2, 70_001), 1)])  # the block-skipping filter
+def test_sparse_filter_rows(shape, k):
+    rng = np.random.default_rng(4)
+    for x in (rng.standard_normal(shape).astype(np.float32), np.round(rng.standard_normal(shape), 1)):
+        ref_v, ref_i = topk_ref(x, k)
+        v, i = topk_numba(x, k, threads=1)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(v, ref_v)
+
+
+def test_a_misleading_sample_falls_back_to_the_exact_answer():
+    # the largest values sit exactly where the strided sample looks, so its threshold is too high
+    # and fewer than k elements pass the filter: the row must still come out exact
+    n, k = 4096, 256
+    x = -np.random.default_rng(6).random((2, n))
+    s = min(n // 8, max(64, 16 * n // k), 1024)
+    x[:, :: n // s] += 10.0
+    ref_v, ref_i = topk_ref(x, k)
+    v, i = topk_numba(x, k, threads=1)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_array_equal(v, ref_v)
+
+
+def test_threads_split_rows_without_changing_the_answer():
+    x = np.random.default_rng(8).standard_normal((600, 4000)).astype(np.float32)  # >= PARALLEL_MIN_ELEMENTS
+    one = topk_numba(x, 50, threads=1)
+    two = topk_numba(x, 50, threads=2)
+    np.testing.assert_array_equal(one[1], two[1])
+    with pytest.raises(ValueError, match="threads"):
+        topk_numba(x, 50, threads=0)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Generator
+from collections.abc import Generator
 
 import simpy
 
 from hwsim.engine.bandwidth import Allocator, Flow, SharedBandwidth, max_min_fair
+from hwsim.engine.channel import FifoChannel
 from hwsim.engine.compute import ComputeUnits
 from hwsim.engine.trace import Span, Tracer
 
@@ -38,6 +39,10 @@ class Simulation:
     def bandwidth(self, capacity_bytes_per_s: float, name: str, allocator: Allocator = max_min_fair) -> SharedBandwidth:
         return SharedBandwidth(self.env, capacity_bytes_per_s, name, self.tracer, allocator)
 
+    def fifo_channel(self, capacity_bytes_per_s: float, name: str) -> FifoChannel:
+        """A channel serving transfers one at a time in issue order, O(1) per transfer."""
+        return FifoChannel(self.env, capacity_bytes_per_s, name, self.tracer)
+
     def compute(self, count: int, name: str) -> ComputeUnits:
         return ComputeUnits(self.env, count, name, self.tracer)
 
@@ -62,6 +67,7 @@ __all__ = [
     "Allocator",
     "ComputeUnits",
     "CountingEnvironment",
+    "FifoChannel",
     "Flow",
     "SharedBandwidth",
     "Simulation",

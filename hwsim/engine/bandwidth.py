@@ -9,7 +9,7 @@ arrival and departure, so every flow's finish time is always the exact one for t
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import simpy
 
@@ -19,8 +19,17 @@ from hwsim.engine.trace import Lanes, Tracer
 class Flow:
     """One transfer in progress. Mutable on purpose: the resource updates it in place."""
 
-    __slots__ = ("size_bytes", "remaining_bytes", "weight", "cap_bytes_per_s", "rate_bytes_per_s",
-                 "done", "label", "start_s", "lane")
+    __slots__ = (
+        "cap_bytes_per_s",
+        "done",
+        "label",
+        "lane",
+        "rate_bytes_per_s",
+        "remaining_bytes",
+        "size_bytes",
+        "start_s",
+        "weight",
+    )
 
     def __init__(self, size_bytes: float, weight: float, cap_bytes_per_s: float | None,
                  done: simpy.Event, label: str, start_s: float):
@@ -89,6 +98,9 @@ class SharedBandwidth:
         self.transfers_done = 0
         self._updated_s = env.now
         self._timer: simpy.Event | None = None
+        self._timer_at = math.inf   # when the pending timer fires
+        self._due_s = math.inf      # when the next flow is actually due (>= _timer_at while a timer is pending)
+        self._settling = False      # completions just fired: reschedule once their waiters have issued more
         self._total_weight = 0.0
         self._capped = 0
         self._lanes = Lanes()
@@ -101,18 +113,22 @@ class SharedBandwidth:
             raise ValueError(f"{self.name}: weight must be positive, got {weight!r}")
         if cap_bytes_per_s is not None and not cap_bytes_per_s > 0:
             raise ValueError(f"{self.name}: cap_bytes_per_s must be positive, got {cap_bytes_per_s!r}")
-        done = self.env.event()
+        env = self.env
+        done = env.event()
         if nbytes == 0:
             return done.succeed(0.0)
-        self._advance()
-        flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, done, label, self.env.now)
+        now = env.now
+        if now != self._updated_s:  # (within one instant there is nothing to advance)
+            self._advance()
+        flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, done, label, now)
         if self.tracer is not None:
             flow.lane = self._lanes.take()
         self.flows.append(flow)
         self._total_weight += flow.weight
         if cap_bytes_per_s is not None:
             self._capped += 1
-        self._reschedule()
+        if not self._settling:  # else: the pending settle recomputes once for every arrival of this instant
+            self._reschedule()
         return done
 
     @property
@@ -145,7 +161,7 @@ class SharedBandwidth:
             for f in flows:
                 f.rate_bytes_per_s = rate = per_weight * f.weight
                 left = f.remaining_bytes / rate
-                if left < soonest:
+                if left < soonest:  # noqa: PLR1730 (hot loop: a call to min costs more)
                     soonest = left
         else:
             self.allocator(self.capacity_bytes_per_s, flows)
@@ -155,23 +171,49 @@ class SharedBandwidth:
         if self.tracer is not None:
             used = sum(f.rate_bytes_per_s for f in flows)
             self.tracer.counter(self.name, f"{self.name} GB/s", self.env.now, allocated=used / 1e9)
-        # a later arrival or departure replaces this timer; the old one fires and is ignored
-        self._timer = timer = self.env.timeout(soonest if soonest > 0 else 0.0)
+        delay = soonest if soonest > 0 else 0.0
+        due = self.env.now + delay  # the sum SimPy forms for the timeout below
+        self._due_s = due
+        if self._timer is not None and self._timer_at <= due:
+            return  # the pending timer fires first; if the mix changed since, it wakes early and re-arms
+        # a pending timer that is now late stays queued as a stale event: SimPy cannot cancel, so it is
+        # skipped when it fires (the only case that leaves one; an arrival that only delays flows does not)
+        self._timer = timer = self.env.timeout(delay)
+        self._timer_at = due
         timer.callbacks.append(self._on_timer)
 
     def _on_timer(self, timer: simpy.Event) -> None:
         if timer is not self._timer:
+            return  # superseded by an earlier timer
+        self._timer = None
+        self._timer_at = math.inf
+        now = self.env.now
+        if self._due_s > now:  # arrivals since it was set pushed the next completion later
+            self._advance()
+            self._reschedule()
             return
-        self._advance()
+        # advance every flow to now and sort out the finished ones in one loop (as _advance would)
         still: list[Flow] = []
         finished: list[Flow] = []
-        for f in self.flows:
-            (finished if f.remaining_bytes <= self._DONE_FRACTION * f.size_bytes else still).append(f)
+        done_fraction = self._DONE_FRACTION
+        elapsed = now - self._updated_s
+        if elapsed > 0 and self.flows:
+            self.busy_s += elapsed
+            moved = 0.0
+            for f in self.flows:
+                step = f.rate_bytes_per_s * elapsed
+                f.remaining_bytes -= step
+                moved += step
+                (finished if f.remaining_bytes <= done_fraction * f.size_bytes else still).append(f)
+            self.bytes_moved += moved
+        else:
+            for f in self.flows:
+                (finished if f.remaining_bytes <= done_fraction * f.size_bytes else still).append(f)
+        self._updated_s = now
         if not finished:  # rounding left a sliver: finish the flow that was due
             due = min(self.flows, key=lambda f: f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf)
             finished, still = [due], [f for f in self.flows if f is not due]
         self.flows = still
-        now = self.env.now
         for f in finished:
             self.bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
             f.remaining_bytes = 0.0
@@ -185,4 +227,14 @@ class SharedBandwidth:
         self.transfers_done += len(finished)
         if not still:
             self._total_weight = 0.0  # no drift from repeated subtraction
+        # The waiters of these completions usually issue their next transfer at this same instant:
+        # rescheduling now would arm a timer that their arrival makes stale at once. Instead the
+        # rates are recomputed once, by a callback that runs after the last completion's waiters.
+        self._settling = True
+        finished[-1].done.callbacks.append(self._settle)
+
+    def _settle(self, _event: simpy.Event) -> None:
+        self._settling = False
+        if self.env.now != self._updated_s:
+            self._advance()
         self._reschedule()

@@ -6,7 +6,7 @@ fewer. Counting units (rather than one opaque busy flag) is what lets contention
 
 from __future__ import annotations
 
-from typing import Generator
+from collections import deque
 
 import simpy
 
@@ -14,7 +14,12 @@ from hwsim.engine.trace import Lanes, Tracer
 
 
 class ComputeUnits:
-    """``count`` identical units; ``run`` holds ``units`` of them for ``duration_s``."""
+    """``count`` identical units; ``run`` holds ``units`` of them for ``duration_s``.
+
+    Requests are granted strictly first come, first served (a request that does not fit blocks
+    those behind it, as a SimPy ``Container`` would). No process per hold: a hold that starts at
+    once is one timeout event, a queued one a timeout plus its completion event.
+    """
 
     def __init__(self, env: simpy.Environment, count: int, name: str = "compute", tracer: Tracer | None = None):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -23,40 +28,74 @@ class ComputeUnits:
         self.count = count
         self.name = name
         self.tracer = tracer
-        self._pool = simpy.Container(env, capacity=count, init=count)
+        self._free = count
+        # waiting requests, oldest first: (units, duration_s or None for a bare acquire, label, event)
+        self._waiting: deque[tuple[int, float | None, str, simpy.Event]] = deque()
         self._lanes = Lanes()
         self.busy_unit_s = 0.0
 
     @property
     def free(self) -> int:
-        return int(self._pool.level)
+        return self._free
 
     def acquire(self, units: int) -> simpy.events.Event:
+        """An event that fires when ``units`` are granted; give them back with :meth:`release`."""
         self._check(units)
-        return self._pool.get(units)
+        event = self.env.event()
+        if not self._waiting and self._free >= units:
+            self._free -= units
+            return event.succeed(units)
+        self._waiting.append((units, None, "", event))
+        return event
 
     def release(self, units: int) -> simpy.events.Event:
         self._check(units)
-        return self._pool.put(units)
+        if self._free + units > self.count:
+            raise ValueError(f"{self.name}: releasing {units} units would exceed the {self.count} that exist")
+        self._free += units
+        self._grant()
+        return self.env.event().succeed(units)
 
-    def run(self, units: int, duration_s: float, label: str = "kernel") -> simpy.Process:
-        """Start a process that waits for ``units``, holds them ``duration_s``, then frees them."""
+    def run(self, units: int, duration_s: float, label: str = "kernel") -> simpy.Event:
+        """An event that fires when ``units`` have been held ``duration_s``; its value is when the hold began."""
         self._check(units)
         if not duration_s >= 0:
             raise ValueError(f"{self.name}: duration_s must be non-negative, got {duration_s!r}")
-        return self.env.process(self._hold(units, duration_s, label))
+        if not self._waiting and self._free >= units:
+            return self._start(units, duration_s, label, None)
+        done = self.env.event()
+        self._waiting.append((units, duration_s, label, done))
+        return done
 
-    def _hold(self, units: int, duration_s: float, label: str) -> Generator[simpy.events.Event, object, float]:
-        yield self._pool.get(units)
+    def _start(self, units: int, duration_s: float, label: str, done: simpy.Event | None) -> simpy.Event:
+        self._free -= units
         start = self.env.now
         lane = self._lanes.take() if self.tracer is not None else -1
-        yield self.env.timeout(duration_s)
-        self.busy_unit_s += units * duration_s
-        if self.tracer is not None:
-            self.tracer.span(f"{self.name}[{lane}]", label, start, self.env.now, "compute", units=units)
-            self._lanes.give(lane)
-        yield self._pool.put(units)
-        return start
+        timer = self.env.timeout(duration_s, value=start)
+
+        def finish(_: simpy.Event) -> None:
+            self.busy_unit_s += units * duration_s
+            if self.tracer is not None:
+                self.tracer.span(f"{self.name}[{lane}]", label, start, self.env.now, "compute", units=units)
+                self._lanes.give(lane)
+            self._free += units
+            if done is not None:
+                done.succeed(start)
+            self._grant()
+
+        # runs before the waiters' callbacks, so a waiter that asks again finds the units free
+        timer.callbacks.append(finish)
+        return timer
+
+    def _grant(self) -> None:
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= self._free:
+            units, duration_s, label, event = waiting.popleft()
+            if duration_s is None:
+                self._free -= units
+                event.succeed(units)
+            else:
+                self._start(units, duration_s, label, event)
 
     def _check(self, units: int) -> None:
         if isinstance(units, bool) or not isinstance(units, int) or not 1 <= units <= self.count:

@@ -19,6 +19,7 @@ from hwsim.hardware import Hardware
 from hwsim.records import CaseValue, Provenance, Record
 from hwsim.suites.registry import SuiteContext, load_suite_target
 from hwsim.suites.sweep.grid import Case
+from hwsim.suites.threads import limited_threads
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Task:
     case: Case
     quick: bool
     hardware: Hardware | None  # loaded and overridden where the sweep started; None: the suite's default
+    threads: int = 1           # BLAS and Numba threads for the case: workers run side by side, one core each
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ def run_case(task: Task) -> Outcome:
         suite = load_suite_target(task.suite_target)
         # suites compute and never print, so nothing needs silencing; the case's tables are not shown mid-sweep
         ctx = SuiteContext(hardware=task.hardware, quick=task.quick, seed=case.seed, params=dict(case.suite_params))
-        result = suite.run(ctx)
+        with limited_threads(task.threads, task.threads):
+            result = suite.run(ctx)
         provenance = replace(_process_provenance(),
                              created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         records = tuple(_tag(r, case.params) for r in result.records)

@@ -7,9 +7,9 @@ and the figure); this is the table's part. Run with ``pytest tests/benchmarks --
 from __future__ import annotations
 
 from hwsim.hardware import load_hardware
+from hwsim.suites.t3 import run_cases
 from hwsim.systems.t3 import STRATEGIES
 from hwsim.workloads.tensor_parallel import SUBLAYERS, T3_CASES
-from hwsim.suites.t3 import run_cases
 
 
 def test_all_t3_cases_all_strategies(benchmark):
