@@ -217,15 +217,38 @@ def gpu_hardware(name: str, quick: bool, seed: int = 0) -> tuple[Hardware, list[
 def write_hardware(hw: Hardware, path: Path) -> Path:
     header = (
         "# Written by 'hwsim hw calibrate': every number below was measured on this machine by\n"
-        "# microbenchmarks (triad, FMA chains, empty-kernel launches), in SI base units.\n"
+        "# microbenchmarks (triad, FMA chains, empty-kernel launches; device.operators: the per-family\n"
+        "# calibration of hwsim.kernels.microbench, never a validation case), in SI base units.\n"
     )
     return write_text_atomic(path, header + yaml.safe_dump(dump_hardware(hw), sort_keys=False))
 
 
-def calibrate_command(console: Console, *, quick: bool, name: str, out: Path | None, use_gpu: bool) -> None:
+def with_operator_models(hw: Hardware, *, threads: int, quick: bool, seed: int = 0) -> tuple[Hardware, list[str]]:
+    """``hw`` with its per-family operator models (``device.operators``) fitted on ``threads`` threads
+    from the calibration microbenchmarks only: one calibration, one hardware file."""
+    cal = fit_operator_models(threads=threads, quick=quick, seed=seed)
+    m = cal.models
+    dram = m.staircase[-1]
+    lines = [
+        f"operator models on {threads} thread(s), load {cal.load_before:.2f}->{cal.load_after:.2f}: "
+        f"{len(m.staircase)} staircase steps (largest {dram.working_set_bytes / MiB:.0f} MiB: read "
+        f"{dram.read_bytes_per_s / 1e9:.1f} GB/s, triad {dram.read_write_bytes_per_s / 1e9:.1f} GB/s), "
+        f"GEMM {m.gemm_flops_per_s['fp32'] / 1e9:.1f} GFLOP/s, interference mem/mem "
+        f"{m.interference.memory_memory:.2f} fma/fma {m.interference.compute_compute:.2f} "
+        f"fma/mem {m.interference.compute_memory:.2f}",
+    ]
+    return replace(hw, device=replace(hw.device, operators=m)), lines
+
+
+def calibrate_command(
+    console: Console, *, quick: bool, name: str, out: Path | None, use_gpu: bool, threads: int = 1
+) -> None:
     directory = user_hardware_dir()
     with console.status("calibrating the CPU (triad, FMA, dispatch)..."):
         hw, lines = cpu_hardware(name, quick)
+    with console.status(f"fitting the operator models on {threads} thread(s) (staircase, GEMM, top-k, ...)..."):
+        hw, more = with_operator_models(hw, threads=threads, quick=quick)
+    lines += more
     path = write_hardware(hw, out or directory / f"{name}.yaml")
     for line in lines:
         console.print(f"  {line}")
@@ -350,7 +373,8 @@ def fit_operator_models(
             staircase=tuple(mono),
             gemm_flops_per_s={"fp32": gemm_rate},
             gemm_fixed_s=gemm_fixed,
-            gemm_tile=tile,
+            gemm_tile_m=tile[0],
+            gemm_tile_n=tile[1],
         )
         gemv_fraction = statistics.median(
             base.stream_s((m * k + k + m) * 4.0, 0.0) / max(best[name] - launch, 1e-9)

@@ -194,7 +194,8 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
         staircase=tuple(steps),
         gemm_flops_per_s=rates,
         gemm_fixed_s=statistics.median(fixeds),
-        gemm_tile=GPU_GEMM_TILE,
+        gemm_tile_m=GPU_GEMM_TILE[0],
+        gemm_tile_n=GPU_GEMM_TILE[1],
     )
     gemv_fraction = statistics.median(
         base.stream_s((m * k + k + m) * 2.0, 0.0) / max(best[f"gemv:{m}x{k}"] - launch, 1e-9) for m, k in GPU_CAL_GEMV

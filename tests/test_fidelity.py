@@ -38,7 +38,8 @@ def _models(**kw: object) -> OperatorModels:
         staircase=(MemoryStep(1e4, 100e9, 80e9), MemoryStep(1e6, 50e9, 40e9), MemoryStep(1e8, 10e9, 8e9)),
         gemm_flops_per_s={"fp32": 1e11},
         gemm_fixed_s=1e-5,
-        gemm_tile=(64, 64),
+        gemm_tile_m=64,
+        gemm_tile_n=64,
         topk_elements_per_s=1e9,
         topk_row_s=1e-6,
     )
