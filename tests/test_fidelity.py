@@ -324,3 +324,63 @@ def test_predict_shared_splits_units_by_demand_and_interferes() -> None:
     # a calibrated compute+memory interference lands between overlapped and serial
     mixed = predict_shared(gemm, copy, 200, 1e9, Interference(compute_memory=1.3))
     assert 1.0 < mixed.both_s < 1.5
+
+
+def test_models_in_a_hardware_file_are_what_operator_models_reads(tmp_path: Path) -> None:
+    """device.operators: written by the dumper, read back equal by the loader, used by the cost functions."""
+    from dataclasses import replace
+
+    from hwsim import costs
+    from hwsim.costs.ops import operator_models
+    from hwsim.errors import HardwareError
+    from hwsim.hardware import load_hardware, load_hardware_file
+    from hwsim.suites.calibrate import write_hardware
+
+    hw = load_hardware("xeon-e5-2640v4")
+    roofline = costs.gemv(hw.device, 4096, 4096).time_s
+    m = _models(gemv_read_fraction=0.5, interference=Interference(1.4, 1.6, 1.1))
+    path = write_hardware(replace(hw, device=replace(hw.device, operators=m)), tmp_path / "cal.yaml")
+    again = load_hardware_file(path)
+    assert operator_models(again.device) == m
+    assert costs.gemv(again.device, 4096, 4096).time_s == pytest.approx(m.gemv_s(4096, 4096, 4.0))
+    assert costs.gemv(again.device, 4096, 4096).time_s != pytest.approx(roofline, rel=0.05)
+    text = path.read_text().replace("working_set: 1000000.0 B", "working_set: 10.0 B")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(HardwareError, match="operators.staircase.*strictly increasing"):
+        load_hardware_file(bad)
+
+
+def test_t3_cpu_contention_is_predicted_by_the_calibrated_interference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The t3 --measure CPU rows: predict_shared with the host file's interference and staircase, not a
+    factor of the suite's own; changing the calibrated interference changes the prediction."""
+    from dataclasses import replace
+
+    from hwsim.costs.families import concurrent_s
+    from hwsim.hardware import load_hardware
+    from hwsim.kernels import overlap as kov
+    from hwsim.suites import t3
+    from hwsim.suites.calibrate import write_hardware
+    from hwsim.suites.registry import SuiteContext
+
+    monkeypatch.setenv("HWSIM_HOME", str(tmp_path / "home"))
+    point = kov.OverlapPoint("cpu", 1, 96 << 20, 4.0 * (96 << 20), 0.02, 0.03, 0.025, 0.05, 0.05, 0.0, 1.0, 1)
+    monkeypatch.setattr(kov, "cpu_overlap_points", lambda *a, **k: [point])
+    monkeypatch.setattr(kov, "cpu_control_slowdown", lambda *a, **k: 1.0)
+    base = load_hardware("xeon-e5-2640v4")
+    both = {}
+    for cm in (1.0, 1.5):
+        inter = Interference(memory_memory=1.8, compute_compute=1.3, compute_memory=cm)
+        m = _models(staircase=(MemoryStep(1e4, 100e9, 80e9), MemoryStep(1e9, 10e9, 1.0e9)), interference=inter)
+        hw = replace(base, name="host", device=replace(base.device, operators=m))
+        write_hardware(hw, tmp_path / "home" / "hardware" / "host.yaml")
+        records, notes, _ = t3._cpu_records(SuiteContext(None, quick=True, measure=True, seed=0))
+        sim = {r.metric: r.value for r in records if r.source == "simulated"}
+        share = min(1.0, point.reduce_bytes / (point.reduce_alone_s * m.bandwidth(point.buffer_bytes, write=True)))
+        expect = concurrent_s(point.reduce_alone_s, point.compute_alone_s, share, 0.0, inter)
+        assert sim["both"] == pytest.approx(expect[2]) and sim["reduce_concurrent"] == pytest.approx(expect[0])
+        assert any("device.operators" in n for n in notes)
+        both[cm] = sim["both"]
+    assert both[1.5] > both[1.0] * 1.2  # an FMA next to a stream: the calibrated compute_memory term decides
