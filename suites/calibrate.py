@@ -347,9 +347,20 @@ def fit_operator_models(
             warmup=2,
             max_time_s=(20.0 if quick else 60.0) if extra else (6.0 if quick else 15.0),
             clock=clock,
+            speed_gate=SPEED_GATE if clock == "thread_cpu" else None,
         )
         timings = {name: all_timings[name] for name in calls}
         extra_timings = {name: all_timings[name] for name in extra}
+        # Refine: the cheap calibration cases (most of the fitted numbers: in-cache staircase steps,
+        # softmax, attention, decode) again, many more interleaved rounds. A best-of estimate is only
+        # as good as its chance of catching a moment when no other process evicts the caches or
+        # shares the core, and on a busy machine that takes many short samples.
+        cheap = {name: calls[name] for name, t in timings.items() if t.min_s < REFINE_BELOW_S}
+        if cheap:
+            again = measure_interleaved(cheap, rounds=REFINE_ROUNDS, warmup=1, max_time_s=6.0 if quick else 12.0,
+                                        clock=clock, min_sample_s=2e-4,
+                                        speed_gate=SPEED_GATE if clock == "thread_cpu" else None)
+            timings = {name: _better(t, again.get(name)) for name, t in timings.items()}
         best = {name: t.min_s for name, t in timings.items()}
         launch = microbench.launch_s()
         # rate per call at each working set, the call's fixed cost included: well conditioned
@@ -463,6 +474,19 @@ def fit_operator_models(
     return ModelCalibration(models, fitted, timings, load0, load1, extra_timings)
 
 
+#: Single-thread calibration keeps only samples taken while the core ran within this fraction of its
+#: fastest (see hwsim.kernels.measure.speed_reference_s); the validation cases are gated the same way.
+SPEED_GATE = 0.06
+#: Calibration cases faster than this get the refining pass of REFINE_ROUNDS more interleaved rounds.
+REFINE_BELOW_S = 0.02
+REFINE_ROUNDS = 41
+
+
+def _better(first: RobustTiming, second: RobustTiming | None) -> RobustTiming:
+    """The timing with the lower minimum (both are best-of estimates of the same call)."""
+    return first if second is None or first.min_s <= second.min_s else second
+
+
 #: CPU GEMM output tile: assumption (OpenBLAS-style register/cache blocking of a few dozen rows and
 #: columns per thread); only the wave quantization of small matrices depends on it.
 CPU_GEMM_TILE: tuple[int, int] = (64, 64)
@@ -516,15 +540,33 @@ def _passes(fn: Callable[..., object], count: int, *args: object) -> None:
         fn(*args)
 
 
+#: A pair run counts only if both threads were on a core for at least this fraction of their wall
+#: time: a thread descheduled by another process runs part of the time alone, which hides
+#: interference, so a best-of over such runs would pick the least-overlapped run.
+PAIR_MIN_ON_CPU = 0.9
+
+
 def pair_slowdowns(
-    first: Callable[[], object], second: Callable[[], object], repeats: int = 5
+    first: Callable[[], object], second: Callable[[], object], repeats: int = 5, max_tries: int = 40
 ) -> tuple[float, float, float]:
-    """(first slowdown, second slowdown, pair CPU time): best-of CPU times together over alone."""
+    """(first slowdown, second slowdown, pair CPU time): best-of CPU times together over alone.
+
+    Only pair runs in which both threads actually ran together count (each on a core for
+    :data:`PAIR_MIN_ON_CPU` of its wall time); up to ``max_tries`` runs are made to collect
+    ``repeats`` such runs. If fewer are clean, the clean ones are used (all runs when none is).
+    """
     alone1, alone2 = alone_cpu_s(first, repeats), alone_cpu_s(second, repeats)
-    best1 = best2 = math.inf
-    for _ in range(repeats):
-        c1, c2, _, _ = pair_times(first, second)
-        best1, best2 = min(best1, c1), min(best2, c2)
+    clean: list[tuple[float, float]] = []
+    every: list[tuple[float, float]] = []
+    for _ in range(max_tries):
+        c1, c2, w1, w2 = pair_times(first, second)
+        every.append((c1, c2))
+        if c1 >= PAIR_MIN_ON_CPU * w1 and c2 >= PAIR_MIN_ON_CPU * w2:
+            clean.append((c1, c2))
+            if len(clean) >= repeats:
+                break
+    runs = clean or every
+    best1, best2 = min(c for c, _ in runs), min(c for _, c in runs)
     return best1 / alone1, best2 / alone2, max(best1, best2)
 
 
