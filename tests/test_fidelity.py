@@ -384,3 +384,21 @@ def test_t3_cpu_contention_is_predicted_by_the_calibrated_interference(
         assert any("device.operators" in n for n in notes)
         both[cm] = sim["both"]
     assert both[1.5] > both[1.0] * 1.2  # an FMA next to a stream: the calibrated compute_memory term decides
+
+
+def test_speed_gate_keeps_only_samples_taken_while_the_core_ran_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sample whose speed reference (before or after it) shows a slow core is dropped, even when it
+    happens to be the smallest: the gate, not the best-of, decides which samples count."""
+    from hwsim.kernels import measure as m
+
+    speeds = iter([1.0, 1.0, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0] * 10)
+    times = iter([2.0, 1.0, 2.0, 2.5, 2.0, 2.2, 2.1] * 10)  # sample 2 (1.0) sits next to a slow reference
+    monkeypatch.setattr(m, "speed_reference_s", lambda: next(speeds))
+    monkeypatch.setattr(m, "_batch_cpu", lambda fn, calls: (next(times), 0.0))
+    monkeypatch.setattr(m, "reference_s", lambda samples=5: 1.0)
+    with thread_limits(1):
+        out = m.measure_interleaved({"k": lambda: None}, rounds=5, warmup=0, max_time_s=99, clock="thread_cpu",
+                                    speed_gate=0.05, retries=0, warm_below_s=0.0)
+    assert out["k"].min_s == 2.0
+    with pytest.raises(ValueError, match="thread_cpu"):
+        m.measure_interleaved({"k": lambda: None}, speed_gate=0.05)
