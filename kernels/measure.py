@@ -345,7 +345,9 @@ def measure_interleaved(
     ``speed_gate`` (thread CPU clock only): the core's speed is checked with
     :func:`speed_reference_s` before every sample, and a sample counts only if the references on
     both sides of it are within ``1 + speed_gate`` of the fastest reference of the attempt (the
-    core ran at full speed throughout); a case with fewer than two such samples is noisy (retried).
+    core ran at full speed throughout); a case with fewer than two such samples is noisy and
+    retried, its best kept over the attempts (on a long run most cases end up noisy that way: the
+    retries are more samples, and the note says so).
     Best-of over fast-core samples is what makes two calibrations agree on a VM whose per-core speed
     drifts by a third within seconds.
     """

@@ -282,12 +282,10 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str], Table]:
                       (pred.both_s - p.both_s) / p.both_s)
     records.append(Record(SUITE_NAME, {"device": "cpu", "kernel_pair": "fma+fma"}, "control_slowdown", control, "1",
                           "measured", name, note=f"load average {_load_average()} while measured"))
-    notes.append(f"control: two FMA threads together run {control:.2f}x slower than one alone; they share no "
-                 "memory traffic, so that much of every slowdown above is lost cores, not memory contention")
-    load = _load_average()
-    notes.append(f"CPU contention measured with a 1-minute load average of {load} on {units} cores: other jobs "
-                 "competing for the cores inflate the concurrent times, which the predictor (one core per thread) "
-                 "does not know about")
+    notes.append(f"control (wall clock, other jobs included): two FMA threads together run {control:.2f}x slower "
+                 "than one alone; the rows above count each thread's CPU time instead, so time lost to other jobs "
+                 "drops out of them")
+    notes.append(f"CPU contention measured with a 1-minute load average of {_load_average()} on {units} cores")
     notes.append("CPU contention predicted by hwsim.systems.overlap.predict_shared: units split by block demand, "
                  f"then the calibrated interference (memory+memory {interference.memory_memory:.2f}, "
                  f"compute+compute {interference.compute_compute:.2f}, compute+memory {interference.compute_memory:.2f})"

@@ -270,7 +270,7 @@ class ValidationResult:
     errors: list[FamilyError]
     models: OperatorModels | None
     hardware: Hardware | None = None
-    """The calibrated hardware (operators included) the predictions came from; written as ``<name>.yaml``."""
+    """The calibrated hardware (operators included) the predictions came from; written as ``validate-<name>.yaml``."""
 
 
 def validate_cpu(
@@ -450,7 +450,7 @@ def write_outputs(result: ValidationResult, out: Path) -> list[Path]:
     if result.hardware is not None:  # the calibrated hardware file, usable with --hw
         from hwsim.suites.calibrate import write_hardware
 
-        paths.append(write_hardware(result.hardware, out / f"{result.hardware.name}.yaml"))
+        paths.append(write_hardware(result.hardware, out / f"validate-{result.hardware.name}.yaml"))
     if result.models is not None:  # the device.operators block alone, as plain JSON (also on a bare GPU box)
         paths.append(
             write_text_atomic(
