@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
-
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # a text input larger than this is almost surely the wrong file
 
@@ -38,12 +38,33 @@ def read_text_file(path: str | os.PathLike[str], error: type[Exception], what: s
         raise error(f"{path}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so briefly and under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` would give a new file (0644 under the usual umask 022).
+
+    ``mkstemp`` creates 0600 whatever the umask, which would make a shared results folder
+    unreadable to colleagues; atomic writes chmod their temporary to this before the rename.
+    """
+    return 0o666 & ~current_umask()
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    """Write to a temporary file beside ``path``, fsync, then rename over it (mode as ``open()`` would give)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

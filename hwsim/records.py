@@ -13,14 +13,15 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from hwsim.errors import RecordsError
-from hwsim.fileio import write_json_atomic
+from hwsim.fileio import read_text_file, write_json_atomic
 
 SCHEMA = "hwsim.results/1"
 Source = Literal["simulated", "measured", "paper"]
@@ -67,18 +68,21 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        return cls(**{k: data.get(k, "") for k in ("created_utc", "host", "platform", "python", "git_commit")},
-                   packages=dict(data.get("packages", {})))
+        """Lenient: provenance is informational, so a field of the wrong type is kept as text, never fatal."""
+        packages = data.get("packages")
+        return cls(**{k: str(data.get(k, "")) for k in ("created_utc", "host", "platform", "python", "git_commit")},
+                   packages={str(k): str(v) for k, v in packages.items()} if isinstance(packages, dict) else {})
 
 
 def _git_commit() -> str:
     """The commit of the hwsim checkout in use, '+dirty' if it has local changes; 'unknown' outside git."""
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=here, capture_output=True, text=True,
+                                timeout=5)
         if commit.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=here,
                                capture_output=True, text=True, timeout=5)
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -163,9 +167,15 @@ def record_from_dict(data: Any, where: str, default: Provenance | None = None) -
     for k, v in data["case"].items():
         if not isinstance(v, (str, int, float, bool)):
             raise RecordsError(f"{where}: field 'case.{k}' must be a string, number or boolean, got {v!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise RecordsError(f"{where}: field 'case.{k}' must be finite, got {v!r}")
+    try:
+        value = float(data["value"])
+    except OverflowError:  # an integer with hundreds of digits
+        raise RecordsError(f"{where}: field 'value' is too large for a float") from None
     provenance = Provenance.from_dict(data["provenance"]) if isinstance(data.get("provenance"), dict) else default
     try:
-        return Record(suite=data["suite"], case=data["case"], metric=data["metric"], value=float(data["value"]),
+        return Record(suite=data["suite"], case=data["case"], metric=data["metric"], value=value,
                       unit=data["unit"], source=data["source"], hardware=data["hardware"],
                       provenance=provenance, note=str(data.get("note", "")),
                       citation=str(data.get("citation", "")))
@@ -186,16 +196,19 @@ def write_results(path: str | os.PathLike[str], records: Iterable[Record],
     return write_json_atomic(path, document)
 
 
+MAX_RESULTS_BYTES = 1024**3  # a results file is a few MB; a larger one is the wrong file
+
+
 def read_results(path: str | os.PathLike[str]) -> list[Record]:
+    """Every record of a results file; any fault is one RecordsError naming the file (and the record)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RecordsError(f"{path}: cannot read results file ({exc.strerror})") from None
+    text = read_text_file(path, RecordsError, "results file", MAX_RESULTS_BYTES)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordsError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise RecordsError(f"{path}: JSON nested too deeply to be a results file") from None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise RecordsError(f"{path}: not an hwsim results file (expected schema {SCHEMA!r})")
     items = document.get("records")

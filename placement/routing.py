@@ -18,6 +18,8 @@ over that many steps), affinity measured as normalised mutual information betwee
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,19 +155,30 @@ def load_routing(path: str | Path) -> RealRouting:
     """Load a real routing-statistics file (plain arrays; pickle refused)."""
     path = Path(path)
     try:
+        with path.open("rb") as handle:  # numpy calls any non-zip file "pickled data"; say what it is not
+            if handle.read(2) != b"PK":
+                raise PlacementError(f"{path}: not an .npz archive (a zip of numpy arrays)")
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in _KEYS if k not in data.files]
             if missing:
                 raise PlacementError(f"{path}: missing arrays {missing}")
             arrays = {k: np.asarray(data[k]) for k in _KEYS}
-    except (OSError, ValueError) as exc:
-        raise PlacementError(f"{path}: cannot read routing statistics ({exc})") from None
-    e = int(arrays["num_experts"])
-    counts, cross = arrays["expert_counts"].astype(float), arrays["cross_counts"].astype(float)
-    if counts.shape != (len(arrays["layers"]), e) or cross.shape[1:] != (e, e) or cross.shape[0] != len(arrays["cross_pairs"]):
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:  # corrupt or truncated
+        raise PlacementError(f"{path}: cannot read routing statistics ({type(exc).__name__}: {exc})") from None
+    try:  # a file of the right names but wrong kinds (text, NaN, scalars for arrays) is refused, not a crash
+        e, top_k, num_layers = (int(arrays[k]) for k in ("num_experts", "top_k", "num_layers"))
+        real = {k: arrays[k].astype(float) for k in ("expert_counts", "cross_counts", "layers", "cross_pairs")}
+        if not all(np.all(np.isfinite(v)) and v.min(initial=0) >= 0 for v in real.values()):
+            raise PlacementError(f"{path}: counts and indices must be finite and non-negative")
+        counts, cross = real["expert_counts"], real["cross_counts"]
+        layers, pairs = arrays["layers"].astype(int), arrays["cross_pairs"].astype(int)
+        shapes_agree = (counts.shape == (len(layers), e) and cross.ndim == 3 and cross.shape[1:] == (e, e)
+                        and cross.shape[0] == len(pairs))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PlacementError(f"{path}: malformed routing statistics ({exc})") from None
+    if not shapes_agree:
         raise PlacementError(f"{path}: array shapes disagree with num_experts={e}")
-    return RealRouting(path.stem, e, int(arrays["top_k"]), int(arrays["num_layers"]), arrays["layers"].astype(int),
-                       counts, arrays["cross_pairs"].astype(int), cross)
+    return RealRouting(path.stem, e, top_k, num_layers, layers, counts, pairs, cross)
 
 
 def load_cv(counts: np.ndarray) -> float:

@@ -32,6 +32,7 @@ from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware, list_hardware, load_hardware
 from hwsim.records import Provenance, read_results, write_results
 from hwsim.suites import compare as compare_mod
+from hwsim.suites.outputs import check_output_dir, check_output_file
 from hwsim.suites.registry import (
     SuiteContext,
     get_suite,
@@ -213,9 +214,12 @@ def _params(items: list[str]) -> dict[str, str | int | float | bool]:
             raise SuiteError(f"--param {item!r}: expected KEY=VALUE")
         try:
             value = yaml.safe_load(text) if text else ""
-            params[key] = case_value(value, "--param", key)
-        except (yaml.YAMLError, SweepError):
+        except yaml.YAMLError:
             raise SuiteError(f"--param {item!r}: the value must be a number, true/false or text") from None
+        try:
+            params[key] = case_value(value, "--param", key)
+        except SweepError as exc:  # names the key and says what is wrong (a list, NaN, infinity)
+            raise SuiteError(str(exc)) from None
     return params
 
 
@@ -260,13 +264,20 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
         raise SuiteError("--param needs one suite, not 'all' (parameters belong to a suite)")
     for suite in suites:
         resolve_params(suite, params, where="--param")  # a typo fails before anything runs
+    if args.name == "all":
+        outs = [check_output_dir(args.out or DEFAULT_OUT_DIR, "--out") / f"{s.name}.json" for s in suites]
+    else:
+        outs = [args.out or DEFAULT_OUT_DIR / f"{suites[0].name}.json"]
+    traces = [args.trace if len(suites) == 1 else args.trace.with_name(f"{args.trace.stem}-{s.name}{args.trace.suffix}")
+              for s in suites] if args.trace else []
+    for path in outs:  # an unwritable output fails now, not after the suite ran
+        check_output_file(path, "--out")
+    for path in traces:
+        check_output_file(path, "--trace")
     provenance = Provenance.collect()
     failed: list[str] = []
-    for suite in suites:
-        if args.name == "all":
-            out = (args.out or DEFAULT_OUT_DIR) / f"{suite.name}.json"
-        else:
-            out = args.out or DEFAULT_OUT_DIR / f"{suite.name}.json"
+    for i, suite in enumerate(suites):  # each suite's file lands as it finishes; a later failure keeps it
+        out = outs[i]
         tracer = Tracer() if args.trace else None
         # A suite that still prints gets stderr, so stdout carries only the rendered tables.
         ctx = SuiteContext(hardware=hardware, measure=args.measure, quick=args.quick, seed=args.seed,
@@ -282,8 +293,7 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
         for figure in result.figures:
             output.message(f"figure: {figure}")
         if tracer is not None:
-            trace_path = args.trace if len(suites) == 1 else args.trace.with_name(
-                f"{args.trace.stem}-{suite.name}{args.trace.suffix}")
+            trace_path = traces[i]
             tracer.write(trace_path)
             output.message(f"trace: {trace_path} ({len(tracer.spans)} spans; open it at ui.perfetto.dev)")
         if any(r.source == "measured" for r in records):
@@ -300,12 +310,14 @@ def _run_suites(output: Output, args: argparse.Namespace) -> int:
 
 def _sweep(output: Output, args: argparse.Namespace) -> int:
     from hwsim.suites.sweep import expand, make_backend, read_grid_file, run_sweep
-    from hwsim.suites.sweep.grid import SweepError
+    from hwsim.suites.sweep.grid import SweepError, check_metric
 
     if args.seed is not None and args.seed < 0:
         raise SweepError(f"--seed must be non-negative, got {args.seed}")
     suite = get_suite(args.name)
     grid = expand(read_grid_file(args.grid), str(args.grid), suite, seed=args.seed, quick=args.quick)
+    if args.metric is not None:
+        check_metric(suite, args.metric, "--metric")
     if args.list:
         quick = ", quick" if grid.quick else ""
         table = Table(title=f"{len(grid.cases)} cases of {suite.name} (seed {grid.seed}{quick})")
@@ -316,7 +328,7 @@ def _sweep(output: Output, args: argparse.Namespace) -> int:
         output.tables([table])
         return 0
     backend = make_backend(args.executor, args.workers, args.scheduler)
-    out = args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}"
+    out = check_output_dir(args.out or DEFAULT_OUT_DIR / "sweeps" / f"{suite.name}-{args.grid.stem}", "--out")
     where: dict[str, str] = {}
     for item in args.where or []:
         key, sep, value = item.partition("=")
@@ -332,6 +344,8 @@ def _sweep(output: Output, args: argparse.Namespace) -> int:
 
 
 def _compare(output: Output, args: argparse.Namespace) -> int:
+    if args.out:
+        check_output_file(args.out, "--out")
     records = [r for path in args.files for r in read_results(path)]
     comparison = compare_mod.compare(records, against=args.against)
     if args.format == "json":
@@ -366,6 +380,9 @@ def _suite_list() -> Table:
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="hwsim: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    # libraries that set their own logger levels (distributed: INFO) stay quiet too
+    for handler in logging.root.handlers:
+        handler.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -384,6 +401,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _hw_schema(output)
                 else:
                     from hwsim.suites.calibrate import calibrate_command
+                    if args.threads < 1:
+                        raise SuiteError(f"--threads must be at least 1, got {args.threads}")
+                    if args.out is not None:
+                        check_output_file(args.out, "--out")
+                    else:
+                        from hwsim.hardware.loader import user_hardware_dir
+                        check_output_dir(user_hardware_dir(), "hw calibrate: the user hardware folder")
                     calibrate_command(console, quick=args.quick, name=args.name, out=args.out,
                                       use_gpu=not args.no_gpu, threads=args.threads)
                 return 0
@@ -396,12 +420,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _sweep(output, args)
             if args.command == "validate":
                 from hwsim.suites.validate import run_validate
+                if args.out is not None:  # a folder; refused now, not after minutes of measuring
+                    check_output_dir(args.out, "--out")
                 validated = run_validate(device=args.device, threads=args.threads, quick=args.quick, seed=args.seed,
                                          out=args.out)
                 output.tables(validated.tables, validated.notes)
                 return 0
             if args.command == "place":
                 from hwsim.suites.place import place_command
+                if args.out is not None:
+                    check_output_file(args.out, "--out")
                 result = place_command(args.solver, args.problem, args.out, args.option, routing=args.routing,
                                        evaluate=args.evaluate, hw=args.hw)
                 if args.json:

@@ -16,6 +16,7 @@ Problem file (YAML, or JSON, which YAML reads too)::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,11 @@ from hwsim.suites.tables import Table
 TOP_KEYS = {"gpus", "capacity", "gpus_per_node", "intra_node_cost", "inter_node_cost", "loads", "routing", "synthetic",
             "name"}
 SYNTHETIC_KEYS = {"layers", "experts", "zipf_s", "concentration", "token_slots", "seed"}
+# Sanity limits (assumptions, not from a paper): far above any real MoE model (Mixtral: 32 layers x 8
+# experts; OLMoE 16 x 64; DeepSeek-V3 61 x 256), low enough that a typo cannot exhaust memory.
+MAX_GPUS = 65536
+SYNTHETIC_LIMITS = {"layers": 1024, "experts": 4096, "token_slots": 10**8, "seed": 2**63 - 1}
+SYNTHETIC_MAX_TRANSITIONS = 2**26  # layers x experts^2 floats the generator holds: 512 MiB at most
 
 
 class ProblemFileError(ConfigError):
@@ -47,7 +53,37 @@ def _number(doc: dict, key: str, path: Path, kind: type, default: Any = None) ->
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
         wanted = "an integer" if kind is int else "a number"
         raise ProblemFileError(f"{path}: field {key!r} must be {wanted}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProblemFileError(f"{path}: field {key!r} must be a finite number, got {value!r}")
+    if kind is int and not 1 <= value <= MAX_GPUS:
+        raise ProblemFileError(f"{path}: field {key!r} must be between 1 and {MAX_GPUS}, got {value!r}")
     return value
+
+
+def _synthetic(syn: Any, path: Path) -> tuple[dict[str, int], float, float]:
+    """The synthetic trace's fields, each checked, with an error in plain words naming the field."""
+    if not isinstance(syn, dict) or set(syn) - SYNTHETIC_KEYS or SYNTHETIC_KEYS - {"seed"} - set(syn):
+        raise ProblemFileError(
+            f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
+    counts: dict[str, int] = {}
+    for key, most in SYNTHETIC_LIMITS.items():
+        value = syn.get(key, 0)
+        least = 0 if key == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            raise ProblemFileError(
+                f"{path}: synthetic.{key} must be a whole number from {least} to {most}, got {value!r}")
+        counts[key] = value
+    if counts["layers"] * counts["experts"] ** 2 > SYNTHETIC_MAX_TRANSITIONS:
+        raise ProblemFileError(f"{path}: synthetic: {counts['layers']} layers x {counts['experts']}^2 expert pairs "
+                               "is more "
+                               f"than the {SYNTHETIC_MAX_TRANSITIONS} routing entries a synthetic problem may hold")
+    reals: list[float] = []
+    for key, low, high in (("zipf_s", 0.0, 100.0), ("concentration", 0.0, 1.0)):
+        value = syn[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ProblemFileError(f"{path}: synthetic.{key} must be a number from {low:g} to {high:g}, got {value!r}")
+        reals.append(float(value))
+    return counts, reals[0], reals[1]
 
 
 def load_problem(path: Path) -> PlacementProblem:
@@ -65,33 +101,61 @@ def load_problem(path: Path) -> PlacementProblem:
     if "synthetic" in doc:
         if "loads" in doc or "routing" in doc:
             raise ProblemFileError(f"{path}: give either 'synthetic' or 'loads'/'routing', not both")
-        syn = doc["synthetic"]
-        if not isinstance(syn, dict) or set(syn) - SYNTHETIC_KEYS or SYNTHETIC_KEYS - {"seed"} - set(syn):
-            raise ProblemFileError(
-                f"{path}: 'synthetic' needs the fields {sorted(SYNTHETIC_KEYS - {'seed'})} (and optional seed)")
+        counts, zipf_s, concentration = _synthetic(doc["synthetic"], path)
+        rng = np.random.default_rng(counts["seed"])
         try:
-            rng = np.random.default_rng(int(syn.get("seed", 0)))
-            model = synthetic_model(int(syn["layers"]), int(syn["experts"]), float(syn["zipf_s"]),
-                                    float(syn["concentration"]), rng)
-            trace = sample_trace(model, int(syn["token_slots"]), rng)
-        except (TypeError, ValueError) as exc:
+            model = synthetic_model(counts["layers"], counts["experts"], zipf_s, concentration, rng)
+            trace = sample_trace(model, counts["token_slots"], rng)
+        except PlacementError as exc:
             raise ProblemFileError(f"{path}: synthetic: {exc}") from None
         loads, routing = trace.loads, trace.routing
     else:
         if "loads" not in doc:
             raise ProblemFileError(f"{path}: missing required field 'loads' (or 'synthetic')")
         loads = doc["loads"]
-        try:
-            layers = len(loads)
-            experts = len(loads[0]) if layers else 0
-        except TypeError:
-            raise ProblemFileError(f"{path}: 'loads' must be a list of per-layer lists of numbers") from None
+        if not isinstance(loads, list) or not all(isinstance(row, list) for row in loads):
+            raise ProblemFileError(f"{path}: 'loads' must be a list of per-layer lists of numbers")
+        layers = len(loads)
+        experts = len(loads[0]) if layers else 0
         routing = doc.get("routing", np.zeros((max(layers - 1, 0), experts, experts)))
     try:
-        return PlacementProblem(loads=loads, routing=routing, gpus=gpus, capacity=capacity, gpus_per_node=per_node,
-                                intra_node_cost=intra, inter_node_cost=inter, name=str(doc.get("name", path.stem)))
+        problem = PlacementProblem(loads=loads, routing=routing, gpus=gpus, capacity=capacity, gpus_per_node=per_node,
+                                   intra_node_cost=intra, inter_node_cost=inter, name=str(doc.get("name", path.stem)))
     except PlacementError as exc:
         raise ProblemFileError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, OverflowError, MemoryError):  # numpy cannot hold them (ragged, huge, absurd)
+        raise ProblemFileError(f"{path}: 'loads'/'routing' cannot be read as arrays of numbers") from None
+    if not problem.loads.any():
+        raise ProblemFileError(f"{path}: every load is zero: there are no tokens, so there is nothing to place")
+    return problem
+
+
+def _options(items: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE``, values read as YAML scalars; times (``*_s``) and ``gap_rel`` checked here."""
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ProblemFileError(f"--option must be KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProblemFileError(f"--option {item}: the value must be a finite number")
+        if key.endswith("_s") and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ProblemFileError(f"--option {item}: {key} is a time in seconds and must be a number above 0")
+        if key == "gap_rel" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
+            raise ProblemFileError(f"--option {item}: gap_rel is a relative gap and must be a number in [0, 1)")
+        opts[key] = value
+    return opts
+
+
+def _imbalance(loads: np.ndarray) -> float:
+    """Mean over layers of max/mean GPU load; a layer with no tokens counts as balanced (1), not NaN."""
+    means = loads.mean(axis=1)
+    ratios = np.divide(loads.max(axis=1), means, out=np.ones_like(means), where=means > 0)
+    return float(np.mean(ratios))
 
 
 def placement_json(problem: PlacementProblem, placement: Placement) -> str:
@@ -159,6 +223,7 @@ def place_command(solver: str, problem_path: Path | None, out: Path | None, opti
                   hw: str = "h100-sxm") -> PlaceResult:
     """Solve (and evaluate), write the placement if asked; return what the CLI renders."""
     evaluate = list(evaluate or [])
+    opts = _options(options)  # a bad option fails before any problem is read or solved
     model = scale = None
     if routing is not None:
         problem, model, scale = _routing_problem(routing, hw)
@@ -167,15 +232,6 @@ def place_command(solver: str, problem_path: Path | None, out: Path | None, opti
     else:
         assert problem_path is not None
         problem = load_problem(problem_path)
-    opts: dict[str, Any] = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ProblemFileError(f"--option must be KEY=VALUE, got {item!r}")
-        try:
-            opts[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            opts[key] = value
     try:
         placement = solve(problem, solver, **opts)
     except PlacementError as exc:
@@ -193,7 +249,7 @@ def place_command(solver: str, problem_path: Path | None, out: Path | None, opti
     table.add_column("max/mean load", number_format=".3f")
     table.add_column("replicas")
     table.add_row(float(obj.total), float(obj.tail_load), float(obj.traffic_cost), float(obj.cross_gpu_tokens),
-                  float(obj.cross_node_tokens), float(np.mean(loads.max(axis=1) / loads.mean(axis=1))),
+                  float(obj.cross_node_tokens), _imbalance(loads),
                   int(placement.replicas()))
     tables = [table]
     notes = []

@@ -6,6 +6,7 @@ placement solvers: a plug-in may not replace a built-in suite unless ``HWSIM_PLU
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,8 @@ class Parameter:
         if not ok:
             wanted = {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(kind, kind.__name__)
             raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; expected {wanted}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; expected a finite number")
         if self.choices is not None and value not in self.choices:
             raise SuiteError(f"{where}: parameter '{name}' has value {value!r}; choose one of "
                              f"{', '.join(map(str, self.choices))}")

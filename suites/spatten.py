@@ -24,8 +24,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from hwsim.hardware import Hardware, load_hardware
-from hwsim.hardware.model import Device, Efficiency
+from hwsim.hardware.model import Device
 from hwsim.records import Record, within_tolerance
+from hwsim.suites.host import host_hardware
 from hwsim.suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
 from hwsim.suites.tables import Table
 from hwsim.systems.spatten import (
@@ -369,26 +370,12 @@ class SpAttenSuite:
         return [path]
 
     # -- measured on this CPU --------------------------------------------------------------------
-    def _host_device(self) -> Device:
-        """This CPU as a Device from the calibration microbenchmarks (never from the cases it predicts):
-        the largest triad's bandwidth, the best FMA rate seen, and the measured call overhead."""
-        from hwsim.errors import HardwareError
-        from hwsim.kernels.microbench import cpu_calibration
-
-        try:  # a machine calibrated with `hwsim hw calibrate` has its own description
-            host = load_hardware("host").device
-            if host.kind == "cpu":
-                return host
-        except HardwareError:
-            pass
-        cal = cpu_calibration(quick=True)
-        x_max, t_max = max(cal.stream_points)  # the largest triad: DRAM, not cache
-        flops = max(x / t for x, t in cal.fma_fp32_points)
-        base = load_hardware("xeon-e5-2640v4").device
-        return replace(base, name="host-cpu", compute_units=cal.threads,
-                       peak_flops_per_s={"fp32": flops, "fp64": flops / 2},
-                       memory=replace(base.memory, bandwidth_bytes_per_s=x_max / t_max),
-                       launch_overhead_s=cal.dispatch_overhead_s, efficiency=Efficiency())
+    def _host_device(self, seed: int, notes: list[str]) -> Device:
+        """This CPU as a Device: the project's one rule for this machine's hardware
+        (:func:`hwsim.suites.host.host_hardware`: the saved calibration, else a quick one now)."""
+        hw, host_notes = host_hardware(None, kind="cpu", quick=True, seed=seed)
+        notes.extend(host_notes)
+        return hw.device
 
     def _measure(self, ctx: SuiteContext, notes: list[str]) -> tuple[list[Table], list[Record]]:
         from hwsim.costs import topk as topk_cost
@@ -396,7 +383,7 @@ class SpAttenSuite:
         from hwsim.kernels.measure import measure
         from hwsim.kernels.topk import topk_argpartition, topk_numba
 
-        host = self._host_device()
+        host = self._host_device(ctx.seed, notes)
         rng = np.random.default_rng(ctx.seed + 11)
         out: list[Record] = []
         t = Table(title="measured on this CPU vs cost model (host device fitted from microbenchmarks)")

@@ -241,6 +241,11 @@ def test_where_picks_records_and_overridden_hardware_names_do_not_split_lines(fl
     shown = report.select(records, {"kernel": "gemv", "hw": "t3-gpu"})
     assert sorted(r.value for rs in shown.values() for r in rs) == [2.0, 4.0]
     assert report.select(records, {"x": "2.0"})[grid.cases[1].case_id] and not report.select(records, {"x": "3"})[grid.cases[1].case_id]
+    # a paper's figure beside the simulated one (same case and metric) is never part of a sweep's summary
+    case = grid.cases[0]
+    records[case.case_id].append(Record(flaky.name, {"x": 1, "kernel": "gemm", "hw": "t3-gpu"}, "time", 99.0, "s", "paper",
+                                        "t3-gpu", citation="Toy'24 Fig. 1"))
+    assert 99.0 not in [r.value for rs in report.select(records, {}).values() for r in rs]
 
 
 def test_zipped_numeric_keys_are_one_figure_axis(tmp_path):

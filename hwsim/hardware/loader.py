@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from hwsim.errors import HardwareError
-from hwsim.fileio import read_yaml_file
+from hwsim.fileio import read_text_file, read_yaml_file
 from hwsim.hardware import schema
 from hwsim.hardware.model import Hardware
 
@@ -45,9 +45,9 @@ def _named_files() -> dict[str, Path]:
             continue
         for path in sorted(directory.glob("*.yaml")):
             found.setdefault(path.stem, path)
-            try:
-                declared = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("name")
-            except (yaml.YAMLError, OSError, AttributeError):
+            try:  # an unreadable file is listed under its stem; loading it by name gives its error
+                declared = (yaml.safe_load(read_text_file(path, HardwareError, "hardware file")) or {}).get("name")
+            except (yaml.YAMLError, HardwareError, AttributeError):
                 declared = None
             if isinstance(declared, str):
                 found.setdefault(declared, path)

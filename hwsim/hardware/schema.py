@@ -200,7 +200,10 @@ def range_text(s: FieldSpec, integer: bool = False) -> str | None:
 
 
 def _in_range(s: FieldSpec, value: float) -> bool:
-    if not math.isfinite(value):
+    try:
+        if not math.isfinite(value):
+            return False
+    except OverflowError:  # an integer with hundreds of digits: no field can mean it
         return False
     if s.minimum is not None and value < s.minimum:
         return False

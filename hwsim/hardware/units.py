@@ -7,6 +7,7 @@ where a bandwidth belongs) is caught instead of silently mis-scaled.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Final
 
@@ -54,20 +55,21 @@ class UnitError(ValueError):
 def parse_quantity(value: object, dimension: str) -> float:
     """Return ``value`` in the base unit of ``dimension`` (bytes, bytes/s, Hz, s, FLOP/s, FLOP).
 
-    A bare number is taken as already in the base unit.
+    A bare number is taken as already in the base unit. NaN, infinity and numbers that overflow
+    a float (``1e400 B/s``) are refused here, so no loader has to remember to check them.
     """
     if dimension not in UNITS:
         raise KeyError(dimension)
     if isinstance(value, bool):
         raise UnitError(f"expected a quantity like {DIMENSION_EXAMPLES[dimension]}, got a boolean")
     if isinstance(value, (int, float)):
-        return float(value)
+        return finite(value, value)
     if not isinstance(value, str):
         raise UnitError(f"expected a quantity like {DIMENSION_EXAMPLES[dimension]}, got {type(value).__name__}")
     match = _QUANTITY.match(value)
     if match is None:
         raise UnitError(f"cannot read {value!r} as a quantity like {DIMENSION_EXAMPLES[dimension]}")
-    number, unit = float(match.group(1)), match.group(2)
+    number, unit = finite(float(match.group(1)), value), match.group(2)
     if unit == "":
         return number
     factor = UNITS[dimension].get(unit)
@@ -77,4 +79,28 @@ def parse_quantity(value: object, dimension: str) -> float:
         raise UnitError(
             f"unit {unit!r} in {value!r} is wrong here{found}; expected e.g. {DIMENSION_EXAMPLES[dimension]}")
     # divide by sub-unit divisors so that '500 ns' is exactly 5e-07, not 5.000000000000001e-07
-    return number * factor if factor >= 1 else number / round(1 / factor)
+    return finite(number * factor if factor >= 1 else number / round(1 / factor), value)
+
+
+def finite(number: float, shown: object) -> float:
+    """``number`` as a float, or a UnitError naming ``shown`` when it is NaN, infinite or too large for a float."""
+    try:
+        result = float(number)
+    except OverflowError:  # an int with hundreds of digits
+        raise UnitError(f"value {shown!r} is too large") from None
+    if math.isnan(result):
+        raise UnitError(f"value {shown!r} is not a number (NaN)")
+    if math.isinf(result):
+        raise UnitError(f"value {shown!r} is infinite or too large for a float")
+    return result
+
+
+def whole_bytes(value: object) -> int:
+    """A byte count that must be whole (a transaction or line size): ``'64 B'`` -> 64; ``'0.5 B'`` is refused.
+
+    Self-contained so the hardware schema can call it for any field that counts whole bytes.
+    """
+    number = parse_quantity(value, "bytes")
+    if not number.is_integer():
+        raise UnitError(f"value {value!r} is {number:g} bytes; a size here must be a whole number of bytes")
+    return int(number)

@@ -122,6 +122,9 @@ def _bad(path: Path, line: int, field: str, why: str) -> WorkloadError:
     return WorkloadError(f"{path}:{line}: field {field}: {why}")
 
 
+MAX_TOKEN_COUNT = 2**53  # assumption: far beyond any context; a larger count is a damaged row
+
+
 def _count(path: Path, line: int, field: str, value: object) -> int:
     """A positive integer token count (an integral float such as 12.0 from JSON is accepted)."""
     if isinstance(value, str):
@@ -135,6 +138,8 @@ def _count(path: Path, line: int, field: str, value: object) -> int:
                 raise _bad(path, line, field, f"must be a positive integer, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _bad(path, line, field, f"must be a positive integer, got {value!r}")
+    if isinstance(value, int) and value > MAX_TOKEN_COUNT:  # hundreds of digits would overflow a float below
+        raise _bad(path, line, field, f"must be at most {MAX_TOKEN_COUNT}, got {value}")
     if not math.isfinite(value) or value != int(value) or value < 1:
         raise _bad(path, line, field, f"must be a positive integer, got {value!r}")
     return int(value)
@@ -176,7 +181,7 @@ def _csv_rows(path: Path, text: str, fmt: str) -> list[Row]:
         if fmt == "azure":
             try:
                 arrival = _timestamp_s(cells[0])
-            except ValueError:
+            except (ValueError, OverflowError):  # a year with many digits overflows the date type
                 raise _bad(path, line, "TIMESTAMP", f"not a timestamp: {cells[0]!r}") from None
         else:
             arrival = (0, _seconds(path, line, wanted[0], cells[0]))

@@ -212,6 +212,6 @@ def builtin_workload(name: str) -> ReleasedWorkload:
     """A shipped workload by benchmark name (``gpt2-small-wikitext2``, ``gpt2-medium-wikitext2``, ``small``)."""
     if name not in BUILTIN_FILES:
         raise WorkloadError(f"unknown shipped SpAtten workload {name!r}; known: {', '.join(BUILTIN_FILES)}")
-    ref = resources.files("hwsim.workloads").joinpath("data", "spatten", BUILTIN_FILES[name])
+    ref = resources.files("hwsim.workloads").joinpath("data").joinpath("spatten").joinpath(BUILTIN_FILES[name])
     with resources.as_file(ref) as path:
         return load_spatten_csv(path, name)

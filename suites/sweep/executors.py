@@ -8,10 +8,14 @@ On Ctrl-C a backend cancels what has not finished and re-raises.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from typing import Callable, Protocol
+from typing import Protocol
 
 from hwsim.suites.sweep.grid import SweepError
 from hwsim.suites.sweep.worker import Outcome, Task, error_info, run_case
@@ -25,6 +29,55 @@ LOCAL_WORKER_CONFIG = {
     "distributed.admin.system-monitor.gil.enabled": False,
 }
 EXECUTORS = ("auto", "dask", "process", "serial")
+
+
+# Loggers that narrate a cluster's shutdown; after Ctrl-C the user asked for quiet, not for 60 lines.
+SHUTDOWN_LOGGERS = ("distributed", "tornado", "asyncio", "bokeh")
+
+
+@contextlib.contextmanager
+def children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside this block ignore SIGINT (the disposition is inherited across fork and exec).
+
+    A terminal's Ctrl-C goes to the whole process group: without this every worker raises its own
+    KeyboardInterrupt and prints a traceback. Only this process should hear it; it then stops the
+    workers itself. Outside the main thread signal handlers cannot change, so nothing is done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ignore_sigint() -> None:
+    """Process-pool initializer: the worker leaves Ctrl-C to the parent, which cancels and stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def quiet_loggers(names: tuple[str, ...] = SHUTDOWN_LOGGERS) -> Iterator[None]:
+    """Silence ``names`` (and their children) for the block: a cluster stopped on purpose has nothing to report."""
+    saved = []
+    for name in names:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level, logger.disabled))
+        logger.setLevel(logging.CRITICAL + 1)
+        logger.disabled = True
+    children = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+                if any(n.startswith(f"{p}.") for p in names)]
+    for logger in children:
+        saved.append((logger, logger.level, logger.disabled))
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, level, disabled in saved:
+            logger.setLevel(level)
+            logger.disabled = disabled
 
 
 def dask_available() -> bool:
@@ -59,7 +112,7 @@ class ProcessBackend:
         self.description = f"process pool, {workers} workers"
 
     def run(self, tasks: list[Task], on_done: OnDone) -> None:
-        pool = ProcessPoolExecutor(max_workers=self.workers)
+        pool = ProcessPoolExecutor(max_workers=self.workers, initializer=ignore_sigint)
         futures: dict[Future[Outcome], Task] = {}
         try:
             futures = {pool.submit(run_case, t): t for t in tasks}
@@ -68,7 +121,11 @@ class ProcessBackend:
         except BaseException:
             for future in futures:
                 future.cancel()
+            # the workers ignore SIGINT; stop the running cases now rather than wait for them
+            processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
             raise
         pool.shutdown(wait=True)
 
@@ -97,7 +154,8 @@ class DaskBackend:
             else:
                 import dask
 
-                with dask.config.set(LOCAL_WORKER_CONFIG):  # the nanny hands this config to its workers
+                # the nanny hands this config to its workers; nannies and workers leave Ctrl-C to us
+                with dask.config.set(LOCAL_WORKER_CONFIG), children_ignore_sigint():
                     cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=logging.CRITICAL)
                 client = Client(cluster)
@@ -106,19 +164,24 @@ class DaskBackend:
         except Exception as exc:  # noqa: BLE001 - a cluster that will not start is the user's to fix
             raise SweepError(f"cannot start a Dask cluster: {exc}") from None
         futures = []
+        stopping = False
         try:
             futures = [client.submit(run_case, t, key=f"hwsim-case-{t.case.case_id}", pure=False) for t in tasks]
             by_key = {f.key: t for f, t in zip(futures, tasks)}
             for future in dask_as_completed(futures):
                 on_done(_outcome(future.result, by_key[future.key]))
         except BaseException:
-            if futures:
-                client.cancel(futures)
+            stopping = True
             raise
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            # stopped early (Ctrl-C, an error): the cluster's shutdown chatter is noise, keep stderr to one line
+            with quiet_loggers() if stopping else contextlib.nullcontext(), children_ignore_sigint():
+                if stopping and futures:
+                    with contextlib.suppress(Exception):
+                        client.cancel(futures)
+                client.close()
+                if cluster is not None:
+                    cluster.close()
 
 
 def _outcome(result: Callable[[], Outcome], task: Task) -> Outcome:
@@ -152,4 +215,4 @@ def make_backend(executor: str, workers: int | None, scheduler: str | None) -> B
     return DaskBackend(n)
 
 
-__all__ = ["Backend", "DaskBackend", "EXECUTORS", "ProcessBackend", "SerialBackend", "dask_available", "make_backend"]
+__all__ = ["EXECUTORS", "Backend", "DaskBackend", "ProcessBackend", "SerialBackend", "dask_available", "make_backend"]

@@ -24,21 +24,23 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
-
+from typing import Any
 
 from hwsim.errors import ConfigError, HwsimError, SuiteError
-from hwsim.hardware import Hardware, load_hardware
 from hwsim.fileio import read_yaml_file
+from hwsim.hardware import Hardware, load_hardware
 from hwsim.records import CaseValue
 from hwsim.suites.registry import Suite, resolve_params, suite_target
 from hwsim.suites.sweep import overrides as ov
 
 HARDWARE_KEY = "hardware"
 TOP_KEYS = {"suite", "hardware", "quick", "seed", "metric", "fixed", "axes", "zip", "cases"}
+MAX_CASE_INT = 2**63 - 1  # a case integer must fit every consumer (numpy int64, JSON readers)
 SEED_MODULUS = 2**32  # a case seed fits every generator, numpy's legacy seeding included
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -94,16 +96,43 @@ class Grid:
         return ov.apply(cache[name], list(case.overrides), f"{self.path}: case {case.slug}")
 
 
+def suite_metrics(suite: Any) -> frozenset[str] | None:
+    """The metric names a suite declares (optional attribute ``metrics``), or None when it does not say."""
+    declared = getattr(suite, "metrics", None)
+    return frozenset(declared) if declared else None
+
+
+def check_metric(suite: Any, metric: str, where: str) -> None:
+    """Refuse a metric the suite declares it never reports, before any case runs."""
+    known = suite_metrics(suite)
+    if known is not None and metric not in known:
+        raise SweepError(f"{where}: suite {getattr(suite, 'name', '?')!r} reports no metric {metric!r} "
+                         f"(it reports: {', '.join(sorted(known))})")
+
+
 def _fail(path: str, where: str, message: str) -> SweepError:
     return SweepError(f"{path}: {where}: {message}" if where else f"{path}: {message}")
 
 
 def case_value(value: Any, path: str, where: str) -> CaseValue:
-    """A case value: string, number or boolean. YAML reads '1e6' as text, so plain numbers in text become numbers."""
+    """A case value: string, number or boolean. YAML reads '1e6' as text, so plain numbers in text become numbers.
+
+    NaN, infinity and numbers too large for a float are refused: no case can mean them.
+    """
     if isinstance(value, str) and _NUMBER.match(value.strip()):
-        number = float(value)
-        return int(number) if re.fullmatch(r"[-+]?\d+", value.strip()) else number
-    if isinstance(value, (str, int, float, bool)):
+        if re.fullmatch(r"[-+]?\d+", value.strip()):
+            value = int(value)
+        else:
+            value = float(value)
+    if isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if abs(value) > MAX_CASE_INT:
+            raise _fail(path, where, f"value {value!r} is too large")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _fail(path, where, f"value {value!r} must be a finite number")
         return value
     raise _fail(path, where, f"value {value!r} must be a string, number or boolean")
 
@@ -166,6 +195,8 @@ def expand(document: Any, path: str, suite: Suite, *, seed: int | None = None, q
     metric = top.get("metric")
     if metric is not None and (not isinstance(metric, str) or not metric):
         raise _fail(path, "field 'metric'", f"value {metric!r} must be a metric name")
+    if metric is not None:
+        check_metric(suite, metric, f"{path}: field 'metric'")
     sweep_seed = grid_seed if seed is None else seed
     sweep_quick = grid_quick if quick is None else quick
 
@@ -290,10 +321,19 @@ def _case(point: dict[str, tuple[CaseValue, str]], path: str, suite: Suite, swee
     params: dict[str, CaseValue] = {}
     for kind, key in order:
         params[key] = name if kind == "hardware" else hw_values[key] if kind == "hw" else checked[key]
-    case_id = stable_hash({"suite": suite.name, "seed": sweep_seed, "quick": quick, "params": params})[:12]
+    if hardware_name is not None and not overrides and name not in cache:
+        try:  # an unknown or broken hardware fails here, naming the grid, not when its case runs
+            cache[name] = load_hardware(name)
+        except HwsimError as exc:
+            raise _fail(path, point[HARDWARE_KEY][1], str(exc)) from None
+    # identity and seed come from the case with every default filled in: spelling out a default
+    # (weights: [1]) is the same case, with the same seed and records, as leaving it out
+    full: dict[str, CaseValue] = {**checked, HARDWARE_KEY: name, **{f"{ov.PREFIX}{k}": v for k, v in hw_values.items()}}
+    case_id = stable_hash({"suite": suite.name, "seed": sweep_seed, "quick": quick, "params": full})[:12]
     return Case(params=params, suite_params={k: checked[k] for k in suite_given}, hardware=hardware_name,
                 overrides=tuple(overrides), case_id=case_id, slug=slug(params),
-                seed=case_seed(sweep_seed, suite.name, params))
+                seed=case_seed(sweep_seed, suite.name, full))
 
 
-__all__ = ["Case", "Grid", "SweepError", "case_seed", "case_value", "expand", "read_grid_file", "slug", "stable_hash"]
+__all__ = ["Case", "Grid", "SweepError", "case_seed", "case_value", "check_metric", "expand", "read_grid_file", "slug",
+           "stable_hash", "suite_metrics"]

@@ -60,7 +60,9 @@ def matches(record: Record, where: Mapping[str, str]) -> bool:
 
 
 def select(records: Mapping[str, list[Record]], where: Mapping[str, str]) -> dict[str, list[Record]]:
-    return {cid: [r for r in rs if matches(r, where)] for cid, rs in records.items()} if where else dict(records)
+    """The records the summary and figure show: those matching ``where``, and never a paper's figure
+    (a suite returns those beside its own for ``compare --against paper``; a sweep varies the model)."""
+    return {cid: [r for r in rs if r.source != "paper" and matches(r, where)] for cid, rs in records.items()}
 
 
 def default_metric(records: Mapping[str, list[Record]]) -> str | None:

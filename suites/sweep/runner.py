@@ -11,15 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from hwsim.fileio import write_text_atomic
 from hwsim.hardware import Hardware
-from hwsim.records import Record, write_results
+from hwsim.records import Record, read_results, write_results
+from hwsim.suites.registry import load_suite_target
 from hwsim.suites.render import print_tables, to_markdown
 from hwsim.suites.sweep import report
 from hwsim.suites.sweep.executors import Backend
-from hwsim.suites.sweep.grid import Grid
+from hwsim.suites.sweep.grid import Grid, SweepError, check_metric
 from hwsim.suites.sweep.store import SweepDir
 from hwsim.suites.sweep.worker import Outcome, Task
 from hwsim.suites.tables import Table
@@ -62,13 +69,35 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
                    TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                    console=console, disable=not progress, transient=False)
     done = len(rep.skipped)
+    wanted = metric or grid.metric
+    if wanted is not None:
+        source = "--metric" if metric else f"{grid.path}: field 'metric'"
+        check_metric(load_suite_target(grid.suite_target), wanted, source)
+    metric_seen = wanted is None
+    if wanted is not None:
+        seen_before = _metric_in(out, grid, wanted)
+        if seen_before is False:
+            raise SweepError(f"{'--metric' if metric else f'{grid.path}: field metric'}: suite {grid.suite!r} "
+                             f"reports no metric {wanted!r} (a finished case in {out.cases_dir} has none)")
+        metric_seen = bool(seen_before)
 
     with bar:
         task_id = bar.add_task(grid.suite, total=len(tasks), done=done, failed=0, left=len(tasks))
 
         def on_done(outcome: Outcome) -> None:
+            nonlocal metric_seen
             case = by_id[outcome.case_id]
             out.write_outcome(case, outcome)
+            if not metric_seen and outcome.ok:
+                # a suite that does not declare its metrics: the first finished case tells, and a
+                # metric it lacks stops the sweep now rather than after every case ran
+                names = sorted({r.metric for r in outcome.records})
+                if wanted not in names:
+                    where = "--metric" if metric else f"{grid.path}: field 'metric'"
+                    raise SweepError(f"{where}: suite {grid.suite!r} reports no metric {wanted!r} "
+                                     f"(its first case reported: {', '.join(names) or 'no records'}); "
+                                     f"the finished case is kept in {out.cases_dir}")
+                metric_seen = True
             rep.ran.append(case.case_id)
             rep.case_s += outcome.elapsed_s
             rep.case_cpu_s += outcome.cpu_s
@@ -94,6 +123,14 @@ def run_sweep(grid: Grid, out_dir: Path, backend: Backend, console: Console | No
     rep.elapsed_s = time.perf_counter() - started
     finish(rep, console, metric, where or {})
     return rep
+
+
+def _metric_in(out: SweepDir, grid: Grid, metric: str) -> bool | None:
+    """Whether the first case finished before this call reported ``metric``; None when none has finished."""
+    for case in grid.cases:
+        if out.is_done(case):
+            return any(r.metric == metric for r in read_results(out.result_path(case)))
+    return None
 
 
 def finish(rep: SweepReport, console: Console, metric: str | None, where: Mapping[str, str] | None = None) -> None:

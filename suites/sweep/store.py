@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwsim.fileio import write_json_atomic
+from hwsim.fileio import read_text_file, write_json_atomic
 from hwsim.records import Record, read_results, write_results
 from hwsim.suites.sweep.grid import Case, Grid, SweepError
 from hwsim.suites.sweep.worker import Outcome
@@ -83,9 +83,10 @@ class SweepDir:
         path = self.error_path(case)
         if not path.is_file():
             return None
+        text = read_text_file(path, SweepError, "case error file", 64 * 1024 * 1024)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
             raise SweepError(f"{path}: unreadable error file ({exc})") from None
         return data if isinstance(data, dict) else None
 
