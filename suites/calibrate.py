@@ -25,6 +25,7 @@ from hwsim.costs.families import (
     MemoryStep,
     OperatorModels,
     gemm_padded_flops,
+    topk_selection_elements,
 )
 from hwsim.errors import MeasurementError
 from hwsim.fileio import write_text_atomic
@@ -392,10 +393,12 @@ def fit_operator_models(
             for name, ((m, k), _) in gemvs.items()
         )
         soft_rate = max(r * c / max(best[name] - launch, 1e-9) for name, ((r, c), _) in soft.items())
-        per_element, topk_row = _fit_two(
-            [(rows * n, rows, best[name] - launch) for name, ((rows, n, _), _) in topks.items()]
+        # the kernel's own structure: one pass over each row plus selection among its sample and candidates
+        per_element, per_select = _fit_two(
+            [(rows * n, rows * topk_selection_elements(n, k), best[name] - launch)
+             for name, ((rows, n, k), _) in topks.items()]
         )
-        topk_rate = 1.0 / per_element
+        topk_rate, topk_row = 1.0 / per_element, 0.0
         per_flop, per_byte = _fit_two(
             [
                 (4.0 * h * q * t * d, 2.0 * h * t * d * 4.0, best[name] - launch - h * q * t / soft_rate)
@@ -441,6 +444,7 @@ def fit_operator_models(
         softmax_elements_per_s=soft_rate,
         topk_elements_per_s=topk_rate,
         topk_row_s=topk_row,
+        topk_select_element_s=per_select,
         attention_flops_per_s=att_rate,
         gather_bytes_per_s=gather_bw,
         skinny_flops_per_s=skinny_rate,
@@ -456,7 +460,7 @@ def fit_operator_models(
         "gemv_read_fraction": models.gemv_read_fraction,
         "softmax_elements_per_s": soft_rate,
         "topk_elements_per_s": topk_rate,
-        "topk_row_s": topk_row,
+        "topk_select_element_s": per_select,
         "attention_flops_per_s": att_rate,
         "gather_bytes_per_s": gather_bw,
         "skinny_flops_per_s": skinny_rate,

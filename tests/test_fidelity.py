@@ -20,6 +20,7 @@ from hwsim.costs.families import (
     gemm_padded_flops,
     models_from_dict,
     models_to_dict,
+    topk_selection_elements,
 )
 from hwsim.kernels.measure import (
     RobustTiming,
@@ -75,6 +76,20 @@ def test_topk_is_priced_by_its_per_element_rate_not_a_flop_curve() -> None:
     t2 = m.topk_s(8, 1 << 17, 32, 4.0) - m.launch_s
     assert t1 == pytest.approx(8 * (1 << 16) / 1e9 + 8 * 1e-6)
     assert t2 / t1 == pytest.approx((2 * (1 << 16) / 1e9 + 1e-6) / ((1 << 16) / 1e9 + 1e-6))
+
+
+def test_topk_counts_the_kernels_selection_work_per_row() -> None:
+    """The CPU kernel selects among a strided sample and the candidates above its threshold, so short
+    rows with a large k pay relatively more than long rows (kernels/topk.py's formulas)."""
+    # 2048 elements, k=32: a sample of 256 (three select passes) and about 88 candidates
+    assert topk_selection_elements(2048, 32) == pytest.approx(3 * 256 + 2048 * 11 / 256)
+    # rows of 2^20 or more take an 8x larger sample
+    assert topk_selection_elements(1 << 20, 128) > 3 * 8 * 1024
+    m = _models(staircase=(MemoryStep(1.0, 1e15, 1e15),), topk_row_s=0.0, topk_select_element_s=3e-9)
+    t = m.topk_s(128, 2048, 32, 4.0) - m.launch_s
+    assert t == pytest.approx(128 * (2048 / 1e9 + topk_selection_elements(2048, 32) * 3e-9))
+    # once k is a quarter of the row, the candidates (about 864) outweigh the smaller sample (64)
+    assert m.topk_s(128, 2048, 512, 4.0) > m.topk_s(128, 2048, 32, 4.0)
 
 
 def test_concurrent_lands_between_overlapped_and_serial() -> None:

@@ -77,6 +77,24 @@ def _per(amount: float, rate: float | None) -> float:
     return 0.0 if rate is None else amount / rate
 
 
+#: The CPU top-k's sample size (kernels/topk.py: ``_SAMPLE``, 8x for rows of 2^20 or more) and the
+#: threshold's margin in standard deviations (``_SIGMAS``); the cost model counts the work they imply.
+TOPK_SAMPLE = 1024
+TOPK_SIGMAS = 2.0
+
+
+def topk_selection_elements(n: int, k: int) -> float:
+    """Elements the CPU top-k selects among, per row, besides its one pass over the row: about three
+    quick-select passes over a strided sample of ``s`` elements, then one select over the ``m``
+    candidates at or above the sample's threshold (kernels/topk.py's docstring gives both formulas)."""
+    cap = TOPK_SAMPLE if n < (1 << 20) else 8 * TOPK_SAMPLE
+    s = max(1, min(n // 8, max(64, (16 * n) // max(k, 1)), cap))
+    expected = k * s / n
+    rank = int(expected + TOPK_SIGMAS * math.sqrt(expected) + 2.0)
+    candidates = min(float(n), n * (rank + 1) / s)
+    return 3.0 * s + candidates
+
+
 @dataclass(frozen=True)
 class OperatorModels:
     """A device's calibrated per-family parameters (SI units; rates per second).
@@ -108,6 +126,9 @@ class OperatorModels:
         "among candidates)", exclusive_minimum=0, default=None)
     topk_row_s: float = spec("topk_row", "per-row cost of the top-k kernel (sample, bracket, exact select)",
                              unit="s", minimum=0, default=0.0)
+    topk_select_element_s: float = spec(
+        "topk_select_element", "time per element of the CPU top-k's selection work (the sample's quick-select and "
+        "the candidates' exact select; see topk_selection_elements)", unit="s", minimum=0, default=0.0)
     topk_parallel_rows: int = spec(
         "topk_parallel_rows", "rows selected at once, each at topk_rate (GPU: one block per row; CPU: 1, the rate "
         "counts all threads)", minimum=1, default=1)
@@ -213,7 +234,9 @@ class OperatorModels:
         and never faster than reading the values from the memory level they live in."""
         elements = float(rows) * n
         waves = math.ceil(rows / self.topk_parallel_rows)
-        select = waves * (_per(n, self.topk_elements_per_s) + self.topk_row_s)
+        per_row = (_per(n, self.topk_elements_per_s) + self.topk_row_s
+                   + self.topk_select_element_s * topk_selection_elements(n, k))
+        select = waves * per_row
         read = self.stream_s(elements * itemsize, 0.0)
         return self.launch_s + max(select, read)
 
