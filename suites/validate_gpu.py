@@ -54,23 +54,10 @@ GPU_GEMM_TILE = (128, 128)
 DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
 
-def _timer(cp: Any) -> Callable[[Callable[[], Any]], float]:
-    def time_one(fn: Callable[[], Any]) -> float:
-        stream = cp.cuda.get_current_stream()
-        start, end = cp.cuda.Event(), cp.cuda.Event()
-        start.record(stream)
-        fn()
-        end.record(stream)
-        end.synchronize()
-        return float(cp.cuda.get_elapsed_time(start, end)) * 1e-3
-
-    return time_one
-
-
 def _measure(cp: Any, cases: dict[str, Callable[[], Any]], rounds: int) -> dict[str, Any]:
-    from hwsim.kernels.measure import measure_interleaved
+    from hwsim.kernels.measure import gpu_event_timer, measure_interleaved
 
-    return measure_interleaved(cases, rounds=rounds, warmup=3, max_time_s=60.0, timer=_timer(cp))
+    return measure_interleaved(cases, rounds=rounds, warmup=3, max_time_s=60.0, timer=gpu_event_timer)
 
 
 def _pair_s(cp: Any, first: Callable[[], Any], second: Callable[[], Any], repeats: int = 9) -> float:
