@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--name", default="host", help="name of the written hardware (default: host)")
     cal.add_argument("--out", type=Path, help="where to write the YAML (default: the user hardware directory)")
     cal.add_argument("--no-gpu", action="store_true", help="skip the GPU even when CuPy finds one")
+    cal.add_argument("--threads", type=int, default=1,
+                     help="CPU threads the operator models are fitted on (default 1: timed by the thread's CPU "
+                          "clock, repeatable on a shared machine)")
 
     suite = sub.add_parser("suite", help="benchmark suites").add_subparsers(dest="suite_command", required=True,
                                                                            metavar="ACTION")
@@ -398,12 +401,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _hw_schema(output)
                 else:
                     from hwsim.suites.calibrate import calibrate_command
+                    if args.threads < 1:
+                        raise SuiteError(f"--threads must be at least 1, got {args.threads}")
                     if args.out is not None:
                         check_output_file(args.out, "--out")
                     else:
                         from hwsim.hardware.loader import user_hardware_dir
                         check_output_dir(user_hardware_dir(), "hw calibrate: the user hardware folder")
-                    calibrate_command(console, quick=args.quick, name=args.name, out=args.out, use_gpu=not args.no_gpu)
+                    calibrate_command(console, quick=args.quick, name=args.name, out=args.out,
+                                      use_gpu=not args.no_gpu, threads=args.threads)
                 return 0
             if args.command == "suite":
                 if args.suite_command == "list":

@@ -1,28 +1,36 @@
 """``kernels-basic``: GEMM, GEMV, triad and memcpy, simulated by the cost models and measured here.
 
-The first check of any simulator is whether its roofline survives contact with the machine it
-describes: run this after ``hwsim hw calibrate`` and ``hwsim compare`` shows how far off it is.
+The first check of any simulator is whether its cost models survive contact with the machine they
+describe: run this after ``hwsim hw calibrate`` and ``hwsim compare`` shows how far off they are.
+Predictions come from the hardware's per-family operator models (``device.operators``, written by
+``hwsim hw calibrate``; a GPU preset's are derived from its datasheet) when it has them, else from
+the roofline, and the table says which. Metric: ``latency_s`` on both sides.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Literal, Mapping
 
 from hwsim import costs
 from hwsim.costs import OpCost
+from hwsim.costs.families import OperatorModels
+from hwsim.costs.ops import itemsize, operator_models
 from hwsim.engine import Simulation
 from hwsim.errors import HardwareError
 from hwsim.hardware import Device, Hardware, load_hardware
 from hwsim.kernels import basic
 from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
-from hwsim.kernels.measure import measure
+from hwsim.kernels.measure import load_average, measure, measure_interleaved, thread_limits
 from hwsim.records import Record
+from hwsim.suites.calibrate import SPEED_GATE
 from hwsim.suites.host import host_hardware
 from hwsim.suites.registry import SuiteContext, SuiteResult
 from hwsim.suites.tables import Table
 
 SUITE_NAME = "kernels-basic"
+METRIC = "latency_s"
 DTYPE_NAMES = {"float32": "fp32", "float64": "fp64"}
 
 
@@ -65,14 +73,50 @@ def cost(device: Device, case: Case) -> OpCost:
     return costs.memcpy(device, s["nbytes"])
 
 
-def simulate(hw: Hardware, cases: list[Case], sim: Simulation) -> list[float]:
-    """Run the cases back to back on one device: launch, then compute and memory traffic overlapped.
+def family_s(models: OperatorModels, case: Case) -> float:
+    """One case priced by its family's calibrated model (the same functions ``hwsim validate`` checks)."""
+    s, size = case.size, itemsize(DTYPE_NAMES[case.dtype])
+    if case.op == "gemm":
+        return models.gemm_s(s["m"], s["n"], s["k"], size, DTYPE_NAMES[case.dtype])
+    if case.op == "gemv":
+        return models.gemv_s(s["m"], s["k"], size)
+    if case.op == "triad":
+        return models.elementwise_s(s["n"], size, 2, 1)
+    return models.copy_s(s["nbytes"])
 
-    Memory traffic is a flow capped at the bandwidth the efficiency curve grants at that size, on
-    the off-chip or on-chip channel, so the engine's answer is the roofline's and the trace shows why.
+
+def model_name(device: Device) -> str:
+    """Which model predicts on this device, for the table and the records' notes."""
+    if operator_models(device) is None:
+        return "roofline (no device.operators: run hwsim hw calibrate)"
+    if device.operators is None:
+        return "per-family models derived from the datasheet (assumptions in hwsim.costs.families)"
+    return f"per-family models (device.operators, calibrated on {device.operators.threads} thread(s))"
+
+
+def simulate(hw: Hardware, cases: list[Case], sim: Simulation) -> list[float]:
+    """Run the cases back to back on one device.
+
+    With per-family operator models each case is one span of its family's time on the device's
+    compute track. Without them (roofline): launch, then compute and memory traffic overlapped, the
+    memory traffic a flow capped at the bandwidth the efficiency curve grants at that size, on the
+    off-chip or on-chip channel, so the engine's answer is the roofline's and the trace shows why.
     """
     device = hw.device
     track = f"{hw.name}"
+    models = operator_models(device)
+    if models is not None:
+        durations_f: list[float] = []
+
+        def run_family():  # type: ignore[no-untyped-def]
+            for case in cases:
+                start = sim.env.now
+                yield sim.timed(f"{track}/kernel", case.label, family_s(models, case))
+                durations_f.append(sim.env.now - start)
+
+        sim.process(run_family())
+        sim.run()
+        return durations_f
     dram = sim.bandwidth(device.memory.bandwidth_bytes_per_s, f"{track}/dram")
     sram_bw = device.sram_bandwidth_bytes_per_s
     sram = sim.bandwidth(sram_bw, f"{track}/sram") if sram_bw else None
@@ -98,14 +142,34 @@ def simulate(hw: Hardware, cases: list[Case], sim: Simulation) -> list[float]:
     return durations
 
 
-def _measure_case(case: Case, seed: int, device: Literal["cpu", "gpu"]) -> float:
+def _call(case: Case, seed: int, device: Literal["cpu", "gpu"]) -> Callable[[], object]:
     inputs = basic.make_inputs(case.op, case.size, case.dtype, seed)
     if device == "gpu":
         inputs = basic.to_gpu(inputs)
         impl: Callable[..., object] = basic.GPU_IMPLS[case.op]
     else:
         impl = basic.CPU_IMPLS[case.op]
-    return measure(lambda: impl(*inputs), warmup=3, repeats=15, device=device, max_time_s=2.0).median_s
+    return lambda: impl(*inputs)
+
+
+def _measure_case(case: Case, seed: int, device: Literal["cpu", "gpu"]) -> float:
+    return measure(_call(case, seed, device), warmup=3, repeats=15, device=device, max_time_s=2.0).median_s
+
+
+def measure_cpu(cases: list[Case], seed: int, threads: int, quick: bool) -> tuple[list[float], list[str], str]:
+    """(best time per case, its note, load note): interleaved best-of-k on ``threads`` threads (Numba
+    and BLAS limited), timed by the thread's CPU clock on one thread, as calibration times its
+    microbenchmarks (samples kept only while the core ran at full speed), so the prediction and the
+    measurement see the same machine."""
+    with thread_limits(threads):
+        load0 = load_average()
+        calls = {f"{i} {c.label}": _call(c, seed, "cpu") for i, c in enumerate(cases)}
+        timings = measure_interleaved(calls, rounds=7 if quick else 11, warmup=2, max_time_s=4.0 if quick else 10.0,
+                                      clock="thread_cpu" if threads == 1 else "wall",
+                                      speed_gate=SPEED_GATE if threads == 1 else None)
+        load1 = load_average()
+    ordered = [timings[f"{i} {c.label}"] for i, c in enumerate(cases)]
+    return [t.min_s for t in ordered], [t.note() for t in ordered], f"load average {load0:.2f} -> {load1:.2f}"
 
 
 class KernelsBasic:
@@ -117,6 +181,16 @@ class KernelsBasic:
         hw, notes = host_hardware(ctx.hardware, quick=True, seed=ctx.seed)
         cases = _cases(ctx.quick)
         simulated = simulate(hw, cases, Simulation(tracer=ctx.tracer))
+        models = operator_models(hw.device)
+        predictor = model_name(hw.device)
+        notes.append(f"predicted by {predictor}")
+        measured_s: list[float | None] = [None] * len(cases)
+        measured_notes = [""] * len(cases)
+        if ctx.measure:
+            threads = models.threads if models is not None else (os.cpu_count() or 1)
+            times, measured_notes, load = measure_cpu(cases, ctx.seed, threads, ctx.quick)
+            measured_s = list(times)
+            notes.append(f"measured on {threads} thread(s), interleaved best-of-k; {load}")
         records: list[Record] = []
         table = Table(title=f"kernels-basic on {hw.name}")
         table.add_column("case")
@@ -127,16 +201,15 @@ class KernelsBasic:
         table.add_column("simulated", "µs", number_format=".1f")
         table.add_column("measured", "µs", number_format=".1f")
         table.add_column("error", "%", number_format="+.1f")
-        for case, sim_s in zip(cases, simulated):
+        for case, sim_s, measured, mnote in zip(cases, simulated, measured_s, measured_notes):
             c = cost(hw.device, case)
-            records.append(Record(self.name, case.params, "time", sim_s, "s", "simulated", hw.name,
-                                  note=f"bound={c.bound}"))
-            measured = None
-            if ctx.measure:
-                measured = _measure_case(case, ctx.seed, "cpu")
-                records.append(Record(self.name, case.params, "time", measured, "s", "measured", hw.name))
+            bound = "family" if models is not None else c.bound
+            records.append(Record(self.name, case.params, METRIC, sim_s, "s", "simulated", hw.name,
+                                  note=f"{predictor}; bound={bound}"))
+            if measured is not None:
+                records.append(Record(self.name, case.params, METRIC, measured, "s", "measured", hw.name, note=mnote))
             error = (sim_s - measured) / measured * 100 if measured else None
-            table.add_row(case.label, case.dtype, c.flops / 1e9, c.bytes / 1e6, c.bound,
+            table.add_row(case.label, case.dtype, c.flops / 1e9, c.bytes / 1e6, bound,
                           sim_s * 1e6, measured * 1e6 if measured else None, error)
         if ctx.measure and not gpu_available():
             notes.append(f"GPU rows skipped: {gpu_unavailable_reason()}")
@@ -154,12 +227,13 @@ class KernelsBasic:
         records = []
         for case, sim_s in zip(cases, durations):
             params = {**case.params, "device": "gpu"}
-            records.append(Record(self.name, params, "time", sim_s, "s", "simulated", hw.name))
+            records.append(Record(self.name, params, METRIC, sim_s, "s", "simulated", hw.name,
+                                  note=model_name(hw.device)))
             measured = _measure_case(case, ctx.seed, "gpu")
-            records.append(Record(self.name, params, "time", measured, "s", "measured", hw.name))
+            records.append(Record(self.name, params, METRIC, measured, "s", "measured", hw.name))
         return records
 
 
 SUITE = KernelsBasic()
 
-__all__ = ["SUITE", "Case", "cost", "simulate"]
+__all__ = ["METRIC", "SUITE", "Case", "cost", "family_s", "measure_cpu", "model_name", "simulate"]

@@ -10,18 +10,19 @@ and with ``--measure`` checks the contention model against a real compute + memo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
+from hwsim.costs.families import Interference
 from hwsim.engine import Simulation, Tracer
 from hwsim.errors import HardwareError
 from hwsim.hardware import Hardware, load_hardware
 from hwsim.records import CaseValue, Record, within_tolerance
 from hwsim.suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
 from hwsim.suites.tables import Table
-from hwsim.systems.overlap import KernelFootprint, OverlapPrediction, predict_concurrent
+from hwsim.systems.overlap import KernelFootprint, predict_concurrent, predict_shared
 from hwsim.systems.t3 import (
     STRATEGIES,
     Strategy,
@@ -191,21 +192,35 @@ def timeline_figure(hw: Hardware, path: Path, strategies: dict[str, Strategy]) -
 # ------------------------------------------------------------------------------------------ measure
 
 
-def _host_bandwidth(ctx: SuiteContext) -> tuple[str, float, float, list[str]]:
-    """(name, DRAM bytes/s, last-level cache bytes) of this machine: 'host' if calibrated, else measured now."""
+def _host_contention_model(ctx: SuiteContext) -> tuple[str, Interference, Callable[[float], float], list[str]]:
+    """(hardware name, interference, bandwidth at a working set, notes) of this machine, for the CPU pair.
+
+    The calibrated operator models of the 'host' hardware file (``hwsim hw calibrate``) when they are
+    there: their interference (fitted from FMA+FMA, stream+stream and FMA+stream pairs of other sizes)
+    and their read+write staircase. Else the same pair calibration run now (not saved).
+    """
+    from hwsim.costs.ops import operator_models
+
     try:
         hw = load_hardware("host")
-        return hw.name, hw.device.memory.bandwidth_bytes_per_s, hw.device.sram_bytes, []
     except HardwareError:
-        import os
+        hw = None
+    models = operator_models(hw.device) if hw is not None else None
+    if hw is not None and models is not None:
+        return hw.name, models.interference, lambda ws: models.bandwidth(ws, write=True), [
+            f"CPU contention predicted with {hw.name}'s calibrated operator models (device.operators): "
+            "interference and read+write staircase"]
+    import os
 
-        from hwsim.kernels.microbench import stream_triad_points
-        from hwsim.suites.calibrate import cpu_facts
+    from hwsim.kernels.microbench import stream_triad_points
+    from hwsim.suites.calibrate import pair_interference
 
-        points = stream_triad_points((128 * 1024 * 1024, 256 * 1024 * 1024), seed=ctx.seed, repeats=5)
-        llc = cpu_facts(os.cpu_count() or 1).llc_bytes
-        return "host", max(b / t for b, t in points), llc, [
-            "no 'host' calibration found: DRAM bandwidth measured now by a triad (run 'hwsim hw calibrate' to keep one)"]
+    points = stream_triad_points((128 * 1024 * 1024, 256 * 1024 * 1024), seed=ctx.seed, repeats=5)
+    dram = max(b / t for b, t in points)
+    interference = pair_interference(ctx.seed) if (os.cpu_count() or 1) >= 2 else Interference()
+    return "host", interference, lambda ws: dram, [
+        "no calibrated 'host' operator models: interference calibrated now from the FMA/stream pairs and DRAM "
+        "bandwidth by a triad (run 'hwsim hw calibrate' to keep them)"]
 
 
 def _load_average() -> str:
@@ -225,17 +240,13 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str], Table]:
         cpu_overlap_points,
     )
 
-    name, bandwidth, llc, notes = _host_bandwidth(ctx)
+    name, interference, bandwidth_at, notes = _host_contention_model(ctx)
     units = max(2, os.cpu_count() or 2)
-    # Interference parameter (the fidelity work's calibrated model is not on main yet): two threads on
-    # sibling cores slow each other even with no memory traffic (shared core, SMT, clocks, other jobs).
-    # Calibrated from the FMA+FMA pair only, never from the FMA+add pairs it then predicts.
-    control = cpu_control_slowdown(seed=ctx.seed, repeats=5 if ctx.quick else 7)
-    interference = max(1.0, control)
+    control = cpu_control_slowdown(seed=ctx.seed, repeats=5 if ctx.quick else 7)  # a reading aid, not an input
     points = cpu_overlap_points(QUICK_CPU_BUFFER_BYTES if ctx.quick else CPU_BUFFER_BYTES, seed=ctx.seed,
-                                repeats=5 if ctx.quick else 7)
+                                repeats=5 if ctx.quick else 7, clock="thread_cpu")
     records: list[Record] = []
-    table = Table(title=f"contention on this CPU: FMA thread + c=a+b thread ({name}, DRAM {bandwidth / 1e9:.1f} GB/s)")
+    table = Table(title=f"contention on this CPU: FMA thread + c=a+b thread ({name}, thread CPU clocks)")
     for column, unit, fmt in (("buffer", "MiB", ".0f"), ("FMA alone", "ms", ".1f"), ("add alone", "ms", ".1f"),
                               ("FMA slowdown measured", "", ".2f"), ("FMA slowdown predicted", "", ".2f"),
                               ("add slowdown measured", "", ".2f"), ("add slowdown predicted", "", ".2f"),
@@ -243,16 +254,14 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str], Table]:
                               ("error (both)", "", "+.1%")):
         table.add_column(column, unit, number_format=fmt)
     for p in points:
-        # a working set within half the last-level cache never reaches DRAM: nothing shared to contend for
-        reduce_dram = p.reduce_bytes if p.buffer_bytes > llc / 2 else 0.0
-        compute_dram = p.compute_bytes if 16.0 * 4096 > llc / 2 else 0.0
-        capacity = max(bandwidth, reduce_dram / p.reduce_alone_s)
-        shared = predict_concurrent(KernelFootprint("reduce", p.reduce_alone_s, reduce_dram, 1),
-                                    KernelFootprint("compute", p.compute_alone_s, compute_dram, 1), units, capacity)
-        pred = OverlapPrediction(shared.first_s * interference, shared.second_s * interference,
-                                 max(shared.first_s, shared.second_s) * interference)
+        # the add's memory share: its bytes over what the staircase gives at its working set; the FMA
+        # kernel's 32 KiB stay in its core's L1 (nothing shared: bytes 0). The calibrated interference
+        # then slows each by what both are bound by.
+        pred = predict_shared(KernelFootprint("reduce", p.reduce_alone_s, p.reduce_bytes, 1),
+                              KernelFootprint("compute", p.compute_alone_s, 0.0, 1),
+                              units, bandwidth_at(p.buffer_bytes), interference)
         case: dict[str, CaseValue] = {"device": "cpu", "kernel_pair": "fma+add", "buffer_mib": round(p.buffer_bytes / 2**20, 1)}
-        load_note = f"load average {_load_average()} while measured"
+        load_note = f"load average {_load_average()} while measured; best of thread CPU times, alone and together"
         pairs = {
             "compute_concurrent": (p.compute_concurrent_s, pred.second_s, "s"),
             "reduce_concurrent": (p.reduce_concurrent_s, pred.first_s, "s"),
@@ -264,8 +273,8 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str], Table]:
         for metric, (measured, predicted, unit) in pairs.items():
             records.append(Record(SUITE_NAME, case, metric, measured, unit, "measured", name, note=load_note))
             records.append(Record(SUITE_NAME, case, metric, predicted, unit, "simulated", name,
-                                  note=f"predicted from the alone-times by hwsim.systems.overlap x the FMA+FMA "
-                                       f"interference {interference:.2f}"))
+                                  note="predicted from the alone-times by hwsim.systems.overlap.predict_shared with "
+                                       f"the calibrated interference {interference}"))
         table.add_row(p.buffer_bytes / 2**20, p.compute_alone_s * 1e3, p.reduce_alone_s * 1e3,
                       p.compute_slowdown, pred.second_s / p.compute_alone_s,
                       p.reduce_slowdown, pred.first_s / p.reduce_alone_s,
@@ -273,15 +282,14 @@ def _cpu_records(ctx: SuiteContext) -> tuple[list[Record], list[str], Table]:
                       (pred.both_s - p.both_s) / p.both_s)
     records.append(Record(SUITE_NAME, {"device": "cpu", "kernel_pair": "fma+fma"}, "control_slowdown", control, "1",
                           "measured", name, note=f"load average {_load_average()} while measured"))
-    notes.append(f"control: two FMA threads together run {control:.2f}x slower than one alone; they share no "
-                 "memory traffic, so that much of every slowdown above is lost cores, not memory contention")
-    load = _load_average()
-    notes.append(f"CPU contention measured with a 1-minute load average of {load} on {units} cores: other jobs "
-                 "competing for the cores inflate the concurrent times, which the predictor (one core per thread) "
-                 "does not know about")
-    notes.append(f"CPU contention predicted by hwsim.systems.overlap.predict_concurrent (max-min memory sharing) "
-                 f"times an interference factor {interference:.2f} calibrated on the FMA+FMA pair: the fidelity "
-                 "work's contention model was not on main when this was written")
+    notes.append(f"control (wall clock, other jobs included): two FMA threads together run {control:.2f}x slower "
+                 "than one alone; the rows above count each thread's CPU time instead, so time lost to other jobs "
+                 "drops out of them")
+    notes.append(f"CPU contention measured with a 1-minute load average of {_load_average()} on {units} cores")
+    notes.append("CPU contention predicted by hwsim.systems.overlap.predict_shared: units split by block demand, "
+                 f"then the calibrated interference (memory+memory {interference.memory_memory:.2f}, "
+                 f"compute+compute {interference.compute_compute:.2f}, compute+memory {interference.compute_memory:.2f})"
+                 "; measured by thread CPU clocks as calibration measures its pairs")
     return records, notes, table
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from hwsim.costs.families import OperatorModels, models_to_dict
+from hwsim.costs.ops import operator_models
+from hwsim.hardware.model import Hardware
 from hwsim.records import Record, relative_error, write_results
 from hwsim.suites.tables import Table
 
@@ -267,6 +269,8 @@ class ValidationResult:
     notes: list[str]
     errors: list[FamilyError]
     models: OperatorModels | None
+    hardware: Hardware | None = None
+    """The calibrated hardware (operators included) the predictions came from; written as ``validate-<name>.yaml``."""
 
 
 def validate_cpu(
@@ -283,7 +287,11 @@ def validate_cpu(
     load0 = load_average()
     cal = fit_operator_models(threads=threads, quick=quick, seed=seed, rounds=rounds, extra=calls)
     load1 = load_average()
-    models = cal.models
+    # the same path as `hwsim hw calibrate` then any suite: the models become the device's
+    # `operators` field and every prediction reads them back through costs.operator_models(device)
+    hardware = _calibrated_hardware(hardware_name, cal.models, seed)
+    models = operator_models(hardware.device)
+    assert models is not None
     timings = {c.label: cal.extra_timings[f"val {c.label}"] for c in cases}
     records: list[Record] = []
     pairs: list[tuple[str, str, float, float]] = []
@@ -357,7 +365,17 @@ def validate_cpu(
         rows,
         calibration_table(cal),
     ]
-    return ValidationResult(records, tables, notes, errors, models)
+    return ValidationResult(records, tables, notes, errors, models, hardware)
+
+
+def _calibrated_hardware(name: str, models: OperatorModels, seed: int) -> Hardware:
+    """This CPU's hardware description (quick roofline calibration) carrying the fitted operator models."""
+    from dataclasses import replace
+
+    from hwsim.suites.calibrate import cpu_hardware
+
+    hw, _ = cpu_hardware(name, quick=True, seed=seed)
+    return replace(hw, device=replace(hw.device, operators=models))
 
 
 #: Validation pairs (kind, FMA passes, stream bytes): sizes the calibration pairs never use.
@@ -419,7 +437,8 @@ def _markdown(table: Table) -> str:
 
 
 def write_outputs(result: ValidationResult, out: Path) -> list[Path]:
-    """results.json (simulated + measured records), the per-family table as markdown, the fitted models."""
+    """validate.json (simulated + measured records), the per-family table as markdown, the calibrated
+    hardware file (CPU) and the fitted models as JSON."""
     import json
 
     from hwsim.fileio import write_text_atomic
@@ -428,7 +447,11 @@ def write_outputs(result: ValidationResult, out: Path) -> list[Path]:
     paths = [write_results(out / "validate.json", result.records)]
     text = "\n".join(_markdown(t) for t in result.tables) + "\n" + "\n".join(f"- {n}" for n in result.notes) + "\n"
     paths.append(write_text_atomic(out / "validate.md", text))
-    if result.models is not None:
+    if result.hardware is not None:  # the calibrated hardware file, usable with --hw
+        from hwsim.suites.calibrate import write_hardware
+
+        paths.append(write_hardware(result.hardware, out / f"validate-{result.hardware.name}.yaml"))
+    if result.models is not None:  # the device.operators block alone, as plain JSON (also on a bare GPU box)
         paths.append(
             write_text_atomic(
                 out / "operator-models.json", json.dumps(models_to_dict(result.models), indent=1, default=str) + "\n"

@@ -54,23 +54,10 @@ GPU_GEMM_TILE = (128, 128)
 DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
 
-def _timer(cp: Any) -> Callable[[Callable[[], Any]], float]:
-    def time_one(fn: Callable[[], Any]) -> float:
-        stream = cp.cuda.get_current_stream()
-        start, end = cp.cuda.Event(), cp.cuda.Event()
-        start.record(stream)
-        fn()
-        end.record(stream)
-        end.synchronize()
-        return float(cp.cuda.get_elapsed_time(start, end)) * 1e-3
-
-    return time_one
-
-
 def _measure(cp: Any, cases: dict[str, Callable[[], Any]], rounds: int) -> dict[str, Any]:
-    from hwsim.kernels.measure import measure_interleaved
+    from hwsim.kernels.measure import gpu_event_timer, measure_interleaved
 
-    return measure_interleaved(cases, rounds=rounds, warmup=3, max_time_s=60.0, timer=_timer(cp))
+    return measure_interleaved(cases, rounds=rounds, warmup=3, max_time_s=60.0, timer=gpu_event_timer)
 
 
 def _pair_s(cp: Any, first: Callable[[], Any], second: Callable[[], Any], repeats: int = 9) -> float:
@@ -194,7 +181,8 @@ def validate_gpu(*, quick: bool, seed: int = 0) -> ValidationResult:
         staircase=tuple(steps),
         gemm_flops_per_s=rates,
         gemm_fixed_s=statistics.median(fixeds),
-        gemm_tile=GPU_GEMM_TILE,
+        gemm_tile_m=GPU_GEMM_TILE[0],
+        gemm_tile_n=GPU_GEMM_TILE[1],
     )
     gemv_fraction = statistics.median(
         base.stream_s((m * k + k + m) * 2.0, 0.0) / max(best[f"gemv:{m}x{k}"] - launch, 1e-9) for m, k in GPU_CAL_GEMV

@@ -20,6 +20,7 @@ from hwsim.costs.families import (
     gemm_padded_flops,
     models_from_dict,
     models_to_dict,
+    topk_selection_elements,
 )
 from hwsim.kernels.measure import (
     RobustTiming,
@@ -38,7 +39,8 @@ def _models(**kw: object) -> OperatorModels:
         staircase=(MemoryStep(1e4, 100e9, 80e9), MemoryStep(1e6, 50e9, 40e9), MemoryStep(1e8, 10e9, 8e9)),
         gemm_flops_per_s={"fp32": 1e11},
         gemm_fixed_s=1e-5,
-        gemm_tile=(64, 64),
+        gemm_tile_m=64,
+        gemm_tile_n=64,
         topk_elements_per_s=1e9,
         topk_row_s=1e-6,
     )
@@ -74,6 +76,20 @@ def test_topk_is_priced_by_its_per_element_rate_not_a_flop_curve() -> None:
     t2 = m.topk_s(8, 1 << 17, 32, 4.0) - m.launch_s
     assert t1 == pytest.approx(8 * (1 << 16) / 1e9 + 8 * 1e-6)
     assert t2 / t1 == pytest.approx((2 * (1 << 16) / 1e9 + 1e-6) / ((1 << 16) / 1e9 + 1e-6))
+
+
+def test_topk_counts_the_kernels_selection_work_per_row() -> None:
+    """The CPU kernel selects among a strided sample and the candidates above its threshold, so short
+    rows with a large k pay relatively more than long rows (kernels/topk.py's formulas)."""
+    # 2048 elements, k=32: a sample of 256 (three select passes) and about 88 candidates
+    assert topk_selection_elements(2048, 32) == pytest.approx(3 * 256 + 2048 * 11 / 256)
+    # rows of 2^20 or more take an 8x larger sample
+    assert topk_selection_elements(1 << 20, 128) > 3 * 8 * 1024
+    m = _models(staircase=(MemoryStep(1.0, 1e15, 1e15),), topk_row_s=0.0, topk_select_element_s=3e-9)
+    t = m.topk_s(128, 2048, 32, 4.0) - m.launch_s
+    assert t == pytest.approx(128 * (2048 / 1e9 + topk_selection_elements(2048, 32) * 3e-9))
+    # once k is a quarter of the row, the candidates (about 864) outweigh the smaller sample (64)
+    assert m.topk_s(128, 2048, 512, 4.0) > m.topk_s(128, 2048, 32, 4.0)
 
 
 def test_concurrent_lands_between_overlapped_and_serial() -> None:
@@ -323,3 +339,81 @@ def test_predict_shared_splits_units_by_demand_and_interferes() -> None:
     # a calibrated compute+memory interference lands between overlapped and serial
     mixed = predict_shared(gemm, copy, 200, 1e9, Interference(compute_memory=1.3))
     assert 1.0 < mixed.both_s < 1.5
+
+
+def test_models_in_a_hardware_file_are_what_operator_models_reads(tmp_path: Path) -> None:
+    """device.operators: written by the dumper, read back equal by the loader, used by the cost functions."""
+    from dataclasses import replace
+
+    from hwsim import costs
+    from hwsim.costs.ops import operator_models
+    from hwsim.errors import HardwareError
+    from hwsim.hardware import load_hardware, load_hardware_file
+    from hwsim.suites.calibrate import write_hardware
+
+    hw = load_hardware("xeon-e5-2640v4")
+    roofline = costs.gemv(hw.device, 4096, 4096).time_s
+    m = _models(gemv_read_fraction=0.5, interference=Interference(1.4, 1.6, 1.1))
+    path = write_hardware(replace(hw, device=replace(hw.device, operators=m)), tmp_path / "cal.yaml")
+    again = load_hardware_file(path)
+    assert operator_models(again.device) == m
+    assert costs.gemv(again.device, 4096, 4096).time_s == pytest.approx(m.gemv_s(4096, 4096, 4.0))
+    assert costs.gemv(again.device, 4096, 4096).time_s != pytest.approx(roofline, rel=0.05)
+    text = path.read_text().replace("working_set: 1000000.0 B", "working_set: 10.0 B")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(HardwareError, match="operators.staircase.*strictly increasing"):
+        load_hardware_file(bad)
+
+
+def test_t3_cpu_contention_is_predicted_by_the_calibrated_interference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The t3 --measure CPU rows: predict_shared with the host file's interference and staircase, not a
+    factor of the suite's own; changing the calibrated interference changes the prediction."""
+    from dataclasses import replace
+
+    from hwsim.costs.families import concurrent_s
+    from hwsim.hardware import load_hardware
+    from hwsim.kernels import overlap as kov
+    from hwsim.suites import t3
+    from hwsim.suites.calibrate import write_hardware
+    from hwsim.suites.registry import SuiteContext
+
+    monkeypatch.setenv("HWSIM_HOME", str(tmp_path / "home"))
+    point = kov.OverlapPoint("cpu", 1, 96 << 20, 4.0 * (96 << 20), 0.02, 0.03, 0.025, 0.05, 0.05, 0.0, 1.0, 1)
+    monkeypatch.setattr(kov, "cpu_overlap_points", lambda *a, **k: [point])
+    monkeypatch.setattr(kov, "cpu_control_slowdown", lambda *a, **k: 1.0)
+    base = load_hardware("xeon-e5-2640v4")
+    both = {}
+    for cm in (1.0, 1.5):
+        inter = Interference(memory_memory=1.8, compute_compute=1.3, compute_memory=cm)
+        m = _models(staircase=(MemoryStep(1e4, 100e9, 80e9), MemoryStep(1e9, 10e9, 1.0e9)), interference=inter)
+        hw = replace(base, name="host", device=replace(base.device, operators=m))
+        write_hardware(hw, tmp_path / "home" / "hardware" / "host.yaml")
+        records, notes, _ = t3._cpu_records(SuiteContext(None, quick=True, measure=True, seed=0))
+        sim = {r.metric: r.value for r in records if r.source == "simulated"}
+        share = min(1.0, point.reduce_bytes / (point.reduce_alone_s * m.bandwidth(point.buffer_bytes, write=True)))
+        expect = concurrent_s(point.reduce_alone_s, point.compute_alone_s, share, 0.0, inter)
+        assert sim["both"] == pytest.approx(expect[2]) and sim["reduce_concurrent"] == pytest.approx(expect[0])
+        assert any("device.operators" in n for n in notes)
+        both[cm] = sim["both"]
+    assert both[1.5] > both[1.0] * 1.2  # an FMA next to a stream: the calibrated compute_memory term decides
+
+
+def test_speed_gate_keeps_only_samples_taken_while_the_core_ran_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sample whose speed reference (before or after it) shows a slow core is dropped, even when it
+    happens to be the smallest: the gate, not the best-of, decides which samples count."""
+    from hwsim.kernels import measure as m
+
+    speeds = iter([1.0, 1.0, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0] * 10)
+    times = iter([2.0, 1.0, 2.0, 2.5, 2.0, 2.2, 2.1] * 10)  # sample 2 (1.0) sits next to a slow reference
+    monkeypatch.setattr(m, "speed_reference_s", lambda: next(speeds))
+    monkeypatch.setattr(m, "_batch_cpu", lambda fn, calls: (next(times), 0.0))
+    monkeypatch.setattr(m, "reference_s", lambda samples=5: 1.0)
+    with thread_limits(1):
+        out = m.measure_interleaved({"k": lambda: None}, rounds=5, warmup=0, max_time_s=99, clock="thread_cpu",
+                                    speed_gate=0.05, retries=0, warm_below_s=0.0)
+    assert out["k"].min_s == 2.0
+    with pytest.raises(ValueError, match="thread_cpu"):
+        m.measure_interleaved({"k": lambda: None}, speed_gate=0.05)

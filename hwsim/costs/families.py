@@ -19,23 +19,27 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from hwsim.errors import CostError
+from hwsim.errors import CostError, HardwareError
+from hwsim.hardware.schema import spec
 
 
 @dataclass(frozen=True)
 class MemoryStep:
     """Bandwidth measured at one working-set size (bytes touched by the kernel)."""
 
-    working_set_bytes: float
-    """Bytes the kernel touches. Rates are per call of a kernel of that size, its fixed cost
-    included, so a memory-bound call takes ``bytes / rate`` (interpolated between steps)."""
-    read_bytes_per_s: float
-    read_write_bytes_per_s: float
-    copy_bytes_per_s: float | None = None
-    """A plain copy's rate (counting bytes read + written): a library copy may use wider or
-    non-temporal stores and beat the triad in DRAM, or lose to it in cache. None: the triad's."""
+    working_set_bytes: float = spec(
+        "working_set", "bytes the kernel touches; rates are per call of a kernel of that size, its fixed cost "
+        "included, so a memory-bound call takes bytes / rate (log-size interpolation between steps)",
+        unit="bytes", exclusive_minimum=0)
+    read_bytes_per_s: float = spec("read", "rate of a read-only pass (sum) at this working set",
+                                   unit="bytes_per_s", exclusive_minimum=0)
+    read_write_bytes_per_s: float = spec("read_write", "rate of a read+write pass (triad) at this working set",
+                                         unit="bytes_per_s", exclusive_minimum=0)
+    copy_bytes_per_s: float | None = spec(
+        "copy", "a plain (library) copy's rate, bytes read + written; unset: the triad's", unit="bytes_per_s",
+        exclusive_minimum=0, default=None)
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,12 @@ class Interference:
     share a physical core or clock budget, not memory.
     """
 
-    memory_memory: float = 1.0
-    compute_compute: float = 1.0
-    compute_memory: float = 1.0
+    memory_memory: float = spec("memory_memory", "slowdown of each of two memory-bound kernels at once (pair "
+                                "stream+stream)", exclusive_minimum=0, default=1.0)
+    compute_compute: float = spec("compute_compute", "slowdown of each of two compute-bound kernels at once "
+                                  "(pair FMA+FMA)", exclusive_minimum=0, default=1.0)
+    compute_memory: float = spec("compute_memory", "slowdown of a compute-bound kernel next to a memory-bound one "
+                                 "and vice versa (pair FMA+stream)", exclusive_minimum=0, default=1.0)
 
     def slowdown(self, mine_memory: float, other_memory: float) -> float:
         """Slowdown of a kernel whose time is ``mine_memory`` memory-bound (0..1) next to another."""
@@ -65,55 +72,102 @@ def _unit(x: float) -> float:
     return min(1.0, max(0.0, float(x)))
 
 
+def _per(amount: float, rate: float | None) -> float:
+    """Seconds to do ``amount`` at ``rate``; an unmeasured rate (None) costs nothing (no limit)."""
+    return 0.0 if rate is None else amount / rate
+
+
+#: The CPU top-k's sample size (kernels/topk.py: ``_SAMPLE``, 8x for rows of 2^20 or more) and the
+#: threshold's margin in standard deviations (``_SIGMAS``); the cost model counts the work they imply.
+TOPK_SAMPLE = 1024
+TOPK_SIGMAS = 2.0
+
+
+def topk_selection_elements(n: int, k: int) -> float:
+    """Elements the CPU top-k selects among, per row, besides its one pass over the row: about three
+    quick-select passes over a strided sample of ``s`` elements, then one select over the ``m``
+    candidates at or above the sample's threshold (kernels/topk.py's docstring gives both formulas)."""
+    cap = TOPK_SAMPLE if n < (1 << 20) else 8 * TOPK_SAMPLE
+    s = max(1, min(n // 8, max(64, (16 * n) // max(k, 1)), cap))
+    expected = k * s / n
+    rank = int(expected + TOPK_SIGMAS * math.sqrt(expected) + 2.0)
+    candidates = min(float(n), n * (rank + 1) / s)
+    return 3.0 * s + candidates
+
+
 @dataclass(frozen=True)
 class OperatorModels:
-    """A device's calibrated per-family parameters (SI units; rates per second)."""
+    """A device's calibrated per-family parameters (SI units; rates per second).
 
-    threads: int
-    """Compute units the kernels ran on when calibrated (CPU threads or GPU SMs)."""
-    launch_s: float
-    """Fixed cost of starting one parallel kernel."""
-    staircase: tuple[MemoryStep, ...]
-    gemm_flops_per_s: Mapping[str, float]
-    """Rate of a large GEMM per dtype, on whole tiles (see :func:`gemm_s`)."""
-    gemm_fixed_s: float
-    gemm_tile: tuple[int, int] = (64, 64)
-    """Output tile (rows, cols) one unit computes at a time; the wave is ``threads`` tiles."""
-    gemv_read_fraction: float = 1.0
-    """Fraction of the staircase read bandwidth a GEMV / skinny GEMM reaches."""
-    copy_fraction: float = 1.0
-    """Fraction of the staircase read+write bandwidth a plain copy reaches (vs the triad that defines it)."""
-    softmax_elements_per_s: float = math.inf
-    topk_elements_per_s: float = math.inf
-    """Selection rate of the top-k kernel: one pass over every element plus the select among candidates."""
-    topk_row_s: float = 0.0
-    """Per-row cost of the top-k kernel (sample, bracket, final exact select, output)."""
-    topk_parallel_rows: int = 1
-    """Rows selected at once, each at ``topk_elements_per_s`` (a GPU runs one block per row, many
-    blocks at a time); 1 on a CPU, whose rate already counts all its threads."""
-    attention_flops_per_s: float = math.inf
-    """Rate of the fused attention kernel's dot products (rows of K and V in cache)."""
-    gather_bytes_per_s: float = math.inf
-    """Rate of fetching the kept (pruned, scattered) rows of K and V the first time: fitted from a
-    pruned calibration case; it adds to the dot products (one core does both in turn)."""
-    skinny_flops_per_s: float = math.inf
-    """Dot-product rate of the weight-streaming skinny GEMM (decode projections, few rows)."""
-    skinny_read_fraction: float = 1.0
-    """Fraction of the staircase read bandwidth at which that kernel streams its weights."""
-    decode_attention_flops_per_s: float = math.inf
-    """Dot-product rate of decode attention over a request's contiguous K/V cache."""
-    dispatch_slot_s: float = 0.0
-    """MoE dispatch: cost per (token, expert) slot of the counting sort beyond its row copy."""
-    interference: Interference = field(default_factory=Interference)
+    Declared with the hardware schema: a hardware file carries them as ``device.operators``
+    (written by ``hwsim hw calibrate``). A rate left unset (None) was not measured and limits nothing.
+    """
+
+    threads: int = spec("threads", "compute units the kernels ran on when calibrated (CPU threads or GPU SMs)",
+                        minimum=1)
+    launch_s: float = spec("launch", "fixed cost of starting one parallel kernel", unit="s", minimum=0)
+    staircase: tuple[MemoryStep, ...] = spec(
+        "staircase", "memory bandwidth by working-set size, strictly increasing sizes", non_empty=True)
+    gemm_flops_per_s: Mapping[str, float] = spec(
+        "gemm_rate", "rate of a large GEMM per dtype, on whole tiles", unit="flop_per_s", exclusive_minimum=0,
+        non_empty=True)
+    gemm_fixed_s: float = spec("gemm_fixed", "fixed cost of one GEMM call", unit="s", minimum=0)
+    gemm_tile_m: int = spec("gemm_tile_m", "output-tile rows one unit computes at a time (wave = threads tiles)",
+                            minimum=1, default=64)
+    gemm_tile_n: int = spec("gemm_tile_n", "output-tile columns one unit computes at a time", minimum=1, default=64)
+    gemv_read_fraction: float = spec("gemv_read_fraction", "fraction of the staircase read bandwidth a GEMV "
+                                     "reaches", exclusive_minimum=0, default=1.0)
+    copy_fraction: float = spec("copy_fraction", "fraction of the staircase copy rate a plain copy reaches",
+                                exclusive_minimum=0, default=1.0)
+    softmax_elements_per_s: float | None = spec("softmax_rate", "elements per second of the row softmax (exp-bound)",
+                                                exclusive_minimum=0, default=None)
+    topk_elements_per_s: float | None = spec(
+        "topk_rate", "selection rate of the top-k kernel (elements per second of a row: one pass plus the select "
+        "among candidates)", exclusive_minimum=0, default=None)
+    topk_row_s: float = spec("topk_row", "per-row cost of the top-k kernel (sample, bracket, exact select)",
+                             unit="s", minimum=0, default=0.0)
+    topk_select_element_s: float = spec(
+        "topk_select_element", "time per element of the CPU top-k's selection work (the sample's quick-select and "
+        "the candidates' exact select; see topk_selection_elements)", unit="s", minimum=0, default=0.0)
+    topk_parallel_rows: int = spec(
+        "topk_parallel_rows", "rows selected at once, each at topk_rate (GPU: one block per row; CPU: 1, the rate "
+        "counts all threads)", minimum=1, default=1)
+    attention_flops_per_s: float | None = spec(
+        "attention_rate", "rate of the fused attention kernel's dot products (K, V in cache)", unit="flop_per_s",
+        exclusive_minimum=0, default=None)
+    gather_bytes_per_s: float | None = spec(
+        "gather_bandwidth", "rate of fetching the kept (pruned, scattered) K/V rows the first time",
+        unit="bytes_per_s", exclusive_minimum=0, default=None)
+    skinny_flops_per_s: float | None = spec(
+        "skinny_rate", "dot-product rate of the weight-streaming skinny GEMM (decode projections)",
+        unit="flop_per_s", exclusive_minimum=0, default=None)
+    skinny_read_fraction: float = spec("skinny_read_fraction", "fraction of the staircase read bandwidth at which "
+                                       "the skinny GEMM streams its weights", exclusive_minimum=0, default=1.0)
+    decode_attention_flops_per_s: float | None = spec(
+        "decode_attention_rate", "dot-product rate of decode attention over a contiguous K/V cache",
+        unit="flop_per_s", exclusive_minimum=0, default=None)
+    dispatch_slot_s: float = spec("dispatch_slot", "MoE dispatch: cost per (token, expert) slot beyond its row copy",
+                                  unit="s", minimum=0, default=0.0)
+    interference: Interference = spec("interference", "slowdown of two kernels at once, by what each is bound by",
+                                      default=Interference())
+
+    def schema_problems(self) -> list[tuple[str, str]]:
+        """Rules across fields (YAML key, message): the loader and sweep overrides apply them."""
+        sizes = [s.working_set_bytes for s in self.staircase]
+        if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
+            return [("staircase", f"working sets must be strictly increasing, got {sizes}")]
+        return []
 
     def __post_init__(self) -> None:
         if not self.staircase:
             raise CostError("staircase must hold at least one MemoryStep")
-        sizes = [s.working_set_bytes for s in self.staircase]
-        if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
-            raise CostError(f"staircase working sets must be strictly increasing, got {sizes}")
         if self.threads < 1:
             raise CostError(f"threads must be >= 1, got {self.threads}")
+
+    @property
+    def gemm_tile(self) -> tuple[int, int]:
+        """Output tile (rows, cols) one unit computes at a time."""
+        return (self.gemm_tile_m, self.gemm_tile_n)
 
     # ------------------------------------------------------------------ memory staircase
 
@@ -171,7 +225,7 @@ class OperatorModels:
     def softmax_s(self, rows: int, cols: int, itemsize: float) -> float:
         elements = float(rows) * cols
         return self.launch_s + max(
-            elements / self.softmax_elements_per_s, self.stream_s(elements * itemsize, elements * itemsize)
+            _per(elements, self.softmax_elements_per_s), self.stream_s(elements * itemsize, elements * itemsize)
         )
 
     def topk_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
@@ -180,7 +234,9 @@ class OperatorModels:
         and never faster than reading the values from the memory level they live in."""
         elements = float(rows) * n
         waves = math.ceil(rows / self.topk_parallel_rows)
-        select = waves * (n / self.topk_elements_per_s + self.topk_row_s)
+        per_row = (_per(n, self.topk_elements_per_s) + self.topk_row_s
+                   + self.topk_select_element_s * topk_selection_elements(n, k))
+        select = waves * per_row
         read = self.stream_s(elements * itemsize, 0.0)
         return self.launch_s + max(select, read)
 
@@ -192,9 +248,9 @@ class OperatorModels:
         scores = float(heads) * q_len * kept_tokens
         return (
             self.launch_s
-            + flops / self.attention_flops_per_s
-            + kv_bytes / self.gather_bytes_per_s
-            + scores / self.softmax_elements_per_s
+            + _per(flops, self.attention_flops_per_s)
+            + _per(kv_bytes, self.gather_bytes_per_s)
+            + _per(scores, self.softmax_elements_per_s)
         )
 
     def skinny_gemm_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
@@ -205,7 +261,7 @@ class OperatorModels:
         return (
             self.launch_s
             + weight / (self.bandwidth(weight, write=False) * self.skinny_read_fraction)
-            + 2.0 * rows * n * k / self.skinny_flops_per_s
+            + _per(2.0 * rows * n * k, self.skinny_flops_per_s)
         )
 
     def decode_attention_s(self, lens: list[int], heads: int, head_dim: int, itemsize: float) -> float:
@@ -214,7 +270,7 @@ class OperatorModels:
         kv = 2.0 * heads * tokens * head_dim * itemsize
         return (
             self.launch_s
-            + 4.0 * heads * tokens * head_dim / self.decode_attention_flops_per_s
+            + _per(4.0 * heads * tokens * head_dim, self.decode_attention_flops_per_s)
             + kv / self.bandwidth(kv, write=False)
         )
 
@@ -252,74 +308,21 @@ def gemm_padded_flops(m: int, n: int, k: int, tile: tuple[int, int], units: int)
 
 
 def models_to_dict(models: OperatorModels) -> dict[str, object]:
-    """Plain data (for YAML/JSON): every number in SI units."""
-    return {
-        "threads": models.threads,
-        "launch_s": models.launch_s,
-        "staircase": [
-            [s.working_set_bytes, s.read_bytes_per_s, s.read_write_bytes_per_s, s.copy_bytes_per_s]
-            for s in models.staircase
-        ],
-        "gemm_flops_per_s": dict(models.gemm_flops_per_s),
-        "gemm_fixed_s": models.gemm_fixed_s,
-        "gemm_tile": list(models.gemm_tile),
-        "gemv_read_fraction": models.gemv_read_fraction,
-        "copy_fraction": models.copy_fraction,
-        "softmax_elements_per_s": models.softmax_elements_per_s,
-        "topk_elements_per_s": models.topk_elements_per_s,
-        "topk_row_s": models.topk_row_s,
-        "topk_parallel_rows": models.topk_parallel_rows,
-        "attention_flops_per_s": models.attention_flops_per_s,
-        "skinny_flops_per_s": models.skinny_flops_per_s,
-        "skinny_read_fraction": models.skinny_read_fraction,
-        "decode_attention_flops_per_s": models.decode_attention_flops_per_s,
-        "dispatch_slot_s": models.dispatch_slot_s,
-        "gather_bytes_per_s": models.gather_bytes_per_s,
-        "interference": {
-            "memory_memory": models.interference.memory_memory,
-            "compute_compute": models.interference.compute_compute,
-            "compute_memory": models.interference.compute_memory,
-        },
-    }
+    """Plain data (JSON/YAML), exactly as ``device.operators`` is written in a hardware file."""
+    from hwsim.hardware import schema
+
+    return schema.dump(models)
 
 
 def models_from_dict(data: Mapping[str, object], where: str = "<models>") -> OperatorModels:
-    """Inverse of :func:`models_to_dict`; a missing or malformed field is a CostError naming it."""
+    """Inverse of :func:`models_to_dict`, checked by the hardware schema; a bad field is a CostError naming it."""
+    from hwsim.hardware import schema
+
     try:
-        steps = tuple(
-            MemoryStep(
-                float(row[0]),
-                float(row[1]),
-                float(row[2]),
-                float(row[3]) if len(row) > 3 and row[3] is not None else None,
-            )
-            for row in data["staircase"]  # type: ignore[attr-defined]
-        )
-        inter = data.get("interference") or {}
-        tile = data.get("gemm_tile", (64, 64))
-        return OperatorModels(
-            threads=int(data["threads"]),  # type: ignore[call-overload]
-            launch_s=float(data["launch_s"]),  # type: ignore[arg-type]
-            staircase=steps,
-            gemm_flops_per_s={str(k): float(v) for k, v in data["gemm_flops_per_s"].items()},  # type: ignore[attr-defined]
-            gemm_fixed_s=float(data["gemm_fixed_s"]),  # type: ignore[arg-type]
-            gemm_tile=(int(tile[0]), int(tile[1])),  # type: ignore[index]
-            gemv_read_fraction=float(data.get("gemv_read_fraction", 1.0)),  # type: ignore[arg-type]
-            copy_fraction=float(data.get("copy_fraction", 1.0)),  # type: ignore[arg-type]
-            softmax_elements_per_s=float(data.get("softmax_elements_per_s", math.inf)),  # type: ignore[arg-type]
-            topk_elements_per_s=float(data.get("topk_elements_per_s", math.inf)),  # type: ignore[arg-type]
-            topk_row_s=float(data.get("topk_row_s", 0.0)),  # type: ignore[arg-type]
-            topk_parallel_rows=int(data.get("topk_parallel_rows", 1)),  # type: ignore[call-overload]
-            attention_flops_per_s=float(data.get("attention_flops_per_s", math.inf)),  # type: ignore[arg-type]
-            gather_bytes_per_s=float(data.get("gather_bytes_per_s", math.inf)),  # type: ignore[arg-type]
-            skinny_flops_per_s=float(data.get("skinny_flops_per_s", math.inf)),  # type: ignore[arg-type]
-            skinny_read_fraction=float(data.get("skinny_read_fraction", 1.0)),  # type: ignore[arg-type]
-            decode_attention_flops_per_s=float(data.get("decode_attention_flops_per_s", math.inf)),  # type: ignore[arg-type]
-            dispatch_slot_s=float(data.get("dispatch_slot_s", 0.0)),  # type: ignore[arg-type]
-            interference=Interference(**{k: float(v) for k, v in inter.items()}),  # type: ignore[attr-defined]
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CostError(f"{where}: operator models: bad or missing field ({exc})") from None
+        models: OperatorModels = schema.parse(OperatorModels, dict(data), where, "operators")
+    except HardwareError as exc:
+        raise CostError(f"operator models: {exc}") from None
+    return models
 
 
 __all__ = [
@@ -402,7 +405,8 @@ def derived_gpu_models(
         staircase=tuple(steps),
         gemm_flops_per_s={k: v * GPU_GEMM_FRACTION for k, v in peak_flops_per_s.items()},
         gemm_fixed_s=launch_s,
-        gemm_tile=GPU_GEMM_TILE,
+        gemm_tile_m=GPU_GEMM_TILE[0],
+        gemm_tile_n=GPU_GEMM_TILE[1],
         gemv_read_fraction=GPU_GEMV_FRACTION,
         topk_elements_per_s=GPU_TOPK_ROW_ELEMENTS_PER_S,
         topk_row_s=0.0,

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from hwsim.costs.families import OperatorModels
 from hwsim.errors import HardwareError
 from hwsim.hardware.schema import ANY_UNIT, spec
 
@@ -109,6 +110,10 @@ class Device:
     sram_bandwidth_bytes_per_s: float | None = spec(
         "sram_bandwidth", "bandwidth of operations whose bytes fit in sram (warm on-chip data); unset: always off-chip",
         unit="bytes_per_s", exclusive_minimum=0, default=None)
+    operators: OperatorModels | None = spec(
+        "operators", "per-family operator models measured by `hwsim hw calibrate` (memory staircase, GEMM, GEMV, "
+        "top-k, attention, decode, MoE, interference); unset: the roofline (CPU) or datasheet-derived models (GPU)",
+        default=None)
 
     def peak(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``; unknown dtypes are an error, never a silent default."""
