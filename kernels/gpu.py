@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from types import ModuleType
-from typing import Optional
 
 from hwsim.errors import MeasurementError
 
@@ -27,7 +26,7 @@ class GpuUnavailable(MeasurementError):
 
 
 @lru_cache(maxsize=1)
-def _probe() -> tuple[Optional[ModuleType], str]:
+def _probe() -> tuple[ModuleType | None, str]:
     """Import CuPy and touch the device once; return (module or None, reason)."""
     try:
         import cupy  # type: ignore[import-not-found]
@@ -49,7 +48,7 @@ def _probe() -> tuple[Optional[ModuleType], str]:
     return cupy, ""
 
 
-def cupy_module() -> Optional[ModuleType]:
+def cupy_module() -> ModuleType | None:
     """Return the ``cupy`` module when a usable CUDA device exists, else None."""
     return _probe()[0]
 

@@ -115,7 +115,7 @@ class Placement:
     info: dict = field(default_factory=dict)
 
     @classmethod
-    def from_assignment(cls, gpu_of: object, gpus: int, solver: str = "", info: dict | None = None) -> "Placement":
+    def from_assignment(cls, gpu_of: object, gpus: int, solver: str = "", info: dict | None = None) -> Placement:
         """One copy per expert: ``gpu_of[l, e]`` is its GPU."""
         arr = np.asarray(gpu_of)
         if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwsim.engine import ComputeUnits, CountingEnvironment, Simulation
+from hwsim.engine import CountingEnvironment, Simulation
 
 
 def _run_flows(flows, capacity=100.0, trace=False):

@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 
 from hwsim.hardware import Link, Topology, load_hardware
-from hwsim.systems.moe import (MODELS, Batch, MoEError, MoEModel, attention_s, combine_slots, dispatch_slots,
-                               grouped_gemm_s, simulate, slot_bytes)
+from hwsim.systems.moe import (
+    MODELS,
+    Batch,
+    MoEError,
+    MoEModel,
+    attention_s,
+    combine_slots,
+    dispatch_slots,
+    grouped_gemm_s,
+    simulate,
+    slot_bytes,
+)
 
 H100 = load_hardware("h100-sxm")
 

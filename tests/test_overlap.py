@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from hwsim.systems.overlap import KernelFootprint, OverlapError, predict_concurrent
-from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
 from hwsim.kernels.overlap import OverlapPoint, fma_stream, fma_stream_reference, time_pair, vector_add
+from hwsim.systems.overlap import KernelFootprint, OverlapError, predict_concurrent
 
 
 def test_ample_bandwidth_and_units_predict_no_slowdown():

@@ -10,8 +10,16 @@ import textwrap
 import numpy as np
 import pytest
 
-from hwsim.placement import (Placement, PlacementError, PlacementProblem, get_solver, objective, solve, solver_targets,
-                       validate)
+from hwsim.placement import (
+    Placement,
+    PlacementError,
+    PlacementProblem,
+    get_solver,
+    objective,
+    solve,
+    solver_targets,
+    validate,
+)
 from hwsim.placement.heuristics import EplbSolver, GreedySolver
 from hwsim.placement.ilp import MoETunerSolver, lower_bound
 

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from hwsim.placement import PlacementError
-from hwsim.placement.routing import (affinity, fit_model, load_cv, load_routing, routing_file, sample_trace,
-                               synthetic_model)
+from hwsim.placement.routing import (
+    affinity,
+    fit_model,
+    load_cv,
+    load_routing,
+    routing_file,
+    sample_trace,
+    synthetic_model,
+)
 
 
 def test_generator_is_deterministic_and_keeps_counts():

@@ -26,6 +26,7 @@ Workloads (shapes with their sources) are the module-level table ``MODELS``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generator
 
@@ -214,7 +215,7 @@ def combine_slots(gpu_slots: np.ndarray, top_k: int) -> np.ndarray:
     return m
 
 
-def _all_to_all(sim: Simulation, links: dict, hardware: Hardware, nbytes: np.ndarray, ready: list[simpy.Event],
+def _all_to_all(sim: Simulation, links: dict, hardware: Hardware, nbytes: np.ndarray, ready: Sequence[simpy.Event],
                 label: str) -> list[list[simpy.Event]]:
     """Start every g->h message once GPU g is ready; returns the done events into each GPU."""
     topo = hardware.topology
@@ -259,7 +260,7 @@ def simulate(model: MoEModel, hardware: Hardware, batch: Batch, splits: np.ndarr
     node = np.arange(G) // per_node
     cross_node = node[:, None] != node[None, :]
     off = ~np.eye(G, dtype=bool)
-    results = []
+    results: list[LayerResult] = []
     clock_s = 0.0
     for l in range(L):
         scale = slots_per_layer / loads[l].sum() if loads[l].sum() > 0 else 0.0
