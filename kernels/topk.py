@@ -197,11 +197,11 @@ _SPARSE_BELOW = 1.0 / 64   # expected candidate fraction under which the block-s
 
 
 @njit(cache=True, nogil=True)
-def _filter_dense(row: np.ndarray, t: float, cand_i: np.ndarray) -> tuple[int, int]:
-    """Indices of ``row >= t`` in index order, branch-free; also the number of NaNs seen."""
-    m = 0
+def _filter_dense(row: np.ndarray, t: float, cand_i: np.ndarray, lo: int = 0, m: int = 0) -> tuple[int, int]:
+    """Indices ``j >= lo`` of ``row >= t`` appended in index order after the first ``m`` of ``cand_i``,
+    branch-free; returns the new count and the number of NaNs seen."""
     nan = 0
-    for j in range(row.shape[0]):
+    for j in range(lo, row.shape[0]):
         v = row[j]
         cand_i[m] = j
         m += v >= t
@@ -229,12 +229,8 @@ def _filter_sparse(row: np.ndarray, t: float, cand_i: np.ndarray, block: int) ->
             for j in range(base, base + block):
                 cand_i[m] = j
                 m += row[j] >= t
-    for j in range(full, n):
-        v = row[j]
-        cand_i[m] = j
-        m += v >= t
-        nan += v != v  # noqa: PLR0124 (NaN test, branch-free)
-    return m, nan
+    m, tail_nan = _filter_dense(row, t, cand_i, full, m)  # the last, partial block
+    return m, nan + tail_nan
 
 
 @njit(cache=True, nogil=True)

@@ -49,6 +49,12 @@ Allocator = Callable[[float, Sequence[Flow]], None]
 """Sets ``rate_bytes_per_s`` of every flow given the capacity; swap it to model arbitration."""
 
 
+def check_capacity(name: str, capacity_bytes_per_s: float) -> None:
+    """A resource's rate must be a positive, finite number of bytes per second."""
+    if not capacity_bytes_per_s > 0 or math.isinf(capacity_bytes_per_s):
+        raise ValueError(f"{name}: capacity_bytes_per_s must be positive and finite, got {capacity_bytes_per_s!r}")
+
+
 def max_min_fair(capacity_bytes_per_s: float, flows: Sequence[Flow]) -> None:
     """Weighted water-filling: capped flows get their cap if it is below their fair share,
     the capacity they leave is shared by the others in proportion to weight."""
@@ -86,8 +92,7 @@ class SharedBandwidth:
 
     def __init__(self, env: simpy.Environment, capacity_bytes_per_s: float, name: str = "bandwidth",
                  tracer: Tracer | None = None, allocator: Allocator = max_min_fair):
-        if not capacity_bytes_per_s > 0 or math.isinf(capacity_bytes_per_s):
-            raise ValueError(f"{name}: capacity_bytes_per_s must be positive and finite, got {capacity_bytes_per_s!r}")
+        check_capacity(name, capacity_bytes_per_s)
         self.env = env
         self.capacity_bytes_per_s = float(capacity_bytes_per_s)
         self.name = name

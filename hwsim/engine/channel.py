@@ -14,6 +14,7 @@ from collections import deque
 
 import simpy
 
+from hwsim.engine.bandwidth import check_capacity
 from hwsim.engine.trace import Tracer
 
 
@@ -24,8 +25,7 @@ class FifoChannel:
 
     def __init__(self, env: simpy.Environment, capacity_bytes_per_s: float, name: str = "channel",
                  tracer: Tracer | None = None):
-        if not capacity_bytes_per_s > 0 or math.isinf(capacity_bytes_per_s):
-            raise ValueError(f"{name}: capacity_bytes_per_s must be positive and finite, got {capacity_bytes_per_s!r}")
+        check_capacity(name, capacity_bytes_per_s)
         self.env = env
         self.capacity_bytes_per_s = float(capacity_bytes_per_s)
         self.name = name
