@@ -24,6 +24,7 @@ __all__ = [
     "Timing",
     "alone_cpu_s",
     "gpu_event_timer",
+    "involuntary_switches",
     "load_average",
     "measure",
     "measure_interleaved",
@@ -347,9 +348,13 @@ def measure_interleaved(
     both sides of it are within ``1 + speed_gate`` of the fastest reference of the attempt (the
     core ran at full speed throughout); a case with fewer than two such samples is noisy and
     retried, its best kept over the attempts (on a long run most cases end up noisy that way: the
-    retries are more samples, and the note says so).
+    retries are more samples, and the note says so); its best is the best gated sample of any attempt
+    when there is one, the best of all samples only when none passed the gate.
     Best-of over fast-core samples is what makes two calibrations agree on a VM whose per-core speed
-    drifts by a third within seconds.
+    drifts by a third within seconds. The gate also drops a sample during which (or between its warm
+    call and its end) the thread was switched out involuntarily (:func:`involuntary_switches`): the
+    CPU clock leaves out the time another process ran, but not the caches that process evicted, so
+    such a sample is slow for a reason that says nothing about the kernel.
     """
     if speed_gate is not None and clock != "thread_cpu":
         raise ValueError("speed_gate needs clock='thread_cpu'")
@@ -375,6 +380,7 @@ def measure_interleaved(
         inner[name] = max(1, min(10_000, math.ceil(min_sample_s / max(one, 1e-9)))) if timer is None else 1
         warm[name] = one < warm_below_s
     results: dict[str, RobustTiming] = {}
+    clean_min: dict[str, float] = {}  # best gated (fast-core, not switched out) sample over all attempts
     pending = list(cases)
     attempt = 0
     while pending and attempt <= retries:
@@ -384,9 +390,11 @@ def measure_interleaved(
         walls: dict[str, list[float]] = {name: [] for name in pending}
         speeds: list[float] = []  # speed reference before each sample, in sampling order
         order: list[str] = []
+        preempted: list[bool] = []  # the thread was switched out between the warm call and the sample's end
         start = time.perf_counter()
         for r in range(rounds):
             for name in pending:
+                switches = involuntary_switches() if speed_gate is not None else 0
                 if warm[name]:
                     cases[name]()  # one untimed call first, so the sample runs warm (as a repeated kernel does)
                 if speed_gate is not None:
@@ -399,6 +407,8 @@ def measure_interleaved(
                 else:
                     samples[name].append(_batch(time_one, cases[name], inner[name]))
                     walls[name].append(samples[name][-1])
+                if speed_gate is not None:
+                    preempted.append(involuntary_switches() != switches)
             if r + 1 >= MIN_SAMPLES and time.perf_counter() - start > max_time_s:
                 break
         fast: dict[str, list[float]] = {name: [] for name in pending}
@@ -407,7 +417,7 @@ def measure_interleaved(
             limit = min(speeds) * (1.0 + speed_gate)
             seen: dict[str, int] = dict.fromkeys(pending, 0)
             for i, name in enumerate(order):
-                if max(speeds[i], speeds[i + 1]) <= limit:
+                if max(speeds[i], speeds[i + 1]) <= limit and not preempted[i]:
                     fast[name].append(samples[name][seen[name]])
                 seen[name] += 1
         load1, ref1 = load_average(), reference_s()
@@ -424,6 +434,10 @@ def measure_interleaved(
             noisy = spread > noise_limit or abs(ratio - 1.0) > noise_limit or gated
             old = results.get(name)
             best_min = min(lo, old.min_s) if old else lo
+            if fast[name]:
+                clean_min[name] = min(clean_min.get(name, math.inf), min(fast[name]))
+            if name in clean_min:  # a clean sample from any attempt beats every ungated one
+                best_min = clean_min[name]
             wall_min = min(walls[name]) if not old else min(min(walls[name]), old.wall_min_s)
             results[name] = RobustTiming(best_min, med, spread, len(s), load0, load1, ratio, attempt, noisy, threads,
                                          clock, wall_min)
@@ -431,6 +445,16 @@ def measure_interleaved(
                 still.append(name)
         pending = still
     return results
+
+
+def involuntary_switches() -> int:
+    """Times the calling thread has been switched out by the scheduler so far (Linux; 0 elsewhere)."""
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw)  # type: ignore[attr-defined]
+    except (ImportError, AttributeError, OSError, ValueError):
+        return 0
 
 
 def _batch(time_one: Callable[[Callable[[], Any]], float], fn: Callable[[], Any], calls: int) -> float:

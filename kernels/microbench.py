@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -493,12 +493,30 @@ def gpu_calibration(quick: bool = False, seed: int = 0, repeats: int | None = No
 # are the CALIBRATION shapes; the validation suite (suites/validate.py) uses disjoint ones and a test
 # checks that the two sets never meet.
 
-#: Working sets (total bytes touched) of the staircase sweep: L1 to well past any cache.
-STAIRCASE_BYTES: tuple[int, ...] = (6 * KiB, 24 * KiB, 96 * KiB, 384 * KiB, 1536 * KiB, 6 * MiB, 24 * MiB, 96 * MiB, 384 * MiB)
+#: Working sets (total bytes touched) of the staircase sweep: L1 to well past any cache. 3 MiB sits
+#: just past a 2 MiB L2 (as on the development host), so a working set a little larger than the L2 is
+#: priced at the rate past it instead of interpolated halfway from the L2's own rate.
+STAIRCASE_BYTES: tuple[int, ...] = (6 * KiB, 24 * KiB, 96 * KiB, 384 * KiB, 1536 * KiB, 3 * MiB, 6 * MiB, 24 * MiB,
+                                    96 * MiB, 384 * MiB)
 QUICK_STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 384 * KiB, 6 * MiB, 96 * MiB, 384 * MiB)
+#: Staircase steps up to this working set are measured on STAIRCASE_BUFFERS separately allocated
+#: buffers each, at start offsets cycling through 0, 16, 32 and 48 bytes past a 64-byte line (what
+#: NumPy's 16-byte-aligned allocations get). Both move an in-cache pass's rate between runs: a read
+#: whose vector loads straddle cache lines runs up to a third slower from L2, and which physical pages
+#: (so which cache sets) a buffer gets decides how much of it stays in a nearly full L2. The mean time
+#: over that balanced set is what a kernel on arbitrary arrays costs on average, and it does not
+#: depend on where this process's allocator happens to place a buffer. Past this size the data
+#: streams from memory and one buffer is representative.
+STAIRCASE_MULTI_BUFFER_BYTES = 8 * MiB
+STAIRCASE_BUFFERS = 8
+STAIRCASE_OFFSETS_BYTES: tuple[int, ...] = (0, 16, 32, 48)
 #: Calibration GEMM shapes (m, n, k), fp32 BLAS.
 CAL_GEMM_SHAPES: tuple[tuple[int, int, int], ...] = ((128, 128, 128), (192, 192, 192), (384, 384, 384),
                                                      (640, 640, 640), (768, 768, 768), (1536, 1536, 768))
+#: Calibration GEMMs with few rows (m, n, k): they separate the per-call packing of the operands,
+#: which grows with k * (m + n), from the flops (a small per-expert MoE GEMM is this shape).
+CAL_GEMM_FEW_ROWS_SHAPES: tuple[tuple[int, int, int], ...] = ((24, 1536, 768), (48, 768, 1536), (96, 2304, 384),
+                                                              (160, 1536, 640))
 #: Calibration GEMV shapes (m, k), fp32 BLAS.
 CAL_GEMV_SHAPES: tuple[tuple[int, int], ...] = ((1536, 1536), (3072, 3072), (6144, 3072))
 #: Calibration top-k shapes (rows, n, k).
@@ -535,23 +553,51 @@ def _softmax_rows(x, out):  # pragma: no cover - compiled
             out[r, j] *= inv
 
 
-def staircase_cases(sizes_bytes: Sequence[int], seed: int) -> dict[str, tuple[int, Any]]:
+def _at_offset(rng: np.random.Generator, nbytes: int, dtype: Any, offset_bytes: int) -> np.ndarray:
+    """A fresh array of ``nbytes`` starting ``offset_bytes`` past a page boundary, filled randomly."""
+    raw = np.empty(nbytes + 4096 + offset_bytes, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 4096 + offset_bytes
+    out = raw[start : start + nbytes].view(dtype)
+    if out.dtype.kind == "f":
+        out[:] = rng.random(out.size)
+    else:
+        out[:] = rng.integers(0, 255, out.size, dtype=out.dtype)
+    return out
+
+
+def staircase_cases(sizes_bytes: Sequence[int], seed: int,
+                    buffers: int = STAIRCASE_BUFFERS) -> dict[str, tuple[int, Any]]:
     """Per working set: read (parallel sum), read+write (the project's triad kernel) and copy (its
-    memcpy kernel); value: bytes moved."""
+    memcpy kernel); value: bytes moved. Steps up to STAIRCASE_MULTI_BUFFER_BYTES get ``buffers``
+    separately allocated buffer sets at cycling line offsets, named ``kind:size#i`` (see
+    :func:`staircase_step_s`)."""
     from hwsim.kernels.basic import memcpy_numba, triad_numba
 
     rng = np.random.default_rng(_check_seed(seed))
     cases: dict[str, tuple[int, Any]] = {}
     for size in _check_sizes_bytes(sizes_bytes, 24):
-        n = size // 24
-        b, c, a = rng.random(n), rng.random(n), np.empty(n)
-        cases[f"triad:{size}"] = (24 * n, lambda a=a, b=b, c=c: triad_numba(a, b, c, 3.0))
-        r = rng.random(size // 8)
-        cases[f"read:{size}"] = (8 * r.size, lambda r=r: _stream_sum(r))
-        src = rng.integers(0, 255, size // 2, dtype=np.uint8)
-        dst = np.empty_like(src)
-        cases[f"copy:{size}"] = (2 * src.size, lambda s=src, d=dst: memcpy_numba(s, d))
+        for i in range(_check_repeats(buffers) if size <= STAIRCASE_MULTI_BUFFER_BYTES else 1):
+            off = STAIRCASE_OFFSETS_BYTES[i % len(STAIRCASE_OFFSETS_BYTES)]
+            n = size // 24
+            b, c, a = (_at_offset(rng, 8 * n, np.float64, off) for _ in range(3))
+            cases[f"triad:{size}#{i}"] = (24 * n, lambda a=a, b=b, c=c: triad_numba(a, b, c, 3.0))
+            r = _at_offset(rng, 8 * (size // 8), np.float64, off)
+            cases[f"read:{size}#{i}"] = (8 * r.size, lambda r=r: _stream_sum(r))
+            src = _at_offset(rng, size // 2, np.uint8, off)
+            dst = _at_offset(rng, size // 2, np.uint8, off)
+            cases[f"copy:{size}#{i}"] = (2 * src.size, lambda s=src, d=dst: memcpy_numba(s, d))
     return cases
+
+
+def staircase_step_s(best_s: Mapping[str, float], kind: str, size: int) -> float:
+    """A staircase step's time: the mean over its buffers of each buffer's best time (a best-of per
+    buffer removes other processes; the mean over a balanced set of offsets and allocations is the
+    expected cost on an arbitrary array, where a median would jump between the aligned and the
+    straddling mode)."""
+    times = [t for name, t in best_s.items() if name.startswith(f"{kind}:{size}#")]
+    if not times:
+        raise KeyError(f"no staircase case {kind}:{size}")
+    return float(np.mean(times))
 
 
 def launch_s(repeats: int = 15) -> float:

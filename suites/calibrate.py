@@ -24,6 +24,7 @@ from hwsim.costs.families import (
     Interference,
     MemoryStep,
     OperatorModels,
+    gemm_pack_bytes,
     gemm_padded_flops,
     topk_selection_elements,
 )
@@ -322,7 +323,8 @@ def fit_operator_models(
     with thread_limits(threads):
         load0 = load_average()
         stair = microbench.staircase_cases(sizes, seed)
-        gemms = microbench.gemm_cases(microbench.CAL_GEMM_SHAPES[: 3 if quick else None], seed)
+        gemms = microbench.gemm_cases(
+            microbench.CAL_GEMM_SHAPES[: 3 if quick else None] + microbench.CAL_GEMM_FEW_ROWS_SHAPES, seed)
         gemvs = microbench.gemv_cases(microbench.CAL_GEMV_SHAPES, seed)
         soft = microbench.softmax_cases(microbench.CAL_SOFTMAX_SHAPES, seed)
         topks = microbench.topk_cases(microbench.CAL_TOPK_SHAPES, seed)
@@ -369,16 +371,17 @@ def fit_operator_models(
         steps = [
             MemoryStep(
                 float(size),
-                *(stair[f"{kind}:{size}"][0] / best[f"{kind}:{size}"] for kind in ("read", "triad", "copy")),
+                *(stair[f"{kind}:{size}#0"][0] / microbench.staircase_step_s(best, kind, size)
+                  for kind in ("read", "triad", "copy")),
             )
             for size in sizes
         ]
         mono = steps
         tile = CPU_GEMM_TILE
-        gemm_rate, gemm_fixed = fit_linear_time(
-            [(gemm_padded_flops(m, n, k, tile, threads), best[name]) for name, ((m, n, k), _) in gemms.items()]
+        gemm_rate, gemm_fixed, gemm_pack = _fit_gemm(
+            [(gemm_padded_flops(m, n, k, tile, threads), gemm_pack_bytes(m, n, k, 4.0), best[name])
+             for name, ((m, n, k), _) in gemms.items()]
         )
-        gemm_fixed = max(gemm_fixed, 0.0)
         base = OperatorModels(
             threads=threads,
             launch_s=launch,
@@ -387,6 +390,7 @@ def fit_operator_models(
             gemm_fixed_s=gemm_fixed,
             gemm_tile_m=tile[0],
             gemm_tile_n=tile[1],
+            gemm_pack_bytes_per_s=gemm_pack,
         )
         gemv_fraction = statistics.median(
             base.stream_s((m * k + k + m) * 4.0, 0.0) / max(best[name] - launch, 1e-9)
@@ -457,6 +461,7 @@ def fit_operator_models(
         "launch_s": launch,
         "gemm_fp32_flops_per_s": gemm_rate,
         "gemm_fixed_s": gemm_fixed,
+        "gemm_pack_bytes_per_s": gemm_pack or 0.0,
         "gemv_read_fraction": models.gemv_read_fraction,
         "softmax_elements_per_s": soft_rate,
         "topk_elements_per_s": topk_rate,
@@ -491,9 +496,32 @@ def _better(first: RobustTiming, second: RobustTiming | None) -> RobustTiming:
     return first if second is None or first.min_s <= second.min_s else second
 
 
-#: CPU GEMM output tile: assumption (OpenBLAS-style register/cache blocking of a few dozen rows and
-#: columns per thread); only the wave quantization of small matrices depends on it.
-CPU_GEMM_TILE: tuple[int, int] = (64, 64)
+#: CPU GEMM output tile: assumption (OpenBLAS's AVX-512 SGEMM micro-kernel computes 16 x 4 and 16 x 8
+#: blocks; a GEMM with 8 rows costs nearly what one with 16 does on the development host); only the
+#: quantization of small matrices depends on it.
+CPU_GEMM_TILE: tuple[int, int] = (16, 16)
+
+
+def _fit_gemm(points: Sequence[tuple[float, float, float]]) -> tuple[float, float, float | None]:
+    """(rate, fixed_s, pack_bytes_per_s) of ``t = fixed + flops / rate + packed / pack_rate`` from
+    (padded flops, packed bytes, best time) points, by least squares on relative error. The shapes
+    with few rows are what separate the packing term from the flops; when a term comes out negative
+    (a noisy fit), the packing term is dropped and the line ``t = fixed + flops / rate`` fitted."""
+    import numpy as np
+
+    x = np.array([[1.0, f, p] for f, p, _ in points])
+    t = np.array([tt for _, _, tt in points])
+    w = 1.0 / t
+    coef, *_ = np.linalg.lstsq(x * w[:, None], t * w, rcond=None)
+    fixed, per_flop, per_byte = (float(c) for c in coef)
+    if per_flop > 0 and per_byte > 0:
+        if fixed >= 0:
+            return 1.0 / per_flop, fixed, 1.0 / per_byte
+        coef, *_ = np.linalg.lstsq(x[:, 1:] * w[:, None], t * w, rcond=None)
+        if all(c > 0 for c in coef):
+            return 1.0 / float(coef[0]), 0.0, 1.0 / float(coef[1])
+    rate, fixed = fit_linear_time([(f, tt) for f, _, tt in points])
+    return rate, max(fixed, 0.0), None
 
 
 def _fit_two(points: Sequence[tuple[float, float, float]]) -> tuple[float, float]:

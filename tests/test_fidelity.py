@@ -70,6 +70,65 @@ def test_gemm_wave_quantization_costs_a_whole_wave() -> None:
     assert five == pytest.approx(2 * four, rel=1e-9)
 
 
+def test_gemm_packing_makes_few_row_gemms_slower_per_flop() -> None:
+    """The operands are packed once per call (cost ~ k * (m + n)), so a GEMM with few rows runs
+    further from the flop rate than a square one; without a packing rate both run at it."""
+    from hwsim.costs.families import gemm_pack_bytes
+
+    plain = _models(gemm_fixed_s=0.0, threads=1, gemm_tile_m=16, gemm_tile_n=16,
+                    staircase=(MemoryStep(1.0, 1e15, 1e15),))
+    packed = _models(gemm_fixed_s=0.0, threads=1, gemm_tile_m=16, gemm_tile_n=16,
+                     staircase=(MemoryStep(1.0, 1e15, 1e15),), gemm_pack_bytes_per_s=1e10)
+    assert gemm_pack_bytes(32, 1024, 512, 4.0) == 512 * (32 + 1024) * 4.0
+    for m, n, k in ((32, 1024, 512), (1024, 1024, 1024)):
+        assert packed.gemm_s(m, n, k, 4.0, "fp32") - plain.gemm_s(m, n, k, 4.0, "fp32") == pytest.approx(
+            gemm_pack_bytes(m, n, k, 4.0) / 1e10)
+
+    def per_flop(models: OperatorModels, m: int, n: int, k: int) -> float:
+        return models.gemm_s(m, n, k, 4.0, "fp32") / (2.0 * m * n * k)
+
+    assert per_flop(plain, 32, 1024, 512) == pytest.approx(per_flop(plain, 1024, 1024, 1024))
+    assert per_flop(packed, 32, 1024, 512) > 1.5 * per_flop(packed, 1024, 1024, 1024)
+
+
+def test_decode_step_streams_each_matrix_at_the_bandwidth_of_the_whole_step() -> None:
+    """A matrix small enough for a fast cache level alone is evicted by the step's other matrices:
+    inside a decode step it is priced at the bandwidth of the step's footprint."""
+    m = _models(skinny_read_fraction=1.0, skinny_flops_per_s=None, decode_attention_flops_per_s=None)
+    hidden, ffn = 256, 1024  # 0.26 MB to 1 MB matrices: between the fast and the slow step alone
+    alone = (m.skinny_gemm_s(1, 3 * hidden, hidden, 4.0) + m.skinny_gemm_s(1, hidden, hidden, 4.0)
+             + m.skinny_gemm_s(1, ffn, hidden, 4.0) + m.skinny_gemm_s(1, hidden, ffn, 4.0)
+             + m.decode_attention_s([100], 4, 64, 4.0) + m.elementwise_s(ffn, 4.0, 1, 1))
+    step = m.decode_step_s([100], hidden, 4, ffn, 4.0)
+    footprint = (4 * hidden * hidden + 2 * hidden * ffn) * 4.0 + 2 * 4 * 64 * 4.0 * 101
+    assert step > alone * 1.2
+    assert m.skinny_gemm_s(1, ffn, hidden, 4.0, footprint) - m.launch_s == pytest.approx(
+        ffn * hidden * 4.0 / m.bandwidth(footprint, write=False))
+    assert step == pytest.approx(
+        m.skinny_gemm_s(1, 3 * hidden, hidden, 4.0, footprint) + m.skinny_gemm_s(1, hidden, hidden, 4.0, footprint)
+        + m.skinny_gemm_s(1, ffn, hidden, 4.0, footprint) + m.skinny_gemm_s(1, hidden, ffn, 4.0, footprint)
+        + m.decode_attention_s([100], 4, 64, 4.0, footprint) + m.elementwise_s(ffn, 4.0, 1, 1))
+
+
+def test_staircase_buffers_cycle_line_offsets_and_a_step_is_their_mean() -> None:
+    """Each in-cache step is measured on separately allocated buffers at 0/16/32/48 bytes past a
+    cache line, and the step's time is the mean over them (not one allocation's luck)."""
+    from hwsim.kernels import microbench as mb
+
+    cases = mb.staircase_cases((6 * 1024, 64 * 1024 * 1024), seed=0, buffers=4)
+    small = sorted(name for name in cases if name.startswith("read:6144#"))
+    assert len(small) == 4 and [n for n in cases if n.startswith("read:67108864#")] == ["read:67108864#0"]
+    offsets = []
+    for name in small:
+        fn = cases[name][1]
+        r = fn.__defaults__[0]  # the buffer the case reads
+        offsets.append(r.ctypes.data % 64)
+        assert cases[name][0] == 6144
+    assert offsets == [0, 16, 32, 48]
+    best = {"read:6144#0": 1.0, "read:6144#1": 2.0, "read:6144#2": 1.0, "read:6144#3": 2.0, "read:24#0": 9.0}
+    assert mb.staircase_step_s(best, "read", 6144) == pytest.approx(1.5)
+
+
 def test_topk_is_priced_by_its_per_element_rate_not_a_flop_curve() -> None:
     m = _models(staircase=(MemoryStep(1.0, 1e15, 1e15),))
     t1 = m.topk_s(8, 1 << 16, 32, 4.0) - m.launch_s
@@ -176,7 +235,7 @@ def test_calibration_and_validation_shapes_are_disjoint() -> None:
     from hwsim.kernels import microbench as mb
     from hwsim.suites import validate as v
 
-    assert not {tuple(s) for s in mb.CAL_GEMM_SHAPES} & {tuple(s) for s in v.VAL_GEMM}
+    assert not {tuple(s) for s in mb.CAL_GEMM_SHAPES + mb.CAL_GEMM_FEW_ROWS_SHAPES} & {tuple(s) for s in v.VAL_GEMM}
     assert not set(mb.CAL_GEMV_SHAPES) & set(v.VAL_GEMV)
     assert not set(mb.CAL_TOPK_SHAPES) & set(v.VAL_TOPK)
     assert not {s[:4] for s in mb.CAL_ATTENTION_PRUNED} & {s[:4] for s in v.VAL_ATTENTION}
@@ -411,9 +470,27 @@ def test_speed_gate_keeps_only_samples_taken_while_the_core_ran_fast(monkeypatch
     monkeypatch.setattr(m, "speed_reference_s", lambda: next(speeds))
     monkeypatch.setattr(m, "_batch_cpu", lambda fn, calls: (next(times), 0.0))
     monkeypatch.setattr(m, "reference_s", lambda samples=5: 1.0)
+    monkeypatch.setattr(m, "involuntary_switches", lambda: 0)
     with thread_limits(1):
         out = m.measure_interleaved({"k": lambda: None}, rounds=5, warmup=0, max_time_s=99, clock="thread_cpu",
                                     speed_gate=0.05, retries=0, warm_below_s=0.0)
     assert out["k"].min_s == 2.0
     with pytest.raises(ValueError, match="thread_cpu"):
         m.measure_interleaved({"k": lambda: None}, speed_gate=0.05)
+
+
+def test_speed_gate_drops_a_sample_the_thread_was_switched_out_of(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process that took the core mid-sample evicted the caches the CPU clock cannot see: the
+    sample is dropped even though the core ran fast and it is the smallest."""
+    from hwsim.kernels import measure as m
+
+    times = iter([2.0, 1.0, 2.2, 2.1, 2.3] * 10)
+    switch_counts = iter([0, 0, 0, 1] + [1] * 100)  # (before, after) each sample: switched out during sample 2
+    monkeypatch.setattr(m, "speed_reference_s", lambda: 1.0)
+    monkeypatch.setattr(m, "_batch_cpu", lambda fn, calls: (next(times), 0.0))
+    monkeypatch.setattr(m, "reference_s", lambda samples=5: 1.0)
+    monkeypatch.setattr(m, "involuntary_switches", lambda: next(switch_counts))
+    with thread_limits(1):
+        out = m.measure_interleaved({"k": lambda: None}, rounds=5, warmup=0, max_time_s=99, clock="thread_cpu",
+                                    speed_gate=0.05, retries=0, warm_below_s=0.0)
+    assert out["k"].min_s == 2.0

@@ -115,6 +115,9 @@ class OperatorModels:
     gemm_tile_m: int = spec("gemm_tile_m", "output-tile rows one unit computes at a time (wave = threads tiles)",
                             minimum=1, default=64)
     gemm_tile_n: int = spec("gemm_tile_n", "output-tile columns one unit computes at a time", minimum=1, default=64)
+    gemm_pack_bytes_per_s: float | None = spec(
+        "gemm_pack_rate", "rate at which a GEMM call packs its operands (A and B, once per call) before the tiles "
+        "run: what keeps a GEMM with few rows far from peak", unit="bytes_per_s", exclusive_minimum=0, default=None)
     gemv_read_fraction: float = spec("gemv_read_fraction", "fraction of the staircase read bandwidth a GEMV "
                                      "reaches", exclusive_minimum=0, default=1.0)
     copy_fraction: float = spec("copy_fraction", "fraction of the staircase copy rate a plain copy reaches",
@@ -209,13 +212,16 @@ class OperatorModels:
     def gemm_s(self, m: int, n: int, k: int, itemsize: float, dtype: str) -> float:
         """GEMM with tile and wave quantization: ``waves`` rounds of ``threads`` output tiles, each
         costing ``2 * tile_m * tile_n * k`` FLOP at the per-unit rate; operands streamed at the
-        staircase read bandwidth; the slower of the two plus the fixed cost."""
+        staircase read bandwidth; the slower of the two, plus the packing of both operands (its cost
+        grows with ``k * (m + n)``, not with ``m * n * k``, so it is what a GEMM with few rows pays
+        relatively most: a small per-expert MoE GEMM) and the fixed cost."""
         rate = self.gemm_flops_per_s.get(dtype)
         if rate is None:
             raise CostError(f"no calibrated GEMM rate for dtype {dtype!r}; have {sorted(self.gemm_flops_per_s)}")
         compute = gemm_padded_flops(m, n, k, self.gemm_tile, self.threads) / rate
         nbytes = (m * k + k * n + m * n) * itemsize
-        return self.gemm_fixed_s + max(compute, self.stream_s(nbytes, 0.0))
+        pack = _per(gemm_pack_bytes(m, n, k, itemsize), self.gemm_pack_bytes_per_s)
+        return self.gemm_fixed_s + pack + max(compute, self.stream_s(nbytes, 0.0))
 
     def gemv_s(self, m: int, k: int, itemsize: float, batch: int = 1) -> float:
         """``y = A x`` (``batch`` right-hand sides share one read of A): weight streaming."""
@@ -253,43 +259,62 @@ class OperatorModels:
             + _per(scores, self.softmax_elements_per_s)
         )
 
-    def skinny_gemm_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
+    def skinny_gemm_s(self, rows: int, n: int, k: int, itemsize: float,
+                      working_set_bytes: float | None = None) -> float:
         """``out[rows, n] = x[rows, k] @ w[n, k].T`` with few rows: the weights stream once (at the
         skinny fraction of the read staircase) while each weight row is reused from L1 by every row of
-        x; dot products at the calibrated rate. One core does both in turn, so the two add."""
+        x; dot products at the calibrated rate. One core does both in turn, so the two add.
+
+        ``working_set_bytes``: what the weights compete with for the caches between two calls (alone:
+        the weights; inside a decode step: every matrix and cache the step touches)."""
         weight = float(n) * k * itemsize
+        ws = weight if working_set_bytes is None else max(weight, working_set_bytes)
         return (
             self.launch_s
-            + weight / (self.bandwidth(weight, write=False) * self.skinny_read_fraction)
+            + weight / (self.bandwidth(ws, write=False) * self.skinny_read_fraction)
             + _per(2.0 * rows * n * k, self.skinny_flops_per_s)
         )
 
-    def decode_attention_s(self, lens: list[int], heads: int, head_dim: int, itemsize: float) -> float:
+    def decode_attention_s(self, lens: list[int], heads: int, head_dim: int, itemsize: float,
+                           working_set_bytes: float | None = None) -> float:
         """One new token per request attending over its ``len + 1`` cached tokens (K and V read once)."""
         tokens = float(sum(n + 1 for n in lens))
         kv = 2.0 * heads * tokens * head_dim * itemsize
+        ws = kv if working_set_bytes is None else max(kv, working_set_bytes)
         return (
             self.launch_s
             + _per(4.0 * heads * tokens * head_dim, self.decode_attention_flops_per_s)
-            + kv / self.bandwidth(kv, write=False)
+            + kv / self.bandwidth(ws, write=False)
         )
 
     def decode_step_s(self, batch_lens: list[int], hidden: int, heads: int, ffn: int, itemsize: float) -> float:
-        """One decode step of a GPT layer: QKV, attention, output projection, MLP (composed)."""
+        """One decode step of a GPT layer: QKV, attention, output projection, MLP (composed).
+
+        A step runs its four weight matrices and the KV caches one after another, so a repeated step
+        finds none of them in cache that the others evicted: each part streams at the bandwidth of the
+        step's whole footprint, not of its own matrix (a 4 MiB matrix alone fits a large L2; inside a
+        48 MiB step it comes from memory)."""
         b = len(batch_lens)
+        d = hidden // heads
+        footprint = (4.0 * hidden * hidden + 2.0 * hidden * ffn) * itemsize + 2.0 * heads * d * itemsize * sum(
+            n + 1 for n in batch_lens)
         return (
-            self.skinny_gemm_s(b, 3 * hidden, hidden, itemsize)
-            + self.decode_attention_s(batch_lens, heads, hidden // heads, itemsize)
-            + self.skinny_gemm_s(b, hidden, hidden, itemsize)
-            + self.skinny_gemm_s(b, ffn, hidden, itemsize)
-            + self.skinny_gemm_s(b, hidden, ffn, itemsize)
+            self.skinny_gemm_s(b, 3 * hidden, hidden, itemsize, footprint)
+            + self.decode_attention_s(batch_lens, heads, d, itemsize, footprint)
+            + self.skinny_gemm_s(b, hidden, hidden, itemsize, footprint)
+            + self.skinny_gemm_s(b, ffn, hidden, itemsize, footprint)
+            + self.skinny_gemm_s(b, hidden, ffn, itemsize, footprint)
             + self.elementwise_s(b * ffn, itemsize, 1, 1)
         )
 
     def grouped_gemm_s(self, counts: list[int], hidden: int, ffn: int, itemsize: float, dtype: str) -> float:
-        """MoE expert FFNs, one expert after another: two GEMMs per expert with tokens."""
+        """MoE expert FFNs, one expert after another: per expert with tokens, two GEMMs, the ReLU
+        pass over the hidden activations and the copy of the result into the output rows."""
         return sum(
-            self.gemm_s(c, ffn, hidden, itemsize, dtype) + self.gemm_s(c, hidden, ffn, itemsize, dtype)
+            self.gemm_s(c, ffn, hidden, itemsize, dtype)
+            + self.elementwise_s(c * ffn, itemsize, 1, 1)
+            + self.gemm_s(c, hidden, ffn, itemsize, dtype)
+            + self.copy_s(float(c) * hidden * itemsize)
             for c in counts
             if c > 0
         )
@@ -299,6 +324,11 @@ class OperatorModels:
         calibrated per-slot cost (histogram, cursor, row-sized copy call)."""
         nbytes = float(slots) * hidden * itemsize
         return self.launch_s + self.stream_s(nbytes, nbytes) + slots * self.dispatch_slot_s
+
+
+def gemm_pack_bytes(m: int, n: int, k: int, itemsize: float) -> float:
+    """Bytes a BLAS GEMM packs into its panel layout per call: both operands, once each."""
+    return float(k) * (m + n) * itemsize
 
 
 def gemm_padded_flops(m: int, n: int, k: int, tile: tuple[int, int], units: int) -> float:
@@ -331,6 +361,7 @@ __all__ = [
     "OperatorModels",
     "concurrent_s",
     "derived_gpu_models",
+    "gemm_pack_bytes",
     "gemm_padded_flops",
     "models_from_dict",
     "models_to_dict",
