@@ -494,3 +494,21 @@ def test_speed_gate_drops_a_sample_the_thread_was_switched_out_of(monkeypatch: p
         out = m.measure_interleaved({"k": lambda: None}, rounds=5, warmup=0, max_time_s=99, clock="thread_cpu",
                                     speed_gate=0.05, retries=0, warm_below_s=0.0)
     assert out["k"].min_s == 2.0
+
+
+def test_a_clean_sample_from_an_earlier_attempt_beats_later_unclean_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A case retried because too few samples passed the gate keeps its best gated sample: a smaller
+    sample from an attempt in which every sample was disturbed does not replace it."""
+    from hwsim.kernels import measure as m
+
+    times = iter([1.5, 3.0, 3.0, 1.0, 1.0, 1.0])
+    switch_counts = iter([0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5])  # only attempt 1's first sample is undisturbed
+    monkeypatch.setattr(m, "speed_reference_s", lambda: 1.0)
+    monkeypatch.setattr(m, "_batch_cpu", lambda fn, calls: (next(times), 0.0))
+    monkeypatch.setattr(m, "reference_s", lambda samples=5: 1.0)
+    monkeypatch.setattr(m, "involuntary_switches", lambda: next(switch_counts))
+    with thread_limits(1):
+        out = m.measure_interleaved({"k": lambda: None}, rounds=3, warmup=0, max_time_s=99, clock="thread_cpu",
+                                    speed_gate=0.05, retries=1, warm_below_s=0.0)
+    assert out["k"].attempts == 2 and out["k"].noisy
+    assert out["k"].min_s == 1.5
