@@ -393,12 +393,12 @@ def fit_operator_models(
             for name, ((m, k), _) in gemvs.items()
         )
         soft_rate = max(r * c / max(best[name] - launch, 1e-9) for name, ((r, c), _) in soft.items())
-        # the kernel's own structure: one pass over each row plus selection among its sample and candidates
-        per_element, per_select = _fit_two(
-            [(rows * n, rows * topk_selection_elements(n, k), best[name] - launch)
+        # the kernel's own structure: one pass over each row, its quick-select work, a cost per row
+        per_element, per_select, topk_row = _fit_nonnegative(
+            [((rows * n, rows * topk_selection_elements(n, k), rows), best[name] - launch)
              for name, ((rows, n, k), _) in topks.items()]
         )
-        topk_rate, topk_row = 1.0 / per_element, 0.0
+        topk_rate = 1.0 / max(per_element, 1e-13)  # a pass the fit finds free: 1e13 elements/s, no limit
         per_flop, per_byte = _fit_two(
             [
                 (4.0 * h * q * t * d, 2.0 * h * t * d * 4.0, best[name] - launch - h * q * t / soft_rate)
@@ -461,6 +461,7 @@ def fit_operator_models(
         "softmax_elements_per_s": soft_rate,
         "topk_elements_per_s": topk_rate,
         "topk_select_element_s": per_select,
+        "topk_row_s": topk_row,
         "attention_flops_per_s": att_rate,
         "gather_bytes_per_s": gather_bw,
         "skinny_flops_per_s": skinny_rate,
@@ -509,6 +510,26 @@ def _fit_two(points: Sequence[tuple[float, float, float]]) -> tuple[float, float
     if a <= 0 or b < 0:
         a, b = float(np.sum(w * w * x[:, 0] * t) / np.sum(w * w * x[:, 0] ** 2)), 0.0
     return a, b
+
+
+def _fit_nonnegative(points: Sequence[tuple[tuple[float, ...], float]]) -> tuple[float, ...]:
+    """Non-negative coefficients of ``t = sum(c_i * x_i)`` by least squares on relative error: a term
+    whose coefficient comes out negative is dropped (set to 0) and the rest refitted."""
+    import numpy as np
+
+    x = np.array([xs for xs, _ in points], dtype=float)
+    t = np.array([max(tt, 1e-9) for _, tt in points])
+    w = 1.0 / t
+    active = list(range(x.shape[1]))
+    coef = np.zeros(x.shape[1])
+    while active:
+        sol, *_ = np.linalg.lstsq(x[:, active] * w[:, None], t * w, rcond=None)
+        coef[:] = 0.0
+        coef[active] = sol
+        if (sol >= 0).all():
+            break
+        active.pop(int(np.argmin(sol)))
+    return tuple(float(c) for c in coef)
 
 
 #: Calibration pairs: FMA passes over 4096 values, and ``c = a + b`` over this many bytes (x4 passes).

@@ -80,9 +80,17 @@ def test_topk_is_priced_by_its_per_element_rate_not_a_flop_curve() -> None:
 
 def test_topk_counts_the_kernels_selection_work_per_row() -> None:
     """The CPU kernel selects among a strided sample and the candidates above its threshold, so short
-    rows with a large k pay relatively more than long rows (kernels/topk.py's formulas)."""
-    # 2048 elements, k=32: a sample of 256 (three select passes) and about 88 candidates
-    assert topk_selection_elements(2048, 32) == pytest.approx(3 * 256 + 2048 * 11 / 256)
+    rows with a large k pay relatively more than long rows; a short row is partitioned itself
+    (kernels/topk.py's formulas, whose tuning the cost model must share)."""
+    from hwsim.costs import families
+    from hwsim.kernels import topk as kernel
+
+    assert (families.TOPK_SAMPLE, families.TOPK_SIGMAS, families.TOPK_DIRECT_MAX) == (
+        kernel._SAMPLE, kernel._SIGMAS, kernel._DIRECT_MAX)
+    # 2048 elements, k=32: a sample of 256 (gathered and partitioned) and about 88 candidates
+    assert topk_selection_elements(2048, 32) == pytest.approx(3 * 256 + 3 * 2048 * 11 / 256)
+    # up to 1024 elements: the row's own quick-select, about two passes
+    assert topk_selection_elements(1000, 10) == pytest.approx(2000)
     # rows of 2^20 or more take an 8x larger sample
     assert topk_selection_elements(1 << 20, 128) > 3 * 8 * 1024
     m = _models(staircase=(MemoryStep(1.0, 1e15, 1e15),), topk_row_s=0.0, topk_select_element_s=3e-9)

@@ -77,22 +77,29 @@ def _per(amount: float, rate: float | None) -> float:
     return 0.0 if rate is None else amount / rate
 
 
-#: The CPU top-k's sample size (kernels/topk.py: ``_SAMPLE``, 8x for rows of 2^20 or more) and the
-#: threshold's margin in standard deviations (``_SIGMAS``); the cost model counts the work they imply.
+#: The CPU top-k's tuning (kernels/topk.py: ``_SAMPLE``, 8x for rows of 2^20 or more; ``_SIGMAS``;
+#: ``_DIRECT_MAX``, the longest row selected directly); the cost model counts the work they imply.
 TOPK_SAMPLE = 1024
 TOPK_SIGMAS = 2.0
+TOPK_DIRECT_MAX = 1024
 
 
 def topk_selection_elements(n: int, k: int) -> float:
-    """Elements the CPU top-k selects among, per row, besides its one pass over the row: about three
-    quick-select passes over a strided sample of ``s`` elements, then one select over the ``m``
-    candidates at or above the sample's threshold (kernels/topk.py's docstring gives both formulas)."""
+    """Vector quick-select work of the CPU top-k per row, besides its one pass over the row
+    (kernels/topk.py's docstring gives the algorithm and both formulas): a short row is partitioned
+    itself (about ``2 n`` elements); a long row gathers a strided sample of ``s`` and partitions it
+    (about ``3 s``), then partitions and compacts the ``m`` candidates at or above the sample's
+    threshold (about ``3 m``)."""
     cap = TOPK_SAMPLE if n < (1 << 20) else 8 * TOPK_SAMPLE
-    s = max(1, min(n // 8, max(64, (16 * n) // max(k, 1)), cap))
+    s = min(n // 8, max(64, (16 * n) // max(k, 1)), cap)
+    if n <= TOPK_DIRECT_MAX or k >= n or s < 16:
+        return 2.0 * n
     expected = k * s / n
     rank = int(expected + TOPK_SIGMAS * math.sqrt(expected) + 2.0)
+    if rank >= s - 1:
+        return 2.0 * n
     candidates = min(float(n), n * (rank + 1) / s)
-    return 3.0 * s + candidates
+    return 3.0 * s + 3.0 * candidates
 
 
 @dataclass(frozen=True)
@@ -124,11 +131,11 @@ class OperatorModels:
     topk_elements_per_s: float | None = spec(
         "topk_rate", "selection rate of the top-k kernel (elements per second of a row: one pass plus the select "
         "among candidates)", exclusive_minimum=0, default=None)
-    topk_row_s: float = spec("topk_row", "per-row cost of the top-k kernel (sample, bracket, exact select)",
+    topk_row_s: float = spec("topk_row", "fixed cost per row of the top-k kernel (setting up its passes)",
                              unit="s", minimum=0, default=0.0)
     topk_select_element_s: float = spec(
-        "topk_select_element", "time per element of the CPU top-k's selection work (the sample's quick-select and "
-        "the candidates' exact select; see topk_selection_elements)", unit="s", minimum=0, default=0.0)
+        "topk_select_element", "time per element of the CPU top-k's vector quick-select work (the row's, or the "
+        "sample's and the candidates'; see topk_selection_elements)", unit="s", minimum=0, default=0.0)
     topk_parallel_rows: int = spec(
         "topk_parallel_rows", "rows selected at once, each at topk_rate (GPU: one block per row; CPU: 1, the rate "
         "counts all threads)", minimum=1, default=1)
@@ -233,12 +240,15 @@ class OperatorModels:
         per-element rate (sample threshold + one pass + exact select among candidates), a per-row cost,
         and never faster than reading the values from the memory level they live in."""
         elements = float(rows) * n
-        waves = math.ceil(rows / self.topk_parallel_rows)
+        read = self.stream_s(elements * itemsize, 0.0)
+        return self.launch_s + max(self.topk_select_s(rows, n, k), read)
+
+    def topk_select_s(self, rows: int, n: int, k: int) -> float:
+        """The top-k's own work, rows in waves: one pass over each row at the calibrated rate, the
+        per-row cost and the quick-select work (:func:`topk_selection_elements`)."""
         per_row = (_per(n, self.topk_elements_per_s) + self.topk_row_s
                    + self.topk_select_element_s * topk_selection_elements(n, k))
-        select = waves * per_row
-        read = self.stream_s(elements * itemsize, 0.0)
-        return self.launch_s + max(select, read)
+        return math.ceil(rows / self.topk_parallel_rows) * per_row
 
     def attention_s(self, heads: int, q_len: int, kept_tokens: int, head_dim: int, itemsize: float) -> float:
         """Fused attention over the kept heads and tokens: dot products at the calibrated rate, K/V
