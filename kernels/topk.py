@@ -45,6 +45,7 @@ the calling thread. Indices are int32 inside (rows of up to ``2^31 - 65`` elemen
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -210,13 +211,15 @@ def _kth_largest_simd(src: np.ndarray, scratch: np.ndarray, m: int, k: int) -> t
 _SAMPLE = 1024      # most sample points per row (8x that for rows of a million or more)
 _SIGMAS = 2.0       # threshold at the sample rank k*s/n + 2 sqrt(k*s/n) + 2: a miss is rare (measured best)
 _DIRECT_MAX = 1024  # rows this short are selected directly (two vector passes cost less than a sample)
+_SPARSE_BELOW = 32  # expected candidates under 1 in this many: the filter tests each block before storing
 
 
 @njit(cache=True, nogil=True)
-def _filter(row: np.ndarray, t: float, cand_v: np.ndarray, cand_i: np.ndarray) -> tuple[int, int]:
+def _filter(row: np.ndarray, t: float, cand_v: np.ndarray, cand_i: np.ndarray, sparse: bool) -> tuple[int, int]:
     """Values and indices of ``row >= t`` in index order into ``cand_v``/``cand_i``; returns their
-    count and the number of NaNs in the row. A block with no hit costs a compare and a test (NaN
-    lanes always hit), so a sparse pass runs at memory speed."""
+    count and the number of NaNs in the row (NaN lanes always pass). ``sparse`` (few blocks expected
+    to hit): a block with no hit costs a compare and a test, so the pass runs at memory speed;
+    otherwise every block is stored without a test, which a hit rate near one half would mispredict."""
     n = row.shape[0]
     w = lanes(row)
     blocks = n - n % w
@@ -224,7 +227,7 @@ def _filter(row: np.ndarray, t: float, cand_v: np.ndarray, cand_i: np.ndarray) -
     nan = 0
     for base in range(0, blocks, w):
         bits = ge_or_nan_mask(row, base, t)
-        if bits:
+        if bits or not sparse:
             nan += popcount(nan_mask(row, base))
             store_values(cand_v, m, row, base, bits, row)
             m = store_indices(cand_i, m, base, bits, row)
@@ -280,7 +283,7 @@ def _take_top(vals: np.ndarray, idx: np.ndarray, m: int, k: int, kth: float, gre
 @njit(cache=True, nogil=True)
 def _row_topk(row: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, cand_v: np.ndarray,
               cand_i: np.ndarray, samp: np.ndarray, scratch: np.ndarray, sample: int, sigmas: float,
-              direct_max: int) -> int:
+              direct_max: int, sparse_below: int) -> int:
     """Top-k of one row into ``out_v``/``out_i`` (index order, leftmost ties); 1 if the row has NaN."""
     n = row.shape[0]
     # enough sample points that ~16 of them lie above the k-th largest value, within the limits
@@ -293,7 +296,7 @@ def _row_topk(row: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, can
         q = int(expected + sigmas * np.sqrt(expected) + 2.0)  # 0-based descending sample rank
         if q < s - 1:
             t = _kth_largest_simd(samp, scratch, s, q + 1)[0]
-            m, nan = _filter(row, t, cand_v, cand_i)  # NaNs pass the filter and are counted
+            m, nan = _filter(row, t, cand_v, cand_i, (q + 1) * sparse_below < s)  # NaNs pass and are counted
             if nan:
                 return 1
             if m >= k:  # every element >= the k-th largest value is a candidate: select among them
@@ -312,19 +315,35 @@ def _row_topk(row: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, can
 
 
 @njit(cache=True, nogil=True)
-def _topk_rows(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, lo: int, hi: int, sample: int,
-               sigmas: float, direct_max: int) -> int:
-    """Rows ``lo..hi-1`` one after another with scratch allocated once; the number of rows with NaN."""
-    n = x.shape[1]
-    cap = max(n, 8 * sample) + 2 * SLACK  # every buffer a vector store writes has SLACK spare elements
-    cand_v = np.empty(cap, dtype=x.dtype)
-    cand_i = np.empty(cap, dtype=np.int32)
-    samp = np.empty(cap, dtype=x.dtype)
-    scratch = np.empty((3, cap), dtype=x.dtype)  # the select's three rotating partition rows
+def _topk_rows(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, lo: int, hi: int,
+               cand_v: np.ndarray, cand_i: np.ndarray, samp: np.ndarray, scratch: np.ndarray, sample: int,
+               sigmas: float, direct_max: int, sparse_below: int) -> int:
+    """Rows ``lo..hi-1`` one after another on one workspace (:func:`_workspace`); the number of rows with NaN."""
     bad = 0
     for r in range(lo, hi):
-        bad += _row_topk(x[r], k, out_v[r], out_i[r], cand_v, cand_i, samp, scratch, sample, sigmas, direct_max)
+        bad += _row_topk(x[r], k, out_v[r], out_i[r], cand_v, cand_i, samp, scratch, sample, sigmas, direct_max,
+                         sparse_below)
     return bad
+
+
+_held = threading.local()
+_HOLD_ELEMENTS = 1 << 20  # a workspace for rows up to this long is kept by its thread between calls
+
+
+def _workspace(dtype: np.dtype, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate values and indices, sample, and the select's three rotating partition rows, each
+    with SLACK spare elements for the vector stores. Kept per thread for rows of up to
+    :data:`_HOLD_ELEMENTS`: fresh buffers of several row lengths cost page mappings on every call,
+    as much as a short batch's whole selection."""
+    cap = max(n, 8 * _SAMPLE) + 2 * SLACK
+    key = np.dtype(dtype).str
+    held = getattr(_held, key, None)
+    if held is not None and held[0].shape[0] >= cap:
+        return held  # type: ignore[no-any-return]
+    space = (np.empty(cap, dtype), np.empty(cap, np.int32), np.empty(cap, dtype), np.empty((3, cap), dtype))
+    if n <= _HOLD_ELEMENTS:
+        setattr(_held, key, space)
+    return space
 
 
 _MAX_ROW = (1 << 31) - 1 - 64  # candidate indices are int32, with room for the vector stores
@@ -363,15 +382,19 @@ def topk_numba(x: np.ndarray, k: int, *, threads: int | None = None) -> tuple[np
     out_i = np.empty((rows, k), dtype=np.int64)
     if rows == 0:
         return out_v, out_i
-    args = (_SAMPLE, _SIGMAS, _DIRECT_MAX)
+    args = (_SAMPLE, _SIGMAS, _DIRECT_MAX, _SPARSE_BELOW)
     workers = _threads_for(rows, n, threads)
     if workers == 1:
-        bad = _topk_rows(x, k, out_v, out_i, 0, rows, *args)
+        bad = _topk_rows(x, k, out_v, out_i, 0, rows, *_workspace(x.dtype, n), *args)
     else:
         per = max(1, rows // (workers * _CHUNKS_PER_THREAD))
         bounds = [(lo, min(rows, lo + per)) for lo in range(0, rows, per)]
+
+        def chunk(b: tuple[int, int]) -> int:
+            return int(_topk_rows(x, k, out_v, out_i, b[0], b[1], *_workspace(x.dtype, n), *args))
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            bad = sum(pool.map(lambda b: _topk_rows(x, k, out_v, out_i, b[0], b[1], *args), bounds))
+            bad = sum(pool.map(chunk, bounds))
     if bad:
         raise ValueError("x contains NaN; top-k of NaN is undefined")
     return out_v, out_i

@@ -21,11 +21,12 @@ from rich.console import Console
 
 from hwsim.costs import efficiency_from_fit, fit_linear_time
 from hwsim.costs.families import (
+    CACHE_LINE_BYTES,
     Interference,
     MemoryStep,
     OperatorModels,
     gemm_padded_flops,
-    topk_selection_elements,
+    topk_work,
 )
 from hwsim.errors import MeasurementError
 from hwsim.fileio import write_text_atomic
@@ -393,12 +394,18 @@ def fit_operator_models(
             for name, ((m, k), _) in gemvs.items()
         )
         soft_rate = max(r * c / max(best[name] - launch, 1e-9) for name, ((r, c), _) in soft.items())
-        # the kernel's own structure: one pass over each row, its quick-select work, a cost per row
-        per_element, per_select, topk_row = _fit_nonnegative(
-            [((rows * n, rows * topk_selection_elements(n, k), rows), best[name] - launch)
-             for name, ((rows, n, k), _) in topks.items()]
+        # the kernel's own structure (topk_work): per call, per row, quick-select elements, filter blocks
+        # that store, the sample's cache lines and the filter's pass, each priced where the rows live
+        def topk_terms(rows: int, n: int, k: int) -> tuple[float, ...]:
+            work = topk_work(n, k, 4.0)
+            line_s = base.stream_s(CACHE_LINE_BYTES, 0.0, rows * n * 4.0)
+            pass_s = base.stream_s(rows * n * 4.0, 0.0) if work.filtered else 0.0
+            return (1.0, rows, rows * work.selection_elements, rows * work.hit_blocks,
+                    rows * work.sample_lines * line_s, pass_s)
+
+        topk_call, topk_row, per_select, per_hit_block, gather_factor, stream_factor = _fit_nonnegative(
+            [(topk_terms(*shape), best[name] - launch) for name, (shape, _) in topks.items()]
         )
-        topk_rate = 1.0 / max(per_element, 1e-13)  # a pass the fit finds free: 1e13 elements/s, no limit
         per_flop, per_byte = _fit_two(
             [
                 (4.0 * h * q * t * d, 2.0 * h * t * d * 4.0, best[name] - launch - h * q * t / soft_rate)
@@ -442,9 +449,12 @@ def fit_operator_models(
         base,
         gemv_read_fraction=min(1.0, gemv_fraction),
         softmax_elements_per_s=soft_rate,
-        topk_elements_per_s=topk_rate,
+        topk_call_s=topk_call,
         topk_row_s=topk_row,
         topk_select_element_s=per_select,
+        topk_hit_block_s=per_hit_block,
+        topk_gather_factor=gather_factor,
+        topk_stream_factor=stream_factor,
         attention_flops_per_s=att_rate,
         gather_bytes_per_s=gather_bw,
         skinny_flops_per_s=skinny_rate,
@@ -459,9 +469,12 @@ def fit_operator_models(
         "gemm_fixed_s": gemm_fixed,
         "gemv_read_fraction": models.gemv_read_fraction,
         "softmax_elements_per_s": soft_rate,
-        "topk_elements_per_s": topk_rate,
-        "topk_select_element_s": per_select,
+        "topk_call_s": topk_call,
         "topk_row_s": topk_row,
+        "topk_select_element_s": per_select,
+        "topk_hit_block_s": per_hit_block,
+        "topk_gather_factor": gather_factor,
+        "topk_stream_factor": stream_factor,
         "attention_flops_per_s": att_rate,
         "gather_bytes_per_s": gather_bw,
         "skinny_flops_per_s": skinny_rate,
