@@ -518,24 +518,14 @@ CPU_GEMM_TILE: tuple[int, int] = (16, 16)
 
 def _fit_gemm(points: Sequence[tuple[float, float, float]]) -> tuple[float, float, float | None]:
     """(rate, fixed_s, pack_bytes_per_s) of ``t = fixed + flops / rate + packed / pack_rate`` from
-    (padded flops, packed bytes, best time) points, by least squares on relative error. The shapes
-    with few rows are what separate the packing term from the flops; when a term comes out negative
-    (a noisy fit), the packing term is dropped and the line ``t = fixed + flops / rate`` fitted."""
-    import numpy as np
-
-    x = np.array([[1.0, f, p] for f, p, _ in points])
-    t = np.array([tt for _, _, tt in points])
-    w = 1.0 / t
-    coef, *_ = np.linalg.lstsq(x * w[:, None], t * w, rcond=None)
-    fixed, per_flop, per_byte = (float(c) for c in coef)
-    if per_flop > 0 and per_byte > 0:
-        if fixed >= 0:
-            return 1.0 / per_flop, fixed, 1.0 / per_byte
-        coef, *_ = np.linalg.lstsq(x[:, 1:] * w[:, None], t * w, rcond=None)
-        if all(c > 0 for c in coef):
-            return 1.0 / float(coef[0]), 0.0, 1.0 / float(coef[1])
-    rate, fixed = fit_linear_time([(f, tt) for f, _, tt in points])
-    return rate, max(fixed, 0.0), None
+    (padded flops, packed bytes, best time) points, non-negative least squares on relative error
+    (:func:`_fit_nonnegative`). The shapes with few rows are what separate the packing term from the
+    flops; a packing term that drops out leaves ``pack_bytes_per_s`` unset."""
+    fixed, per_flop, per_byte = _fit_nonnegative([((1.0, f, p), t) for f, p, t in points])
+    if per_flop <= 0:
+        rate, fixed = fit_linear_time([(f, t) for f, _, t in points])
+        return rate, max(fixed, 0.0), None
+    return 1.0 / per_flop, fixed, (1.0 / per_byte if per_byte > 0 else None)
 
 
 def _fit_two(points: Sequence[tuple[float, float, float]]) -> tuple[float, float]:
