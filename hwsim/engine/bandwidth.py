@@ -13,8 +13,13 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 
 import simpy
+from simpy.events import Event, Timeout
 
 from hwsim.engine.trace import Lanes, Tracer
+
+_INF = math.inf
+DONE_FRACTION = 1e-9
+"""A flow within this fraction of its size of the end is done: rounding, not data."""
 
 
 class Flow:
@@ -23,6 +28,7 @@ class Flow:
     __slots__ = (
         "cap_bytes_per_s",
         "done",
+        "done_below_bytes",
         "label",
         "lane",
         "rate_bytes_per_s",
@@ -36,6 +42,7 @@ class Flow:
                  done: simpy.Event, label: str, start_s: float):
         self.size_bytes = size_bytes
         self.remaining_bytes = size_bytes
+        self.done_below_bytes = DONE_FRACTION * size_bytes  # finished once no more than this is left
         self.weight = weight
         self.cap_bytes_per_s = cap_bytes_per_s
         self.rate_bytes_per_s = 0.0
@@ -85,10 +92,14 @@ class SharedBandwidth:
 
     ``transfer`` returns an event that fires when the flow's last byte has crossed; a process
     waits on it with ``yield``. Zero-byte transfers complete at once.
+
+    The hot path (every event of a busy link) is written for CPython: locals instead of repeated
+    attribute loads, SimPy events built and triggered directly, and one rate for all flows while
+    every flow is uncapped with weight 1 (the common case). The arithmetic is the same operations in
+    the same order as the plain formulation, so finish times are bit for bit those of it.
     """
 
-    # A flow within this fraction of its size of the end is done: rounding, not data.
-    _DONE_FRACTION = 1e-9
+    _DONE_FRACTION = DONE_FRACTION
 
     def __init__(self, env: simpy.Environment, capacity_bytes_per_s: float, name: str = "bandwidth",
                  tracer: Tracer | None = None, allocator: Allocator = max_min_fair):
@@ -104,51 +115,65 @@ class SharedBandwidth:
         self.transfers_done = 0
         self._updated_s = env.now
         self._timer: simpy.Event | None = None
-        self._timer_at = math.inf   # when the pending timer fires
-        self._due_s = math.inf      # when the next flow is actually due (>= _timer_at while a timer is pending)
-        self._settling = False      # completions just fired: reschedule once their waiters have issued more
+        self._timer_at = _INF   # when the pending timer fires
+        self._due_s = _INF      # when the next flow is actually due (>= _timer_at while a timer is pending)
+        self._settling = False  # completions just fired: reschedule once their waiters have issued more
         self._total_weight = 0.0
         self._capped = 0
+        self._weighted = 0      # active flows with a weight other than 1
+        # the rate every active flow got at the last reschedule when it gave them all the same one, else
+        # None (then each flow's own rate_bytes_per_s is used)
+        self._uniform_rate: float | None = None
         # flows in max_min_fair's order (cap/weight ascending, uncapped last, ties by arrival), kept sorted
         # as flows come and go instead of sorted at every reschedule; only while some flow is capped
         self._order: list[Flow] = []
         self._order_keys: list[float] = []
         self._lanes = Lanes()
+        self._on_timer_cb = self._on_timer   # bound once, not per timer
+        self._settle_cb = self._settle
 
     def transfer(self, nbytes: float, *, weight: float = 1.0, cap_bytes_per_s: float | None = None,
                  label: str = "transfer") -> simpy.Event:
+        if cap_bytes_per_s is not None or not (0.0 < nbytes < _INF and weight > 0.0):  # noqa: PLR2004 (hot path)
+            self._check_transfer(nbytes, weight, cap_bytes_per_s)
+            if nbytes == 0:
+                return self.env.event().succeed(0.0)
+        env = self.env
+        now = env._now
+        if now != self._updated_s:  # (within one instant there is nothing to advance)
+            self._advance()
+        flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, Event(env), label, now)
+        if self.tracer is not None:
+            flow.lane = self._lanes.take()
+        self.flows.append(flow)
+        self._total_weight += flow.weight
+        if flow.weight != 1.0:  # noqa: PLR2004
+            self._weighted += 1
+        if cap_bytes_per_s is not None:
+            self._capped += 1
+        if self._capped and self.allocator is max_min_fair:
+            if not self._order and len(self.flows) > 1:   # first capped flow: order the rest
+                for f in self.flows[:-1]:
+                    self._insert_ordered(f)
+            self._insert_ordered(flow)
+        if self._settling:
+            # the pending settle recomputes once for every arrival of this instant; until then this
+            # flow has no rate, so the others' common rate must not be applied to it
+            self._uniform_rate = None
+        else:
+            self._reschedule()
+        return flow.done
+
+    def _check_transfer(self, nbytes: float, weight: float, cap_bytes_per_s: float | None) -> None:
         if not nbytes >= 0 or math.isinf(nbytes):
             raise ValueError(f"{self.name}: transfer size must be a non-negative finite number of bytes, got {nbytes!r}")
         if not weight > 0:
             raise ValueError(f"{self.name}: weight must be positive, got {weight!r}")
         if cap_bytes_per_s is not None and not cap_bytes_per_s > 0:
             raise ValueError(f"{self.name}: cap_bytes_per_s must be positive, got {cap_bytes_per_s!r}")
-        env = self.env
-        done = env.event()
-        if nbytes == 0:
-            return done.succeed(0.0)
-        now = env.now
-        if now != self._updated_s:  # (within one instant there is nothing to advance)
-            self._advance()
-        flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, done, label, now)
-        if self.tracer is not None:
-            flow.lane = self._lanes.take()
-        self.flows.append(flow)
-        self._total_weight += flow.weight
-        if cap_bytes_per_s is not None:
-            self._capped += 1
-        if self.allocator is max_min_fair:
-            if self._capped and not self._order and len(self.flows) > 1:   # first capped flow: order the rest
-                for f in self.flows[:-1]:
-                    self._insert_ordered(f)
-            if self._capped:
-                self._insert_ordered(flow)
-        if not self._settling:  # else: the pending settle recomputes once for every arrival of this instant
-            self._reschedule()
-        return done
 
     def _insert_ordered(self, flow: Flow) -> None:
-        key = math.inf if flow.cap_bytes_per_s is None else flow.cap_bytes_per_s / flow.weight
+        key = _INF if flow.cap_bytes_per_s is None else flow.cap_bytes_per_s / flow.weight
         i = bisect_right(self._order_keys, key)   # after equal keys: the stable sort's arrival order
         self._order_keys.insert(i, key)
         self._order.insert(i, flow)
@@ -158,7 +183,7 @@ class SharedBandwidth:
         soonest finish in the same pass."""
         left = self.capacity_bytes_per_s
         total_weight = sum(f.weight for f in self.flows)   # arrival order, as max_min_fair sums
-        soonest = math.inf
+        soonest = _INF
         order = self._order
         for index, f in enumerate(order):
             weight = f.weight
@@ -187,15 +212,22 @@ class SharedBandwidth:
         return self.busy_s / self.env.now if self.env.now > 0 else 0.0
 
     def _advance(self) -> None:
-        now = self.env.now
+        now = self.env._now
         elapsed = now - self._updated_s
         if elapsed > 0 and self.flows:
             self.busy_s += elapsed
             moved = 0.0
-            for f in self.flows:
-                step = f.rate_bytes_per_s * elapsed
-                f.remaining_bytes -= step
-                moved += step
+            rate = self._uniform_rate
+            if rate is not None:
+                step = rate * elapsed   # what each flow's own rate times elapsed gives
+                for f in self.flows:
+                    f.remaining_bytes -= step
+                    moved += step
+            else:
+                for f in self.flows:
+                    step = f.rate_bytes_per_s * elapsed
+                    f.remaining_bytes -= step
+                    moved += step
             self.bytes_moved += moved
         self._updated_s = now
 
@@ -203,44 +235,60 @@ class SharedBandwidth:
         flows = self.flows
         if not flows:
             self._timer = None
+            self._uniform_rate = None
             return
-        if self.allocator is max_min_fair and self._capped == 0:
+        self._uniform_rate = None
+        if self._capped == 0 and self.allocator is max_min_fair:
             per_weight = self.capacity_bytes_per_s / self._total_weight  # fast path: pure weighted sharing
-            soonest = math.inf
-            for f in flows:
-                f.rate_bytes_per_s = rate = per_weight * f.weight
-                left = f.remaining_bytes / rate
-                if left < soonest:  # noqa: PLR1730 (hot loop: a call to min costs more)
-                    soonest = left
+            if self._weighted == 0:
+                # every weight is 1: one rate for all, and since rounding a division is monotonic, the
+                # least remaining over that rate is exactly the least of the per-flow quotients
+                least = _INF
+                for f in flows:
+                    f.rate_bytes_per_s = per_weight
+                    r = f.remaining_bytes
+                    if r < least:  # noqa: PLR1730 (hot loop: a call to min costs more)
+                        least = r
+                soonest = least / per_weight
+                self._uniform_rate = per_weight
+            else:
+                soonest = _INF
+                for f in flows:
+                    f.rate_bytes_per_s = rate = per_weight * f.weight
+                    t = f.remaining_bytes / rate
+                    if t < soonest:  # noqa: PLR1730 (hot loop)
+                        soonest = t
         elif self.allocator is max_min_fair and len(self._order) == len(flows):
             soonest = self._water_fill()
             if math.isinf(soonest):
                 raise RuntimeError(f"{self.name}: allocator left every active flow without bandwidth")
         else:
             self.allocator(self.capacity_bytes_per_s, flows)
-            soonest = min(f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf for f in flows)
+            soonest = min(f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else _INF for f in flows)
             if math.isinf(soonest):
                 raise RuntimeError(f"{self.name}: allocator left every active flow without bandwidth")
+        env = self.env
         if self.tracer is not None:
             used = sum(f.rate_bytes_per_s for f in flows)
-            self.tracer.counter(self.name, f"{self.name} GB/s", self.env.now, allocated=used / 1e9)
+            self.tracer.counter(self.name, f"{self.name} GB/s", env._now, allocated=used / 1e9)
         delay = soonest if soonest > 0 else 0.0
-        due = self.env.now + delay  # the sum SimPy forms for the timeout below
+        due = env._now + delay  # the sum SimPy forms for the timeout below
         self._due_s = due
         if self._timer is not None and self._timer_at <= due:
             return  # the pending timer fires first; if the mix changed since, it wakes early and re-arms
         # a pending timer that is now late stays queued as a stale event: SimPy cannot cancel, so it is
         # skipped when it fires (the only case that leaves one; an arrival that only delays flows does not)
-        self._timer = timer = self.env.timeout(delay)
+        self._timer = timer = Timeout(env, delay)
         self._timer_at = due
-        timer.callbacks.append(self._on_timer)
+        timer.callbacks.append(self._on_timer_cb)
 
     def _on_timer(self, timer: simpy.Event) -> None:
         if timer is not self._timer:
             return  # superseded by an earlier timer
         self._timer = None
-        self._timer_at = math.inf
-        now = self.env.now
+        self._timer_at = _INF
+        env = self.env
+        now = env._now
         if self._due_s > now:  # arrivals since it was set pushed the next completion later
             self._advance()
             self._reschedule()
@@ -248,24 +296,42 @@ class SharedBandwidth:
         # advance every flow to now and sort out the finished ones in one loop (as _advance would)
         still: list[Flow] = []
         finished: list[Flow] = []
-        done_fraction = self._DONE_FRACTION
+        flows = self.flows
+        bytes_moved = self.bytes_moved
         elapsed = now - self._updated_s
-        if elapsed > 0 and self.flows:
+        if elapsed > 0 and flows:
             self.busy_s += elapsed
             moved = 0.0
-            for f in self.flows:
-                step = f.rate_bytes_per_s * elapsed
-                f.remaining_bytes -= step
-                moved += step
-                (finished if f.remaining_bytes <= done_fraction * f.size_bytes else still).append(f)
-            self.bytes_moved += moved
+            rate = self._uniform_rate
+            if rate is not None:
+                step = rate * elapsed
+                for f in flows:
+                    f.remaining_bytes = left = f.remaining_bytes - step
+                    moved += step
+                    if left <= f.done_below_bytes:
+                        finished.append(f)
+                    else:
+                        still.append(f)
+            else:
+                for f in flows:
+                    step = f.rate_bytes_per_s * elapsed
+                    f.remaining_bytes = left = f.remaining_bytes - step
+                    moved += step
+                    if left <= f.done_below_bytes:
+                        finished.append(f)
+                    else:
+                        still.append(f)
+            bytes_moved += moved
         else:
-            for f in self.flows:
-                (finished if f.remaining_bytes <= done_fraction * f.size_bytes else still).append(f)
+            for f in flows:
+                if f.remaining_bytes <= f.done_below_bytes:
+                    finished.append(f)
+                else:
+                    still.append(f)
         self._updated_s = now
         if not finished:  # rounding left a sliver: finish the flow that was due
-            due = min(self.flows, key=lambda f: f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else math.inf)
-            finished, still = [due], [f for f in self.flows if f is not due]
+            due = min(flows, key=lambda f: f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else _INF)
+            finished, still = [due], [f for f in flows if f is not due]
         self.flows = still
         if self._order:
             if self._capped - sum(f.cap_bytes_per_s is not None for f in finished) > 0:
@@ -275,27 +341,36 @@ class SharedBandwidth:
                 self._order_keys = [self._order_keys[i] for i in keep]
             else:
                 self._order, self._order_keys = [], []
+        schedule = env.schedule
+        tracer = self.tracer
+        total_weight = self._total_weight
         for f in finished:
-            self.bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
+            bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
             f.remaining_bytes = 0.0
-            self._total_weight -= f.weight
+            weight = f.weight
+            total_weight -= weight
+            if weight != 1.0:  # noqa: PLR2004
+                self._weighted -= 1
             if f.cap_bytes_per_s is not None:
                 self._capped -= 1
-            if self.tracer is not None:
-                self.tracer.span(f"{self.name}[{f.lane}]", f.label, f.start_s, now, "transfer", bytes=f.size_bytes)
+            if tracer is not None:
+                tracer.span(f"{self.name}[{f.lane}]", f.label, f.start_s, now, "transfer", bytes=f.size_bytes)
                 self._lanes.give(f.lane)
-            f.done.succeed(now - f.start_s)
+            done = f.done   # done.succeed(now - f.start_s), inlined: the event is ours and still pending
+            done._ok = True
+            done._value = now - f.start_s
+            schedule(done)
+        self.bytes_moved = bytes_moved
+        self._total_weight = total_weight if still else 0.0  # (none left: no drift from repeated subtraction)
         self.transfers_done += len(finished)
-        if not still:
-            self._total_weight = 0.0  # no drift from repeated subtraction
         # The waiters of these completions usually issue their next transfer at this same instant:
         # rescheduling now would arm a timer that their arrival makes stale at once. Instead the
         # rates are recomputed once, by a callback that runs after the last completion's waiters.
         self._settling = True
-        finished[-1].done.callbacks.append(self._settle)
+        finished[-1].done.callbacks.append(self._settle_cb)
 
     def _settle(self, _event: simpy.Event) -> None:
         self._settling = False
-        if self.env.now != self._updated_s:
+        if self.env._now != self._updated_s:
             self._advance()
         self._reschedule()
