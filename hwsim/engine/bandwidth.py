@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from itertools import repeat
 from collections.abc import Callable, Sequence
 
 import simpy
@@ -121,9 +122,11 @@ class SharedBandwidth:
         self._total_weight = 0.0
         self._capped = 0
         self._weighted = 0      # active flows with a weight other than 1
-        # the rate every active flow got at the last reschedule when it gave them all the same one, else
-        # None (then each flow's own rate_bytes_per_s is used)
+        # The rate every active flow got at the last reschedule when it gave them all the same one
+        # (max_min_fair, no caps, every weight 1), else None. While it is set, that rate is what each
+        # flow moves at and the flows' own rate_bytes_per_s are not written.
         self._uniform_rate: float | None = None
+        self._least: float | None = None   # while settling: the least remaining_bytes of any flow, if known
         # flows in max_min_fair's order (cap/weight ascending, uncapped last, ties by arrival), kept sorted
         # as flows come and go instead of sorted at every reschedule; only while some flow is capped
         self._order: list[Flow] = []
@@ -157,9 +160,11 @@ class SharedBandwidth:
                     self._insert_ordered(f)
             self._insert_ordered(flow)
         if self._settling:
-            # the pending settle recomputes once for every arrival of this instant; until then this
-            # flow has no rate, so the others' common rate must not be applied to it
-            self._uniform_rate = None
+            # The pending settle recomputes once for every arrival of this instant (time cannot move on
+            # before it runs, so no flow is advanced at a rate that is not yet set).
+            least = self._least
+            if least is not None and flow.remaining_bytes < least:
+                self._least = flow.remaining_bytes
         else:
             self._reschedule()
         return flow.done
@@ -231,7 +236,9 @@ class SharedBandwidth:
             self.bytes_moved += moved
         self._updated_s = now
 
-    def _reschedule(self) -> None:
+    def _reschedule(self, least: float | None = None) -> None:
+        """Recompute the rates and arm the completion timer; ``least``, when given, is the least
+        ``remaining_bytes`` of any flow (the completion pass found it already)."""
         flows = self.flows
         if not flows:
             self._timer = None
@@ -241,14 +248,14 @@ class SharedBandwidth:
         if self._capped == 0 and self.allocator is max_min_fair:
             per_weight = self.capacity_bytes_per_s / self._total_weight  # fast path: pure weighted sharing
             if self._weighted == 0:
-                # every weight is 1: one rate for all, and since rounding a division is monotonic, the
-                # least remaining over that rate is exactly the least of the per-flow quotients
-                least = _INF
-                for f in flows:
-                    f.rate_bytes_per_s = per_weight
-                    r = f.remaining_bytes
-                    if r < least:  # noqa: PLR1730 (hot loop: a call to min costs more)
-                        least = r
+                # every weight is 1: one rate for all (per_weight * 1.0), and since rounding a division is
+                # monotonic, the least remaining over it is exactly the least of the per-flow quotients
+                if least is None:
+                    least = _INF
+                    for f in flows:
+                        r = f.remaining_bytes
+                        if r < least:  # noqa: PLR1730 (hot loop: a call to min costs more)
+                            least = r
                 soonest = least / per_weight
                 self._uniform_rate = per_weight
             else:
@@ -269,7 +276,8 @@ class SharedBandwidth:
                 raise RuntimeError(f"{self.name}: allocator left every active flow without bandwidth")
         env = self.env
         if self.tracer is not None:
-            used = sum(f.rate_bytes_per_s for f in flows)
+            uniform = self._uniform_rate
+            used = sum(f.rate_bytes_per_s for f in flows) if uniform is None else sum(repeat(uniform, len(flows)))
             self.tracer.counter(self.name, f"{self.name} GB/s", env._now, allocated=used / 1e9)
         delay = soonest if soonest > 0 else 0.0
         due = env._now + delay  # the sum SimPy forms for the timeout below
@@ -294,15 +302,15 @@ class SharedBandwidth:
             self._reschedule()
             return
         # advance every flow to now and sort out the finished ones in one loop (as _advance would)
-        still: list[Flow] = []
         finished: list[Flow] = []
         flows = self.flows
         bytes_moved = self.bytes_moved
+        rate = self._uniform_rate
+        least = _INF   # least remaining of the flows that go on (found only under one common rate)
         elapsed = now - self._updated_s
         if elapsed > 0 and flows:
             self.busy_s += elapsed
             moved = 0.0
-            rate = self._uniform_rate
             if rate is not None:
                 step = rate * elapsed
                 for f in flows:
@@ -310,8 +318,8 @@ class SharedBandwidth:
                     moved += step
                     if left <= f.done_below_bytes:
                         finished.append(f)
-                    else:
-                        still.append(f)
+                    elif left < least:  # noqa: PLR1730 (hot loop)
+                        least = left
             else:
                 for f in flows:
                     step = f.rate_bytes_per_s * elapsed
@@ -319,20 +327,25 @@ class SharedBandwidth:
                     moved += step
                     if left <= f.done_below_bytes:
                         finished.append(f)
-                    else:
-                        still.append(f)
             bytes_moved += moved
         else:
             for f in flows:
-                if f.remaining_bytes <= f.done_below_bytes:
+                left = f.remaining_bytes
+                if left <= f.done_below_bytes:
                     finished.append(f)
-                else:
-                    still.append(f)
+                elif left < least:  # noqa: PLR1730
+                    least = left
         self._updated_s = now
         if not finished:  # rounding left a sliver: finish the flow that was due
-            due = min(flows, key=lambda f: f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else _INF)
-            finished, still = [due], [f for f in flows if f is not due]
-        self.flows = still
+            if rate is None:
+                due = min(flows, key=lambda f: f.remaining_bytes / f.rate_bytes_per_s if f.rate_bytes_per_s > 0 else _INF)
+            else:
+                due = min(flows, key=lambda f: f.remaining_bytes / rate)
+            finished = [due]
+            least = _INF if rate is None else min((f.remaining_bytes for f in flows if f is not due), default=_INF)
+        for f in finished:   # the rest go on, in arrival order
+            flows.remove(f)
+        self._least = None if rate is None else least
         if self._order:
             if self._capped - sum(f.cap_bytes_per_s is not None for f in finished) > 0:
                 gone = {id(f) for f in finished}
@@ -361,7 +374,7 @@ class SharedBandwidth:
             done._value = now - f.start_s
             schedule(done)
         self.bytes_moved = bytes_moved
-        self._total_weight = total_weight if still else 0.0  # (none left: no drift from repeated subtraction)
+        self._total_weight = total_weight if flows else 0.0  # (none left: no drift from repeated subtraction)
         self.transfers_done += len(finished)
         # The waiters of these completions usually issue their next transfer at this same instant:
         # rescheduling now would arm a timer that their arrival makes stale at once. Instead the
@@ -371,6 +384,8 @@ class SharedBandwidth:
 
     def _settle(self, _event: simpy.Event) -> None:
         self._settling = False
+        least, self._least = self._least, None
         if self.env._now != self._updated_s:
             self._advance()
-        self._reschedule()
+            least = None
+        self._reschedule(least)
