@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from itertools import repeat
 from collections.abc import Callable, Sequence
+from itertools import repeat
 
 import simpy
 from simpy.events import Event, Timeout
