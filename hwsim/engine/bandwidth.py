@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 
 import simpy
-from simpy.events import Event, Timeout
+from simpy.events import NORMAL, Event, Timeout
 
 from hwsim.engine.trace import Lanes, Tracer
 
@@ -51,6 +51,19 @@ class Flow:
         self.label = label
         self.start_s = start_s
         self.lane = -1
+
+
+class _Timer(Timeout):
+    """A resource's completion timer: a plain timeout whose first callback is given at creation
+    (``Timeout.__init__`` inlined, as SimPy does it, with the callback list built in one go)."""
+
+    def __init__(self, env: simpy.Environment, delay: float, callback: Callable[[simpy.Event], None]):
+        self.env = env
+        self.callbacks = [callback]
+        self._value = None
+        self._delay = delay
+        self._ok = True
+        env.schedule(self, NORMAL, delay)
 
 
 Allocator = Callable[[float, Sequence[Flow]], None]
@@ -137,23 +150,30 @@ class SharedBandwidth:
 
     def transfer(self, nbytes: float, *, weight: float = 1.0, cap_bytes_per_s: float | None = None,
                  label: str = "transfer") -> simpy.Event:
-        if cap_bytes_per_s is not None or not (0.0 < nbytes < _INF and weight > 0.0):  # noqa: PLR2004 (hot path)
+        env = self.env
+        if cap_bytes_per_s is None and weight == 1.0 and 0.0 < nbytes < _INF:  # noqa: PLR2004 (the common case)
+            now = env._now
+            if now != self._updated_s:  # (within one instant there is nothing to advance)
+                self._advance()
+            flow = Flow(float(nbytes), 1.0, None, Event(env), label, now)
+            self.flows.append(flow)
+            self._total_weight += 1.0
+        else:
             self._check_transfer(nbytes, weight, cap_bytes_per_s)
             if nbytes == 0:
-                return self.env.event().succeed(0.0)
-        env = self.env
-        now = env._now
-        if now != self._updated_s:  # (within one instant there is nothing to advance)
-            self._advance()
-        flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, Event(env), label, now)
+                return env.event().succeed(0.0)
+            now = env._now
+            if now != self._updated_s:
+                self._advance()
+            flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, Event(env), label, now)
+            self.flows.append(flow)
+            self._total_weight += flow.weight
+            if flow.weight != 1.0:  # noqa: PLR2004
+                self._weighted += 1
+            if cap_bytes_per_s is not None:
+                self._capped += 1
         if self.tracer is not None:
             flow.lane = self._lanes.take()
-        self.flows.append(flow)
-        self._total_weight += flow.weight
-        if flow.weight != 1.0:  # noqa: PLR2004
-            self._weighted += 1
-        if cap_bytes_per_s is not None:
-            self._capped += 1
         if self._capped and self.allocator is max_min_fair:
             if not self._order and len(self.flows) > 1:   # first capped flow: order the rest
                 for f in self.flows[:-1]:
@@ -286,9 +306,8 @@ class SharedBandwidth:
             return  # the pending timer fires first; if the mix changed since, it wakes early and re-arms
         # a pending timer that is now late stays queued as a stale event: SimPy cannot cancel, so it is
         # skipped when it fires (the only case that leaves one; an arrival that only delays flows does not)
-        self._timer = timer = Timeout(env, delay)
+        self._timer = _Timer(env, delay, self._on_timer_cb)
         self._timer_at = due
-        timer.callbacks.append(self._on_timer_cb)
 
     def _on_timer(self, timer: simpy.Event) -> None:
         if timer is not self._timer:
@@ -385,7 +404,21 @@ class SharedBandwidth:
     def _settle(self, _event: simpy.Event) -> None:
         self._settling = False
         least, self._least = self._least, None
-        if self.env._now != self._updated_s:
+        env = self.env
+        if env._now != self._updated_s:
             self._advance()
             least = None
+        if (least is not None and least < _INF and not self._capped and not self._weighted
+                and self.tracer is None and self.allocator is max_min_fair):
+            # _reschedule's common case, inlined: every flow uncapped with weight 1, least remaining known
+            self._uniform_rate = per_weight = self.capacity_bytes_per_s / self._total_weight
+            soonest = least / per_weight
+            delay = soonest if soonest > 0 else 0.0
+            due = env._now + delay
+            self._due_s = due
+            if self._timer is not None and self._timer_at <= due:
+                return
+            self._timer = _Timer(env, delay, self._on_timer_cb)
+            self._timer_at = due
+            return
         self._reschedule(least)
