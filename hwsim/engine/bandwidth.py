@@ -53,6 +53,29 @@ class Flow:
         self.lane = -1
 
 
+class _Transfer(Flow, Event):
+    """What ``transfer`` hands out: the flow and its completion event in one object (one allocation,
+    one constructor, per transfer)."""
+
+    def __init__(self, env: simpy.Environment, size_bytes: float, weight: float, cap_bytes_per_s: float | None,
+                 label: str, start_s: float):
+        self.env = env   # Event.__init__, inlined
+        self.callbacks = []
+        self.size_bytes = size_bytes
+        self.remaining_bytes = size_bytes
+        self.done_below_bytes = DONE_FRACTION * size_bytes
+        self.weight = weight
+        self.cap_bytes_per_s = cap_bytes_per_s
+        self.rate_bytes_per_s = 0.0
+        self.label = label
+        self.start_s = start_s
+        self.lane = -1
+
+    @property
+    def done(self) -> simpy.Event:  # type: ignore[override]
+        return self
+
+
 class _Timer(Timeout):
     """A resource's completion timer: a plain timeout whose first callback is given at creation
     (``Timeout.__init__`` inlined, as SimPy does it, with the callback list built in one go)."""
@@ -123,7 +146,7 @@ class SharedBandwidth:
         self.name = name
         self.tracer = tracer
         self.allocator = allocator
-        self.flows: list[Flow] = []
+        self.flows: list[_Transfer] = []
         self.bytes_moved = 0.0
         self.busy_s = 0.0
         self.transfers_done = 0
@@ -155,7 +178,7 @@ class SharedBandwidth:
             now = env._now
             if now != self._updated_s:  # (within one instant there is nothing to advance)
                 self._advance()
-            flow = Flow(float(nbytes), 1.0, None, Event(env), label, now)
+            flow = _Transfer(env, float(nbytes), 1.0, None, label, now)
             self.flows.append(flow)
             self._total_weight += 1.0
         else:
@@ -165,7 +188,7 @@ class SharedBandwidth:
             now = env._now
             if now != self._updated_s:
                 self._advance()
-            flow = Flow(float(nbytes), float(weight), cap_bytes_per_s, Event(env), label, now)
+            flow = _Transfer(env, float(nbytes), float(weight), cap_bytes_per_s, label, now)
             self.flows.append(flow)
             self._total_weight += flow.weight
             if flow.weight != 1.0:  # noqa: PLR2004
@@ -187,7 +210,7 @@ class SharedBandwidth:
                 self._least = flow.remaining_bytes
         else:
             self._reschedule()
-        return flow.done
+        return flow
 
     def _check_transfer(self, nbytes: float, weight: float, cap_bytes_per_s: float | None) -> None:
         if not nbytes >= 0 or math.isinf(nbytes):
@@ -321,7 +344,7 @@ class SharedBandwidth:
             self._reschedule()
             return
         # advance every flow to now and sort out the finished ones in one loop (as _advance would)
-        finished: list[Flow] = []
+        finished: list[_Transfer] = []
         flows = self.flows
         bytes_moved = self.bytes_moved
         rate = self._uniform_rate
@@ -388,10 +411,9 @@ class SharedBandwidth:
             if tracer is not None:
                 tracer.span(f"{self.name}[{f.lane}]", f.label, f.start_s, now, "transfer", bytes=f.size_bytes)
                 self._lanes.give(f.lane)
-            done = f.done   # done.succeed(now - f.start_s), inlined: the event is ours and still pending
-            done._ok = True
-            done._value = now - f.start_s
-            schedule(done)
+            f._ok = True   # f.succeed(now - f.start_s), inlined: the event is ours and still pending
+            f._value = now - f.start_s
+            schedule(f)
         self.bytes_moved = bytes_moved
         self._total_weight = total_weight if flows else 0.0  # (none left: no drift from repeated subtraction)
         self.transfers_done += len(finished)
@@ -399,7 +421,7 @@ class SharedBandwidth:
         # rescheduling now would arm a timer that their arrival makes stale at once. Instead the
         # rates are recomputed once, by a callback that runs after the last completion's waiters.
         self._settling = True
-        finished[-1].done.callbacks.append(self._settle_cb)
+        finished[-1].callbacks.append(self._settle_cb)
 
     def _settle(self, _event: simpy.Event) -> None:
         self._settling = False
