@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
-from itertools import repeat
+from collections.abc import Callable, Iterator, Sequence
+from heapq import heappush
+from itertools import count, repeat
 
 import simpy
 from simpy.events import NORMAL, Event, Timeout
@@ -78,7 +79,8 @@ class _Transfer(Flow, Event):
 
 class _Timer(Timeout):
     """A resource's completion timer: a plain timeout whose first callback is given at creation
-    (``Timeout.__init__`` inlined, as SimPy does it, with the callback list built in one go)."""
+    (``Timeout.__init__`` inlined, as SimPy does it, with the callback list built in one go). The
+    caller schedules it (see ``SharedBandwidth._arm``)."""
 
     def __init__(self, env: simpy.Environment, delay: float, callback: Callable[[simpy.Event], None]):
         self.env = env
@@ -86,7 +88,6 @@ class _Timer(Timeout):
         self._value = None
         self._delay = delay
         self._ok = True
-        env.schedule(self, NORMAL, delay)
 
 
 Allocator = Callable[[float, Sequence[Flow]], None]
@@ -170,31 +171,41 @@ class SharedBandwidth:
         self._lanes = Lanes()
         self._on_timer_cb = self._on_timer   # bound once, not per timer
         self._settle_cb = self._settle
+        # SimPy's Environment.schedule, inlined on the hot paths (a push on its queue) unless the
+        # environment schedules in a way of its own
+        stock = getattr(type(env), "schedule", None) is simpy.Environment.schedule
+        self._queue = env._queue if stock else None
+        self._eid: Iterator[int] = env._eid if stock else count()
 
     def transfer(self, nbytes: float, *, weight: float = 1.0, cap_bytes_per_s: float | None = None,
                  label: str = "transfer") -> simpy.Event:
         env = self.env
-        if cap_bytes_per_s is None and weight == 1.0 and 0.0 < nbytes < _INF:  # noqa: PLR2004 (the common case)
+        if cap_bytes_per_s is None and weight == 1.0 and 0.0 < nbytes < _INF and not self._capped \
+                and self.tracer is None:  # noqa: PLR2004 (the common case, on its own)
             now = env._now
             if now != self._updated_s:  # (within one instant there is nothing to advance)
                 self._advance()
             flow = _Transfer(env, float(nbytes), 1.0, None, label, now)
             self.flows.append(flow)
             self._total_weight += 1.0
-        else:
-            self._check_transfer(nbytes, weight, cap_bytes_per_s)
-            if nbytes == 0:
-                return env.event().succeed(0.0)
-            now = env._now
-            if now != self._updated_s:
-                self._advance()
-            flow = _Transfer(env, float(nbytes), float(weight), cap_bytes_per_s, label, now)
-            self.flows.append(flow)
-            self._total_weight += flow.weight
-            if flow.weight != 1.0:  # noqa: PLR2004
-                self._weighted += 1
-            if cap_bytes_per_s is not None:
-                self._capped += 1
+            if not self._settling:
+                self._reschedule()
+            elif self._least is not None and flow.remaining_bytes < self._least:
+                self._least = flow.remaining_bytes
+            return flow
+        self._check_transfer(nbytes, weight, cap_bytes_per_s)
+        if nbytes == 0:
+            return env.event().succeed(0.0)
+        now = env._now
+        if now != self._updated_s:
+            self._advance()
+        flow = _Transfer(env, float(nbytes), float(weight), cap_bytes_per_s, label, now)
+        self.flows.append(flow)
+        self._total_weight += flow.weight
+        if flow.weight != 1.0:  # noqa: PLR2004
+            self._weighted += 1
+        if cap_bytes_per_s is not None:
+            self._capped += 1
         if self.tracer is not None:
             flow.lane = self._lanes.take()
         if self._capped and self.allocator is max_min_fair:
@@ -202,14 +213,12 @@ class SharedBandwidth:
                 for f in self.flows[:-1]:
                     self._insert_ordered(f)
             self._insert_ordered(flow)
-        if self._settling:
+        if not self._settling:
+            self._reschedule()
+        elif self._least is not None and flow.remaining_bytes < self._least:
             # The pending settle recomputes once for every arrival of this instant (time cannot move on
             # before it runs, so no flow is advanced at a rate that is not yet set).
-            least = self._least
-            if least is not None and flow.remaining_bytes < least:
-                self._least = flow.remaining_bytes
-        else:
-            self._reschedule()
+            self._least = flow.remaining_bytes
         return flow
 
     def _check_transfer(self, nbytes: float, weight: float, cap_bytes_per_s: float | None) -> None:
@@ -329,20 +338,86 @@ class SharedBandwidth:
             return  # the pending timer fires first; if the mix changed since, it wakes early and re-arms
         # a pending timer that is now late stays queued as a stale event: SimPy cannot cancel, so it is
         # skipped when it fires (the only case that leaves one; an arrival that only delays flows does not)
-        self._timer = _Timer(env, delay, self._on_timer_cb)
+        self._arm(delay, due)
+
+    def _arm(self, delay: float, due: float) -> None:
+        """Schedule a new completion timer ``delay`` from now, at ``due`` (the sum SimPy forms)."""
+        self._timer = timer = _Timer(self.env, delay, self._on_timer_cb)
         self._timer_at = due
+        if self._queue is not None:
+            heappush(self._queue, (due, NORMAL, next(self._eid), timer))
+        else:
+            self.env.schedule(timer, NORMAL, delay)
 
     def _on_timer(self, timer: simpy.Event) -> None:
         if timer is not self._timer:
             return  # superseded by an earlier timer
-        self._timer = None
-        self._timer_at = _INF
+        self._timer = None   # (_timer_at only counts while a timer is pending)
         env = self.env
         now = env._now
         if self._due_s > now:  # arrivals since it was set pushed the next completion later
             self._advance()
             self._reschedule()
             return
+        rate = self._uniform_rate
+        if rate is None or self.tracer is not None:
+            self._complete(now)
+            return
+        # The common case on its own: every flow uncapped with weight 1, moving at `rate`, no tracer.
+        # Same operations in the same order as _complete, less its bookkeeping for caps and weights.
+        flows = self.flows
+        finished: list[_Transfer] = []
+        least = _INF   # least remaining of the flows that go on
+        bytes_moved = self.bytes_moved
+        elapsed = now - self._updated_s
+        if elapsed > 0:
+            self.busy_s += elapsed
+            step = rate * elapsed
+            moved = 0.0
+            for f in flows:
+                f.remaining_bytes = left = f.remaining_bytes - step
+                moved += step
+                if left <= f.done_below_bytes:
+                    finished.append(f)
+                elif left < least:  # noqa: PLR1730 (hot loop)
+                    least = left
+            bytes_moved += moved
+        else:
+            for f in flows:
+                left = f.remaining_bytes
+                if left <= f.done_below_bytes:
+                    finished.append(f)
+                elif left < least:  # noqa: PLR1730
+                    least = left
+        self._updated_s = now
+        if not finished:  # rounding left a sliver: finish the flow that was due
+            due = min(flows, key=lambda f: f.remaining_bytes / rate)
+            finished = [due]
+            least = min((f.remaining_bytes for f in flows if f is not due), default=_INF)
+        total_weight = self._total_weight
+        queue = self._queue
+        for f in finished:
+            flows.remove(f)   # the rest go on, in arrival order
+            bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
+            f.remaining_bytes = 0.0
+            total_weight -= 1.0
+            f._ok = True   # f.succeed(now - f.start_s), inlined: the event is ours and still pending
+            f._value = now - f.start_s
+            if queue is not None:
+                heappush(queue, (now, NORMAL, next(self._eid), f))
+            else:
+                env.schedule(f)
+        self.bytes_moved = bytes_moved
+        self._total_weight = total_weight if flows else 0.0
+        self.transfers_done += len(finished)
+        self._least = least
+        self._settling = True   # see _complete
+        finished[-1].callbacks.append(self._settle_cb)
+
+    def _complete(self, now: float) -> None:
+        """Advance every flow to ``now``, finish the ones that are done and have the rest rescheduled
+        once the waiters of these completions have run."""
+        env = self.env
         # advance every flow to now and sort out the finished ones in one loop (as _advance would)
         finished: list[_Transfer] = []
         flows = self.flows
@@ -436,11 +511,15 @@ class SharedBandwidth:
             self._uniform_rate = per_weight = self.capacity_bytes_per_s / self._total_weight
             soonest = least / per_weight
             delay = soonest if soonest > 0 else 0.0
-            due = env._now + delay
-            self._due_s = due
+            self._due_s = due = env._now + delay
             if self._timer is not None and self._timer_at <= due:
                 return
-            self._timer = _Timer(env, delay, self._on_timer_cb)
+            self._timer = timer = _Timer(env, delay, self._on_timer_cb)
             self._timer_at = due
+            queue = self._queue
+            if queue is not None:
+                heappush(queue, (due, NORMAL, next(self._eid), timer))
+            else:
+                env.schedule(timer, NORMAL, delay)
             return
         self._reschedule(least)
