@@ -152,7 +152,8 @@ class SharedBandwidth:
         self.busy_s = 0.0
         self.transfers_done = 0
         self._updated_s = env.now
-        self._timer: simpy.Event | None = None
+        self._timer: _Timer | None = None
+        self._spare: _Timer | None = None   # a timer that has fired, kept to be armed again
         self._timer_at = _INF   # when the pending timer fires
         self._due_s = _INF      # when the next flow is actually due (>= _timer_at while a timer is pending)
         self._settling = False  # completions just fired: reschedule once their waiters have issued more
@@ -342,7 +343,14 @@ class SharedBandwidth:
 
     def _arm(self, delay: float, due: float) -> None:
         """Schedule a new completion timer ``delay`` from now, at ``due`` (the sum SimPy forms)."""
-        self._timer = timer = _Timer(self.env, delay, self._on_timer_cb)
+        timer = self._spare
+        if timer is None:
+            timer = _Timer(self.env, delay, self._on_timer_cb)
+        else:   # re-arm the timer that last fired: SimPy is done with an event once its callbacks ran
+            self._spare = None
+            timer.callbacks = [self._on_timer_cb]
+            timer._delay = delay
+        self._timer = timer
         self._timer_at = due
         if self._queue is not None:
             heappush(self._queue, (due, NORMAL, next(self._eid), timer))
@@ -352,6 +360,7 @@ class SharedBandwidth:
     def _on_timer(self, timer: simpy.Event) -> None:
         if timer is not self._timer:
             return  # superseded by an earlier timer
+        self._spare = self._timer  # popped and processed: free to be armed again
         self._timer = None   # (_timer_at only counts while a timer is pending)
         env = self.env
         now = env._now
@@ -514,7 +523,14 @@ class SharedBandwidth:
             self._due_s = due = env._now + delay
             if self._timer is not None and self._timer_at <= due:
                 return
-            self._timer = timer = _Timer(env, delay, self._on_timer_cb)
+            timer = self._spare
+            if timer is None:
+                timer = _Timer(env, delay, self._on_timer_cb)
+            else:   # (as in _arm)
+                self._spare = None
+                timer.callbacks = [self._on_timer_cb]
+                timer._delay = delay
+            self._timer = timer
             self._timer_at = due
             queue = self._queue
             if queue is not None:
