@@ -13,6 +13,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from heapq import heappush
 from itertools import count, repeat
+from typing import Any
 
 import simpy
 from simpy.events import NORMAL, Event, Timeout
@@ -94,6 +95,15 @@ Allocator = Callable[[float, Sequence[Flow]], None]
 """Sets ``rate_bytes_per_s`` of every flow given the capacity; swap it to model arbitration."""
 
 
+def event_queue(env: simpy.Environment) -> tuple[list[Any] | None, Iterator[int]]:
+    """The environment's event queue and id counter, for inlining SimPy's ``Environment.schedule`` on a
+    hot path (``heappush(queue, (at, priority, next(eid), event))``, exactly what it does); ``None`` for
+    an environment that schedules in a way of its own, which then keeps being called."""
+    if getattr(type(env), "schedule", None) is simpy.Environment.schedule:
+        return env._queue, env._eid
+    return None, count()
+
+
 def check_capacity(name: str, capacity_bytes_per_s: float) -> None:
     """A resource's rate must be a positive, finite number of bytes per second."""
     if not capacity_bytes_per_s > 0 or math.isinf(capacity_bytes_per_s):
@@ -172,11 +182,7 @@ class SharedBandwidth:
         self._lanes = Lanes()
         self._on_timer_cb = self._on_timer   # bound once, not per timer
         self._settle_cb = self._settle
-        # SimPy's Environment.schedule, inlined on the hot paths (a push on its queue) unless the
-        # environment schedules in a way of its own
-        stock = getattr(type(env), "schedule", None) is simpy.Environment.schedule
-        self._queue = env._queue if stock else None
-        self._eid: Iterator[int] = env._eid if stock else count()
+        self._queue, self._eid = event_queue(env)
 
     def transfer(self, nbytes: float, *, weight: float = 1.0, cap_bytes_per_s: float | None = None,
                  label: str = "transfer") -> simpy.Event:

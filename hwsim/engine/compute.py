@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from heapq import heappush
 
 import simpy
 from simpy.events import NORMAL, Event, Timeout
 
+from hwsim.engine.bandwidth import event_queue
 from hwsim.engine.trace import Lanes, Tracer
 
 
@@ -26,13 +28,13 @@ class _Hold(Timeout):
 
     def __init__(self, env: simpy.Environment, delay: float, start: float,
                  finish: Callable[[_Hold], None]):
-        # Timeout.__init__ with the end of the hold as its first callback, inlined as SimPy does it
+        # Timeout.__init__ with the end of the hold as its first callback, inlined as SimPy does it;
+        # the caller schedules it
         self.env = env
         self.callbacks = [finish]
         self._value = start
         self._delay = delay
         self._ok = True
-        env.schedule(self, NORMAL, delay)
 
 
 class ComputeUnits:
@@ -56,6 +58,7 @@ class ComputeUnits:
         self._lanes = Lanes()
         self.busy_unit_s = 0.0
         self._finish_cb = self._finish   # bound once, not per hold
+        self._queue, self._eid = event_queue(env)
 
     @property
     def free(self) -> int:
@@ -85,8 +88,22 @@ class ComputeUnits:
             self._check(units)
         if not duration_s >= 0:
             raise ValueError(f"{self.name}: duration_s must be non-negative, got {duration_s!r}")
-        if not self._waiting and self._free >= units:
-            return self._start(units, duration_s, label, None)
+        if not self._waiting and self._free >= units:  # _start(units, duration_s, label, None), inlined
+            self._free -= units
+            env = self.env
+            now = env._now
+            hold = _Hold(env, duration_s, now, self._finish_cb)
+            queue = self._queue
+            if queue is not None:
+                heappush(queue, (now + duration_s, NORMAL, next(self._eid), hold))
+            else:
+                env.schedule(hold, NORMAL, duration_s)
+            if units != 1:
+                hold.units = units
+            if self.tracer is not None:
+                hold.lane = self._lanes.take()
+                hold.label = label
+            return hold
         done = Event(self.env)
         self._waiting.append((units, duration_s, label, done))
         return done
@@ -95,7 +112,13 @@ class ComputeUnits:
         self._free -= units
         env = self.env
         # its end (_finish) runs before the waiters' callbacks, so a waiter that asks again finds the units free
-        hold = _Hold(env, duration_s, env._now, self._finish_cb)
+        now = env._now
+        hold = _Hold(env, duration_s, now, self._finish_cb)
+        queue = self._queue
+        if queue is not None:
+            heappush(queue, (now + duration_s, NORMAL, next(self._eid), hold))
+        else:
+            env.schedule(hold, NORMAL, duration_s)
         if units != 1:
             hold.units = units
         if done is not None:
@@ -117,7 +140,11 @@ class ComputeUnits:
         if done is not None:   # done.succeed(start), inlined: the event is ours and still pending
             done._ok = True
             done._value = hold._value
-            self.env.schedule(done)
+            queue = self._queue
+            if queue is not None:
+                heappush(queue, (self.env._now, NORMAL, next(self._eid), done))
+            else:
+                self.env.schedule(done)
         if self._waiting:
             self._grant()
 
