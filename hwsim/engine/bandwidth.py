@@ -220,12 +220,13 @@ class SharedBandwidth:
                 for f in self.flows[:-1]:
                     self._insert_ordered(f)
             self._insert_ordered(flow)
-        if not self._settling:
-            self._reschedule()
-        elif self._least is not None and flow.remaining_bytes < self._least:
+        if self._settling:
             # The pending settle recomputes once for every arrival of this instant (time cannot move on
-            # before it runs, so no flow is advanced at a rate that is not yet set).
-            self._least = flow.remaining_bytes
+            # before it runs, so no flow is advanced at a rate that is not yet set); off the common path,
+            # it does so in full.
+            self._least = None
+        else:
+            self._reschedule()
         return flow
 
     def _check_transfer(self, nbytes: float, weight: float, cap_bytes_per_s: float | None) -> None:
@@ -520,8 +521,8 @@ class SharedBandwidth:
         if env._now != self._updated_s:
             self._advance()
             least = None
-        if (least is not None and least < _INF and not self._capped and not self._weighted
-                and self.tracer is None and self.allocator is max_min_fair):
+        # (least is known only while every flow is uncapped with weight 1: see transfer)
+        if least is not None and least < _INF and self.tracer is None and self.allocator is max_min_fair:
             # _reschedule's common case, inlined: every flow uncapped with weight 1, least remaining known
             self._uniform_rate = per_weight = self.capacity_bytes_per_s / self._total_weight
             soonest = least / per_weight
