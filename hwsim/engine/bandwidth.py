@@ -83,7 +83,7 @@ class _Timer(Timeout):
     (``Timeout.__init__`` inlined, as SimPy does it, with the callback list built in one go). The
     caller schedules it (see ``SharedBandwidth._arm``)."""
 
-    def __init__(self, env: simpy.Environment, delay: float, callback: Callable[[simpy.Event], None]):
+    def __init__(self, env: simpy.Environment, delay: float, callback: Callable[[_Timer], None]):
         self.env = env
         self.callbacks = [callback]
         self._value = None
@@ -364,10 +364,10 @@ class SharedBandwidth:
         else:
             self.env.schedule(timer, NORMAL, delay)
 
-    def _on_timer(self, timer: simpy.Event) -> None:
+    def _on_timer(self, timer: _Timer) -> None:
         if timer is not self._timer:
             return  # superseded by an earlier timer
-        self._spare = self._timer  # popped and processed: free to be armed again
+        self._spare = timer  # popped and processed: free to be armed again
         self._timer = None   # (_timer_at only counts while a timer is pending)
         env = self.env
         now = env._now
@@ -428,7 +428,7 @@ class SharedBandwidth:
         self.transfers_done += len(finished)
         self._least = least
         self._settling = True   # see _complete
-        finished[-1].callbacks.append(self._settle_cb)
+        f.callbacks.append(self._settle_cb)   # (f: the last finished)
 
     def _complete(self, now: float) -> None:
         """Advance every flow to ``now``, finish the ones that are done and have the rest rescheduled
@@ -516,33 +516,36 @@ class SharedBandwidth:
 
     def _settle(self, _event: simpy.Event) -> None:
         self._settling = False
-        least, self._least = self._least, None
+        least = self._least
         env = self.env
+        if least is not None:
+            self._least = None
+            # (least is known only while every flow is uncapped with weight 1: see transfer)
+            if least < _INF and env._now == self._updated_s and self.tracer is None \
+                    and self.allocator is max_min_fair:
+                # _reschedule's common case, inlined
+                self._uniform_rate = per_weight = self.capacity_bytes_per_s / self._total_weight
+                soonest = least / per_weight
+                delay = soonest if soonest > 0 else 0.0
+                self._due_s = due = env._now + delay
+                if self._timer is not None and self._timer_at <= due:
+                    return
+                timer = self._spare
+                if timer is None:
+                    timer = _Timer(env, delay, self._on_timer_cb)
+                else:   # (as in _arm)
+                    self._spare = None
+                    timer.callbacks = [self._on_timer_cb]
+                    timer._delay = delay
+                self._timer = timer
+                self._timer_at = due
+                queue = self._queue
+                if queue is not None:
+                    heappush(queue, (due, NORMAL, next(self._eid), timer))
+                else:
+                    env.schedule(timer, NORMAL, delay)
+                return
         if env._now != self._updated_s:
             self._advance()
             least = None
-        # (least is known only while every flow is uncapped with weight 1: see transfer)
-        if least is not None and least < _INF and self.tracer is None and self.allocator is max_min_fair:
-            # _reschedule's common case, inlined: every flow uncapped with weight 1, least remaining known
-            self._uniform_rate = per_weight = self.capacity_bytes_per_s / self._total_weight
-            soonest = least / per_weight
-            delay = soonest if soonest > 0 else 0.0
-            self._due_s = due = env._now + delay
-            if self._timer is not None and self._timer_at <= due:
-                return
-            timer = self._spare
-            if timer is None:
-                timer = _Timer(env, delay, self._on_timer_cb)
-            else:   # (as in _arm)
-                self._spare = None
-                timer.callbacks = [self._on_timer_cb]
-                timer._delay = delay
-            self._timer = timer
-            self._timer_at = due
-            queue = self._queue
-            if queue is not None:
-                heappush(queue, (due, NORMAL, next(self._eid), timer))
-            else:
-                env.schedule(timer, NORMAL, delay)
-            return
         self._reschedule(least)
