@@ -192,13 +192,16 @@ class SharedBandwidth:
             now = env._now
             if now != self._updated_s:  # (within one instant there is nothing to advance)
                 self._advance()
-            flow = _Transfer(env, float(nbytes), 1.0, None, label, now)
+            size = float(nbytes)
+            flow = _Transfer(env, size, 1.0, None, label, now)
             self.flows.append(flow)
             self._total_weight += 1.0
-            if not self._settling:
+            if self._settling:
+                least = self._least
+                if least is not None and size < least:
+                    self._least = size
+            else:
                 self._reschedule()
-            elif self._least is not None and flow.remaining_bytes < self._least:
-                self._least = flow.remaining_bytes
             return flow
         self._check_transfer(nbytes, weight, cap_bytes_per_s)
         if nbytes == 0:
@@ -528,8 +531,7 @@ class SharedBandwidth:
                 soonest = least / per_weight
                 delay = soonest if soonest > 0 else 0.0
                 self._due_s = due = env._now + delay
-                if self._timer is not None and self._timer_at <= due:
-                    return
+                # (no timer is pending: the one that fired for these completions was the last)
                 timer = self._spare
                 if timer is None:
                     timer = _Timer(env, delay, self._on_timer_cb)
