@@ -78,6 +78,9 @@ class _Transfer(Flow, Event):
         return self
 
 
+_new_transfer = _Transfer.__new__
+
+
 class _Timer(Timeout):
     """A resource's completion timer: a plain timeout whose first callback is given at creation
     (``Timeout.__init__`` inlined, as SimPy does it, with the callback list built in one go). The
@@ -193,7 +196,17 @@ class SharedBandwidth:
             if now != self._updated_s:  # (within one instant there is nothing to advance)
                 self._advance()
             size = float(nbytes)
-            flow = _Transfer(env, size, 1.0, None, label, now)
+            flow = _new_transfer(_Transfer)   # _Transfer(env, size, 1.0, None, label, now), inlined
+            flow.env = env
+            flow.callbacks = []
+            flow.size_bytes = flow.remaining_bytes = size
+            flow.done_below_bytes = DONE_FRACTION * size
+            flow.weight = 1.0
+            flow.cap_bytes_per_s = None
+            flow.rate_bytes_per_s = 0.0
+            flow.label = label
+            flow.start_s = now
+            flow.lane = -1
             self.flows.append(flow)
             self._total_weight += 1.0
             if self._settling:
