@@ -16,6 +16,8 @@ from simpy.events import NORMAL, Event, Timeout
 from hwsim.engine.bandwidth import event_queue
 from hwsim.engine.trace import Lanes, Tracer
 
+_ONE = 1   # CPython keeps one int 1, so `units is _ONE` is a one-instruction test for the common request
+
 
 class _Hold(Timeout):
     """The timeout of one hold, carrying what its end needs (rather than a closure per hold).
@@ -84,7 +86,7 @@ class ComputeUnits:
 
     def run(self, units: int, duration_s: float, label: str = "kernel") -> simpy.Event:
         """An event that fires when ``units`` have been held ``duration_s``; its value is when the hold began."""
-        if type(units) is not int or not 0 < units <= self.count:  # (exact int: the cheap test of the hot path)
+        if units is not _ONE:   # (one unit, the common case, is always valid; the test is only a shortcut)
             self._check(units)
         if not duration_s >= 0:
             raise ValueError(f"{self.name}: duration_s must be non-negative, got {duration_s!r}")
@@ -145,8 +147,14 @@ class ComputeUnits:
                 heappush(queue, (self.env._now, NORMAL, next(self._eid), done))
             else:
                 self.env.schedule(done)
-        if self._waiting:
-            self._grant()
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= self._free:   # _grant(), inlined
+            units, duration_s, label, event = waiting.popleft()
+            if duration_s is None:
+                self._free -= units
+                event.succeed(units)
+            else:
+                self._start(units, duration_s, label, event)
 
     def _grant(self) -> None:
         waiting = self._waiting
