@@ -82,13 +82,12 @@ _new_transfer = _Transfer.__new__
 
 
 class _Timer(Timeout):
-    """A resource's completion timer: a plain timeout whose first callback is given at creation
-    (``Timeout.__init__`` inlined, as SimPy does it, with the callback list built in one go). The
-    caller schedules it (see ``SharedBandwidth._arm``)."""
+    """A resource's completion timer: a plain timeout whose callback list is given at creation
+    (``Timeout.__init__`` inlined, as SimPy does it). The caller schedules it (see ``SharedBandwidth._arm``)."""
 
-    def __init__(self, env: simpy.Environment, delay: float, callback: Callable[[_Timer], None]):
+    def __init__(self, env: simpy.Environment, delay: float, callbacks: list[Callable[[Any], None]]):
         self.env = env
-        self.callbacks = [callback]
+        self.callbacks = callbacks
         self._value = None
         self._delay = delay
         self._ok = True
@@ -185,6 +184,8 @@ class SharedBandwidth:
         self._lanes = Lanes()
         self._on_timer_cb = self._on_timer   # bound once, not per timer
         self._settle_cb = self._settle
+        # the callbacks of every timer of this resource: one list, never changed (SimPy only iterates it)
+        self._timer_callbacks: list[Callable[[Any], None]] = [self._on_timer_cb]
         self._queue, self._eid = event_queue(env)
 
     def transfer(self, nbytes: float, *, weight: float = 1.0, cap_bytes_per_s: float | None = None,
@@ -368,10 +369,10 @@ class SharedBandwidth:
         """Schedule a new completion timer ``delay`` from now, at ``due`` (the sum SimPy forms)."""
         timer = self._spare
         if timer is None:
-            timer = _Timer(self.env, delay, self._on_timer_cb)
+            timer = _Timer(self.env, delay, self._timer_callbacks)
         else:   # re-arm the timer that last fired: SimPy is done with an event once its callbacks ran
             self._spare = None
-            timer.callbacks = [self._on_timer_cb]
+            timer.callbacks = self._timer_callbacks
             timer._delay = delay
         self._timer = timer
         self._timer_at = due
@@ -534,23 +535,21 @@ class SharedBandwidth:
         self._settling = False
         least = self._least
         env = self.env
-        if least is not None:
-            self._least = None
-            # (least is known only while every flow is uncapped with weight 1: see transfer)
+        if least is not None:   # (known only while every flow is uncapped with weight 1: see transfer;
+            # read only while settling, so it is not cleared here)
             if least < _INF and env._now == self._updated_s and self.tracer is None \
                     and self.allocator is max_min_fair:
-                # _reschedule's common case, inlined
+                # _reschedule's common case, inlined (every flow left has bytes left, so the delay is > 0)
                 self._uniform_rate = per_weight = self.capacity_bytes_per_s / self._total_weight
-                soonest = least / per_weight
-                delay = soonest if soonest > 0 else 0.0
+                delay = least / per_weight
                 self._due_s = due = env._now + delay
                 # (no timer is pending: the one that fired for these completions was the last)
                 timer = self._spare
                 if timer is None:
-                    timer = _Timer(env, delay, self._on_timer_cb)
+                    timer = _Timer(env, delay, self._timer_callbacks)
                 else:   # (as in _arm)
                     self._spare = None
-                    timer.callbacks = [self._on_timer_cb]
+                    timer.callbacks = self._timer_callbacks
                     timer._delay = delay
                 self._timer = timer
                 self._timer_at = due
