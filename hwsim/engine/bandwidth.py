@@ -164,8 +164,10 @@ class SharedBandwidth:
         self.busy_s = 0.0
         self.transfers_done = 0
         self._updated_s = env.now
+        # The timer armed last, and whether it is still pending. One that has fired is armed again rather
+        # than a new one built: SimPy is done with an event once its callbacks have run.
         self._timer: _Timer | None = None
-        self._spare: _Timer | None = None   # a timer that has fired, kept to be armed again
+        self._pending = False
         self._timer_at = _INF   # when the pending timer fires
         self._due_s = _INF      # when the next flow is actually due (>= _timer_at while a timer is pending)
         self._settling = False  # completions just fired: reschedule once their waiters have issued more
@@ -319,6 +321,7 @@ class SharedBandwidth:
         flows = self.flows
         if not flows:
             self._timer = None
+            self._pending = False
             self._uniform_rate = None
             return
         self._uniform_rate = None
@@ -359,7 +362,7 @@ class SharedBandwidth:
         delay = soonest if soonest > 0 else 0.0
         due = env._now + delay  # the sum SimPy forms for the timeout below
         self._due_s = due
-        if self._timer is not None and self._timer_at <= due:
+        if self._pending and self._timer_at <= due:
             return  # the pending timer fires first; if the mix changed since, it wakes early and re-arms
         # a pending timer that is now late stays queued as a stale event: SimPy cannot cancel, so it is
         # skipped when it fires (the only case that leaves one; an arrival that only delays flows does not)
@@ -367,14 +370,13 @@ class SharedBandwidth:
 
     def _arm(self, delay: float, due: float) -> None:
         """Schedule a new completion timer ``delay`` from now, at ``due`` (the sum SimPy forms)."""
-        timer = self._spare
-        if timer is None:
-            timer = _Timer(self.env, delay, self._timer_callbacks)
-        else:   # re-arm the timer that last fired: SimPy is done with an event once its callbacks ran
-            self._spare = None
+        timer = self._timer
+        if timer is None or self._pending:   # (a pending one stays queued, stale)
+            self._timer = timer = _Timer(self.env, delay, self._timer_callbacks)
+        else:   # the one that fired last, armed again
             timer.callbacks = self._timer_callbacks
             timer._delay = delay
-        self._timer = timer
+        self._pending = True
         self._timer_at = due
         if self._queue is not None:
             heappush(self._queue, (due, NORMAL, next(self._eid), timer))
@@ -384,8 +386,7 @@ class SharedBandwidth:
     def _on_timer(self, timer: _Timer) -> None:
         if timer is not self._timer:
             return  # superseded by an earlier timer
-        self._spare = timer  # popped and processed: free to be armed again
-        self._timer = None   # (_timer_at only counts while a timer is pending)
+        self._pending = False   # (_timer_at only counts while a timer is pending)
         env = self.env
         now = env._now
         if self._due_s > now:  # arrivals since it was set pushed the next completion later
@@ -537,21 +538,19 @@ class SharedBandwidth:
         env = self.env
         if least is not None:   # (known only while every flow is uncapped with weight 1: see transfer;
             # read only while settling, so it is not cleared here)
-            if least < _INF and env._now == self._updated_s and self.tracer is None \
-                    and self.allocator is max_min_fair:
+            # (a settle runs in the instant of its completions, so every flow is up to date)
+            if least < _INF and self.tracer is None and self.allocator is max_min_fair:
                 # _reschedule's common case, inlined (every flow left has bytes left, so the delay is > 0)
                 self._uniform_rate = per_weight = self.capacity_bytes_per_s / self._total_weight
                 delay = least / per_weight
                 self._due_s = due = env._now + delay
-                # (no timer is pending: the one that fired for these completions was the last)
-                timer = self._spare
-                if timer is None:
-                    timer = _Timer(env, delay, self._timer_callbacks)
-                else:   # (as in _arm)
-                    self._spare = None
+                timer = self._timer   # _arm(delay, due), inlined
+                if timer is None or self._pending:
+                    self._timer = timer = _Timer(env, delay, self._timer_callbacks)
+                else:
                     timer.callbacks = self._timer_callbacks
                     timer._delay = delay
-                self._timer = timer
+                self._pending = True
                 self._timer_at = due
                 queue = self._queue
                 if queue is not None:
