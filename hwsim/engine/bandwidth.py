@@ -444,20 +444,19 @@ class SharedBandwidth:
         self.bytes_moved = bytes_moved
         self._total_weight = total_weight if flows else 0.0
         self.transfers_done += len(finished)
-        self._least = least
+        self._least = least if self.allocator is max_min_fair else None
         self._settling = True   # see _complete
         f.callbacks.append(self._settle_cb)   # (f: the last finished)
 
     def _complete(self, now: float) -> None:
         """Advance every flow to ``now``, finish the ones that are done and have the rest rescheduled
-        once the waiters of these completions have run."""
+        once the waiters of these completions have run (the general case of _on_timer)."""
         env = self.env
         # advance every flow to now and sort out the finished ones in one loop (as _advance would)
         finished: list[_Transfer] = []
         flows = self.flows
         bytes_moved = self.bytes_moved
         rate = self._uniform_rate
-        least = _INF   # least remaining of the flows that go on (found only under one common rate)
         elapsed = now - self._updated_s
         if elapsed > 0 and flows:
             self.busy_s += elapsed
@@ -469,8 +468,6 @@ class SharedBandwidth:
                     moved += step
                     if left <= f.done_below_bytes:
                         finished.append(f)
-                    elif left < least:  # noqa: PLR1730 (hot loop)
-                        least = left
             else:
                 for f in flows:
                     step = f.rate_bytes_per_s * elapsed
@@ -481,11 +478,8 @@ class SharedBandwidth:
             bytes_moved += moved
         else:
             for f in flows:
-                left = f.remaining_bytes
-                if left <= f.done_below_bytes:
+                if f.remaining_bytes <= f.done_below_bytes:
                     finished.append(f)
-                elif left < least:  # noqa: PLR1730
-                    least = left
         self._updated_s = now
         if not finished:  # rounding left a sliver: finish the flow that was due
             if rate is None:
@@ -493,10 +487,9 @@ class SharedBandwidth:
             else:
                 due = min(flows, key=lambda f: f.remaining_bytes / rate)
             finished = [due]
-            least = _INF if rate is None else min((f.remaining_bytes for f in flows if f is not due), default=_INF)
         for f in finished:   # the rest go on, in arrival order
             flows.remove(f)
-        self._least = None if rate is None else least
+        self._least = None   # (the settle finds it)
         if self._order:
             if self._capped - sum(f.cap_bytes_per_s is not None for f in finished) > 0:
                 gone = {id(f) for f in finished}
@@ -536,10 +529,11 @@ class SharedBandwidth:
         self._settling = False
         least = self._least
         env = self.env
-        if least is not None:   # (known only while every flow is uncapped with weight 1: see transfer;
-            # read only while settling, so it is not cleared here)
-            # (a settle runs in the instant of its completions, so every flow is up to date)
-            if least < _INF and self.tracer is None and self.allocator is max_min_fair:
+        # `least` is known only on the common path: every flow uncapped with weight 1 under max_min_fair
+        # and no tracer (see _on_timer and transfer); it is read only while settling, so not cleared here.
+        # A settle runs in the instant of its completions, so every flow is up to date.
+        if least is not None:
+            if least < _INF:
                 # _reschedule's common case, inlined (every flow left has bytes left, so the delay is > 0)
                 self._uniform_rate = per_weight = self.capacity_bytes_per_s / self._total_weight
                 delay = least / per_weight
