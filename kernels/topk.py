@@ -14,29 +14,38 @@ Implementations: :func:`topk_ref` (NumPy, stable argsort: the ground truth), :fu
 (below), :func:`topk_cupy` (a RawKernel radix select, below; raises ``GpuUnavailable`` without a
 GPU). :func:`topk_argpartition` is the NumPy built-in baseline the CPU kernel is benchmarked against.
 
-CPU algorithm (:func:`topk_numba`), per row of ``n`` elements; what a cost model of it counts:
+CPU algorithm (:func:`topk_numba`), per row of ``n`` elements; what a cost model of it counts. Every
+pass works on blocks of 16 float32 (8 float64): one vector compare gives a bit mask and an AVX-512
+compress packs the selected lanes (:mod:`hwsim.kernels.simd`), so a pass costs a fraction of a cycle
+per element instead of the ~2 cycles of a scalar branch-free loop.
 
-1. **Estimate.** A strided sample of ``s = min(n/8, max(64, 16 n/k), 1024)`` elements (8192 for rows
-   of 2^20 or more) is selected (branch-free quick-select, ~2-3 passes over ``s``) for the value of
-   descending rank ``q = e + 2 sqrt(e) + 2`` with ``e = k s / n``: a threshold ``t`` that at least
-   ``k`` elements reach unless the sample misled (a few percent of random rows; a wider margin
-   cost more in candidates than it saved in misses, measured on the benchmark shapes).
-2. **Filter: one pass over the row.** The indices of elements ``>= t`` are compacted, branch-free,
-   in index order (``m`` candidates, about ``n (q+1)/s``). When the expected candidate fraction is
-   under 1/64 the pass first counts each block of 32 with SIMD compares and compacts only blocks
-   that hit, so it runs near memory speed. NaNs are counted in the same pass.
-3. **Select exactly among the ``m`` candidates.** A branch-free quick-select finds the k-th largest
-   value ``T`` among them; one pass keeps every candidate ``> T`` and the leftmost ``== T`` ones.
-   Every element ``>= T`` is ``>= t`` (at least k are), so the result is exact. If the filter kept
-   fewer than ``k`` (the sample missed) the row falls back to steps 3 over all ``n`` elements.
+* **Vector quick-select** (used below): partition around a median-of-three pivot, values above it
+  to one buffer and the rest to another, keep the side that holds rank ``k``; at most 16 values left,
+  each one's rank is counted with vector compares. About ``2 m`` elements partitioned for ``m``
+  values; a run of passes that barely shrink ends in a sort (worst case ``O(m log m)``).
+* **Short rows** (``n <= 1024``): the quick-select runs on the row itself (its first pass also counts
+  NaNs), then one pass keeps, in index order, every element above the k-th value and the leftmost
+  of its ties.
+* **Long rows**: (1) *estimate*: the quick-select on a strided sample of
+  ``s = min(n/8, max(64, 16 n/k), 1024)`` elements (8192 for rows of 2^20 or more) gives the value of
+  descending rank ``q = e + 2 sqrt(e) + 2`` with ``e = k s / n``: a threshold ``t`` that at least ``k``
+  elements reach unless the sample misled (a few percent of random rows). (2) *filter*, one pass over
+  the row: the values and indices of elements ``>= t`` (and of NaNs, counted on the way) are packed
+  in index order; a block without a hit costs a compare and a test, so the pass runs near memory
+  speed (``m`` candidates, about ``n (q+1)/s``). (3) *select exactly* among the ``m``: the
+  quick-select finds the k-th value ``T``, one pass keeps what is above it and its leftmost ties.
+  Every element ``>= T`` is ``>= t`` (at least ``k`` are), so the result is exact. If fewer than ``k``
+  passed (the sample missed) the row is selected as a short row is.
 
-Cost: one read of the row plus ``O(s + m)`` work. Rows are independent: a batch of at least
-:data:`PARALLEL_MIN_ELEMENTS` elements is split into many small chunks of rows that threads take as
-they free up; a single row, or a smaller batch, runs on the calling thread.
+Cost: one read of the row plus ``O(s + m)`` vector work (short rows: about three vector passes).
+Rows are independent: a batch of at least :data:`PARALLEL_MIN_ELEMENTS` elements is split into many
+small chunks of rows that threads take as they free up; a single row, or a smaller batch, runs on
+the calling thread. Indices are int32 inside (rows of up to ``2^31 - 65`` elements).
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,6 +53,17 @@ import numpy as np
 from numba import get_num_threads, njit
 
 from hwsim.kernels.gpu import require_gpu
+from hwsim.kernels.simd import (
+    SLACK,
+    eq_mask,
+    ge_or_nan_mask,
+    gt_mask,
+    lanes,
+    nan_mask,
+    popcount,
+    store_indices,
+    store_values,
+)
 
 __all__ = [
     "CUPY_KERNEL_SOURCE",
@@ -92,223 +112,241 @@ def topk_argpartition(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Numba CPU: quick-select per row, rows in parallel.
+# Numba CPU: vector quick-select and sampled-threshold filter per row, rows in parallel.
 
 
 @njit(cache=True, nogil=True)
-def _kth_largest(buf: np.ndarray, k: int) -> float:
-    """Value of rank k (1-based, descending) in ``buf``, which it reorders. Hoare partition with a
-    median-of-three pivot; an iteration cap falls back to a sort so adversarial rows stay O(n log n)."""
-    lo = 0
-    hi = buf.shape[0] - 1
-    target = k - 1  # position in descending order
-    guard = 0
-    limit = 2 * 64
-    while hi > lo:
-        guard += 1
-        if guard > limit:
-            seg = np.sort(buf[lo:hi + 1])[::-1]
-            return seg[target - lo]
-        mid = (lo + hi) >> 1
-        a = buf[lo]
-        b = buf[mid]
-        c = buf[hi]
-        if a < b:
-            if b < c:
-                pivot = b
-            elif a < c:
-                pivot = c
-            else:
-                pivot = a
-        else:
-            if a < c:
-                pivot = a
-            elif b < c:
-                pivot = c
-            else:
-                pivot = b
-        i = lo
-        j = hi
-        while i <= j:  # descending partition: > pivot to the left
-            while buf[i] > pivot:
-                i += 1
-            while buf[j] < pivot:
-                j -= 1
-            if i <= j:
-                t = buf[i]
-                buf[i] = buf[j]
-                buf[j] = t
-                i += 1
-                j -= 1
-        # now buf[lo..j] >= pivot, buf[i..hi] <= pivot, and buf[j+1..i-1] == pivot
-        if target <= j:
-            hi = j
-        elif target >= i:
-            lo = i
-        else:
-            return pivot
-    return buf[lo]
+def _kth_small(cur: np.ndarray, m: int, k: int) -> tuple[float, int]:
+    """Value of rank k (1-based, descending) among ``cur[:m]`` for ``m`` up to a few blocks, and how
+    many of them are greater: each element's rank is counted with vector compares over all ``m``
+    (``cur`` has :data:`SLACK` readable spare elements; the lanes past ``m`` are masked off)."""
+    w = lanes(cur)
+    full = np.uint32((1 << w) - 1)
+    for i in range(m):
+        v = cur[i]
+        gt = 0
+        ge = 0
+        for base in range(0, m, w):
+            valid = m - base
+            keep = full if valid >= w else np.uint32((1 << valid) - 1)
+            gt += popcount(gt_mask(cur, base, v) & keep)
+            ge += popcount(ge_or_nan_mask(cur, base, v) & keep)
+        if gt < k <= ge:
+            return v, gt
+    return cur[0], 0  # only with NaN among them (no element has rank k); the caller has counted the NaNs
+
+
+_SMALL = 16  # at or below this many values the rank count finishes the select
 
 
 @njit(cache=True, nogil=True)
-def _kth_largest_bf(buf: np.ndarray, tmp: np.ndarray, m: int, k: int) -> float:
-    """Value of rank k (1-based, descending) among ``buf[:m]``; reorders ``buf`` and uses ``tmp``.
+def _kth_largest_simd(src: np.ndarray, scratch: np.ndarray, m: int, k: int) -> tuple[float, int, int]:
+    """Value of rank k (1-based, descending) among ``src[:m]``, which it leaves untouched; also how
+    many of them are greater than it, and how many of ``src[:m]`` are NaN (then the value means nothing).
 
-    Quick-select whose partition is branch-free (each element is written to both ends of the
-    other buffer and one end advances), so random data costs no branch mispredictions; the two
-    buffers swap roles each pass. A pass that makes no progress (the pivot is the largest value)
-    and the last 16 or fewer finish with :func:`_kth_largest`."""
-    src = buf[:m]
-    spare = tmp
-    while m > 16:
-        a = src[0]
-        b = src[m >> 1]
-        c = src[m - 1]
+    Quick-select whose partition is one vector compare and two compresses per block (values above
+    the pivot to one scratch row, the rest to another; ``scratch`` is ``(3, >= m + SLACK)`` and the
+    rows rotate so the side kept is never overwritten). Few values left: :func:`_kth_small`. A run
+    of passes that barely shrink (an adversarial order) ends in a sort, so the worst case stays
+    O(m log m)."""
+    w = lanes(src)
+    full = np.uint32((1 << w) - 1)
+    cur = src
+    cur_id = -1
+    passes = 0
+    limit = 2 * int(np.log2(m + 1)) + 8
+    greater = 0  # elements already known to lie above the answer
+    nan = 0
+    while m > _SMALL:
+        passes += 1
+        a = cur[0]
+        b = cur[m >> 1]
+        c = cur[m - 1]
         pivot = max(min(a, b), min(max(a, b), c))  # median of three
-        dst = spare[:m]
-        lo = 0
-        hi = m - 1
-        for i in range(m):
-            v = src[i]
+        g_id = 1 if cur_id == 0 else (2 if cur_id == 1 else 0)
+        l_id = 3 - g_id - cur_id if cur_id >= 0 else 1
+        above = scratch[g_id]
+        rest = scratch[l_id]
+        g = 0
+        r = 0
+        blocks = m - m % w
+        for base in range(0, blocks, w):
+            bits = gt_mask(cur, base, pivot)
+            if cur_id == -1:  # the first pass reads the caller's values: count their NaNs on the way
+                nan += popcount(nan_mask(cur, base))
+            g = store_values(above, g, cur, base, bits, cur)
+            r = store_values(rest, r, cur, base, bits ^ full, cur)
+        for j in range(blocks, m):
+            v = cur[j]
+            above[g] = v
+            rest[r] = v
             gt = v > pivot
-            dst[lo] = v
-            dst[hi] = v
-            lo += gt
-            hi -= 1 - gt
-        if lo == 0:  # nothing above the pivot: it is the maximum; let the Hoare select handle the ties
-            return _kth_largest(src, k)
-        spare = src
-        if k <= lo:
-            m = lo
-            src = dst[:lo]
-        else:  # the rest, <= pivot, sits in dst[lo:m] (in reverse order, which does not matter)
-            k -= lo
-            src = dst[lo:m]
-            m -= lo
-    return _kth_largest(src, k)
+            g += gt
+            r += 1 - gt
+            if cur_id == -1:
+                nan += v != v  # noqa: PLR0124 (NaN test)
+        if nan:
+            return pivot, 0, nan
+        if g == 0 or passes > limit:  # the pivot is the largest value, or no progress: sort what is left
+            ordered = np.sort(cur[:m])
+            kth = ordered[m - k]
+            return kth, greater + int(np.sum(ordered > kth)), 0
+        if k <= g:
+            cur, cur_id, m = above, g_id, g
+        else:
+            cur, cur_id, m, k, greater = rest, l_id, r, k - g, greater + g
+    if cur_id == -1:  # still the caller's array, which may end right after m: count NaNs, read a copy
+        for j in range(m):
+            scratch[0, j] = cur[j]
+            nan += cur[j] != cur[j]  # noqa: PLR0124 (NaN test)
+        if nan:
+            return cur[0], 0, nan
+        cur = scratch[0]
+    kth, above_kth = _kth_small(cur, m, k)
+    return kth, greater + above_kth, 0
 
 
 # Per row: estimate, filter, select exactly (see the module docstring). Tuning comes in as
 # arguments, not globals, so that a stale JIT cache can never disagree with this file.
 _SAMPLE = 1024      # most sample points per row (8x that for rows of a million or more)
 _SIGMAS = 2.0       # threshold at the sample rank k*s/n + 2 sqrt(k*s/n) + 2: a miss is rare (measured best)
-_BLOCK = 32         # sparse filter: a vectorised count per block of 32, compaction only where it hits
-_SPARSE_BELOW = 1.0 / 64   # expected candidate fraction under which the block-skipping filter pays
+_DIRECT_MAX = 1024  # rows this short are selected directly (two vector passes cost less than a sample)
+_SPARSE_BELOW = 32  # expected candidates under 1 in this many: the filter tests each block before storing
 
 
 @njit(cache=True, nogil=True)
-def _filter_dense(row: np.ndarray, t: float, cand_i: np.ndarray, lo: int = 0, m: int = 0) -> tuple[int, int]:
-    """Indices ``j >= lo`` of ``row >= t`` appended in index order after the first ``m`` of ``cand_i``,
-    branch-free; returns the new count and the number of NaNs seen."""
+def _filter(row: np.ndarray, t: float, cand_v: np.ndarray, cand_i: np.ndarray, sparse: bool) -> tuple[int, int]:
+    """Values and indices of ``row >= t`` in index order into ``cand_v``/``cand_i``; returns their
+    count and the number of NaNs in the row (NaN lanes always pass). ``sparse`` (few blocks expected
+    to hit): a block with no hit costs a compare and a test, so the pass runs at memory speed;
+    otherwise every block is stored without a test, which a hit rate near one half would mispredict."""
+    n = row.shape[0]
+    w = lanes(row)
+    blocks = n - n % w
+    m = 0
     nan = 0
-    for j in range(lo, row.shape[0]):
+    for base in range(0, blocks, w):
+        bits = ge_or_nan_mask(row, base, t)
+        if bits or not sparse:
+            nan += popcount(nan_mask(row, base))
+            store_values(cand_v, m, row, base, bits, row)
+            m = store_indices(cand_i, m, base, bits, row)
+    for j in range(blocks, n):
         v = row[j]
+        cand_v[m] = v
         cand_i[m] = j
-        m += v >= t
+        m += not v < t
         nan += v != v  # noqa: PLR0124 (NaN test, branch-free)
     return m, nan
 
 
 @njit(cache=True, nogil=True)
-def _filter_sparse(row: np.ndarray, t: float, cand_i: np.ndarray, block: int) -> tuple[int, int]:
-    """As :func:`_filter_dense`, but a block whose vectorised count finds nothing is skipped: when
-    few elements pass, the pass runs at the speed of a SIMD compare and add."""
-    n = row.shape[0]
-    m = 0
-    nan = 0
-    full = n - n % block
-    for base in range(0, full, block):
-        hit = 0
-        below = 0
-        for j in range(base, base + block):
-            v = row[j]
-            hit += v >= t
-            below += v < t
-        nan += block - hit - below  # NaN compares false both ways
-        if hit:
-            for j in range(base, base + block):
-                cand_i[m] = j
-                m += row[j] >= t
-    m, tail_nan = _filter_dense(row, t, cand_i, full, m)  # the last, partial block
-    return m, nan + tail_nan
+def _take_top(vals: np.ndarray, idx: np.ndarray, m: int, k: int, kth: float, greater: int, direct: bool,
+              out_v: np.ndarray, out_i: np.ndarray, cand_v: np.ndarray, cand_i: np.ndarray) -> None:
+    """Everything above ``kth`` among ``vals[:m]`` plus its leftmost ties, ``k`` in all, in index
+    order into ``out_v``/``out_i``; ``greater`` of them are above ``kth``. ``direct``: ``vals`` is the row (indices are positions), else
+    candidates with indices ``idx``. Compacts through ``cand_v``/``cand_i`` (vector stores need
+    their slack; the outputs have exactly ``k`` slots), which may be ``vals``/``idx`` themselves:
+    a block is stored at or before where it was read."""
+    w = lanes(vals)
+    blocks = m - m % w
+    ties = k - greater  # how many equal to kth to take, leftmost first
+    q = 0
+    for base in range(0, blocks, w):
+        take = gt_mask(vals, base, kth)
+        if ties > 0:
+            eq = eq_mask(vals, base, kth)
+            while eq and ties > 0:  # the leftmost ties, lowest bit first
+                low = eq & (~eq + np.uint32(1))
+                take |= low
+                eq ^= low
+                ties -= 1
+        if take:
+            store_values(cand_v, q, vals, base, take, vals)
+            if direct:
+                q = store_indices(cand_i, q, base, take, vals)
+            else:
+                q = store_values(cand_i, q, idx, base, take, vals)
+    for j in range(blocks, m):  # the tail, branch-free
+        v = vals[j]
+        eq = v == kth
+        take = (v > kth) | (eq & (ties > 0))
+        ties -= eq & take
+        cand_v[q] = v
+        cand_i[q] = j if direct else idx[j]
+        q += take
+    for j in range(k):
+        out_v[j] = cand_v[j]
+        out_i[j] = cand_i[j]
 
 
 @njit(cache=True, nogil=True)
 def _row_topk(row: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, cand_v: np.ndarray,
-              cand_i: np.ndarray, samp: np.ndarray, sample: int, sigmas: float, block: int,
-              sparse_below: float) -> int:
+              cand_i: np.ndarray, samp: np.ndarray, scratch: np.ndarray, sample: int, sigmas: float,
+              direct_max: int, sparse_below: int) -> int:
     """Top-k of one row into ``out_v``/``out_i`` (index order, leftmost ties); 1 if the row has NaN."""
     n = row.shape[0]
     # enough sample points that ~16 of them lie above the k-th largest value, within the limits
     s = min(n // 8, max(64, (16 * n) // k), sample if n < (1 << 20) else 8 * sample)
-    m = 0
-    hit = False
-    if s >= 16 and k < n:
+    if n > direct_max and s >= 16 and k < n:
         step = n // s
         for i in range(s):
             samp[i] = row[i * step]
         expected = k * s / n
         q = int(expected + sigmas * np.sqrt(expected) + 2.0)  # 0-based descending sample rank
         if q < s - 1:
-            t = _kth_largest_bf(samp, cand_v, s, q + 1)
-            if (q + 1) / s < sparse_below:
-                m, nan = _filter_sparse(row, t, cand_i, block)
-            else:
-                m, nan = _filter_dense(row, t, cand_i)
+            t = _kth_largest_simd(samp, scratch, s, q + 1)[0]
+            m, nan = _filter(row, t, cand_v, cand_i, (q + 1) * sparse_below < s)  # NaNs pass and are counted
             if nan:
                 return 1
-            hit = m >= k  # else the sample missed (or t is NaN): take every element
-    if not hit:
-        nan = 0
-        for j in range(n):
-            v = row[j]
-            cand_i[j] = j
-            nan += v != v  # noqa: PLR0124 (NaN test, branch-free)
-        if nan:
-            return 1
-        m = n
-    # every element >= the k-th largest value is a candidate, in index order; select among them
-    for j in range(m):
-        cand_v[j] = row[cand_i[j]]
-    if m == k:
-        for q in range(k):
-            out_i[q] = cand_i[q]
-            out_v[q] = cand_v[q]
-        return 0
-    kth = _kth_largest_bf(cand_v, samp, m, k)  # reorders cand_v; the output pass reads the row again
-    greater = 0
-    for j in range(m):
-        greater += row[cand_i[j]] > kth
-    ties = k - greater
-    q = 0
-    for j in range(m):  # branch-free compaction in place (q <= j): what is above kth, then leftmost ties
-        c = cand_i[j]
-        v = row[c]
-        eq = v == kth
-        take = (v > kth) | (eq & (ties > 0))
-        ties -= eq & take
-        cand_i[q] = c
-        q += take
-    for q in range(k):
-        c = cand_i[q]
-        out_i[q] = c
-        out_v[q] = row[c]
+            if m >= k:  # every element >= the k-th largest value is a candidate: select among them
+                if m == k:
+                    kth, greater = -np.inf, 0
+                else:
+                    kth, greater, _ = _kth_largest_simd(cand_v, scratch, m, k)
+                _take_top(cand_v, cand_i, m, k, kth, greater, False, out_v, out_i, cand_v, cand_i)
+                return 0
+    # a short row, or the sample missed: select over the whole row
+    kth, greater, nan = _kth_largest_simd(row, scratch, n, k)
+    if nan:
+        return 1
+    _take_top(row, cand_i, n, k, kth, greater, True, out_v, out_i, cand_v, cand_i)
     return 0
 
 
 @njit(cache=True, nogil=True)
-def _topk_rows(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, lo: int, hi: int, sample: int,
-               sigmas: float, block: int, sparse_below: float) -> int:
-    """Rows ``lo..hi-1`` one after another with scratch allocated once; the number of rows with NaN."""
-    n = x.shape[1]
-    cand_v = np.empty(n, dtype=x.dtype)
-    cand_i = np.empty(n + 1, dtype=np.int64)  # +1: the branch-free filter writes one past the count
-    samp = np.empty(max(n, 8 * sample), dtype=x.dtype)  # the sample, then selection scratch
+def _topk_rows(x: np.ndarray, k: int, out_v: np.ndarray, out_i: np.ndarray, lo: int, hi: int,
+               cand_v: np.ndarray, cand_i: np.ndarray, samp: np.ndarray, scratch: np.ndarray, sample: int,
+               sigmas: float, direct_max: int, sparse_below: int) -> int:
+    """Rows ``lo..hi-1`` one after another on one workspace (:func:`_workspace`); the number of rows with NaN."""
     bad = 0
     for r in range(lo, hi):
-        bad += _row_topk(x[r], k, out_v[r], out_i[r], cand_v, cand_i, samp, sample, sigmas, block, sparse_below)
+        bad += _row_topk(x[r], k, out_v[r], out_i[r], cand_v, cand_i, samp, scratch, sample, sigmas, direct_max,
+                         sparse_below)
     return bad
 
+
+_held = threading.local()
+_HOLD_ELEMENTS = 1 << 20  # a workspace for rows up to this long is kept by its thread between calls
+
+
+def _workspace(dtype: np.dtype, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate values and indices, sample, and the select's three rotating partition rows, each
+    with SLACK spare elements for the vector stores. Kept per thread for rows of up to
+    :data:`_HOLD_ELEMENTS`: fresh buffers of several row lengths cost page mappings on every call,
+    as much as a short batch's whole selection."""
+    cap = max(n, 8 * _SAMPLE) + 2 * SLACK
+    key = np.dtype(dtype).str
+    held = getattr(_held, key, None)
+    if held is not None and held[0].shape[0] >= cap:
+        return held  # type: ignore[no-any-return]
+    space = (np.empty(cap, dtype), np.empty(cap, np.int32), np.empty(cap, dtype), np.empty((3, cap), dtype))
+    if n <= _HOLD_ELEMENTS:
+        setattr(_held, key, space)
+    return space
+
+
+_MAX_ROW = (1 << 31) - 1 - 64  # candidate indices are int32, with room for the vector stores
 
 PARALLEL_MIN_ELEMENTS = 1 << 21
 """A batch of fewer elements (about a millisecond of work) runs on one thread: splitting costs more
@@ -337,20 +375,26 @@ def topk_numba(x: np.ndarray, k: int, *, threads: int | None = None) -> tuple[np
     check_topk_args(x, k)
     x = np.ascontiguousarray(x)
     rows, n = x.shape
+    if n > _MAX_ROW:
+        raise ValueError(f"topk_numba: rows of at most {_MAX_ROW} elements (int32 candidate indices), got n={n}")
     k = int(k)
     out_v = np.empty((rows, k), dtype=x.dtype)
     out_i = np.empty((rows, k), dtype=np.int64)
     if rows == 0:
         return out_v, out_i
-    args = (_SAMPLE, _SIGMAS, _BLOCK, _SPARSE_BELOW)
+    args = (_SAMPLE, _SIGMAS, _DIRECT_MAX, _SPARSE_BELOW)
     workers = _threads_for(rows, n, threads)
     if workers == 1:
-        bad = _topk_rows(x, k, out_v, out_i, 0, rows, *args)
+        bad = _topk_rows(x, k, out_v, out_i, 0, rows, *_workspace(x.dtype, n), *args)
     else:
         per = max(1, rows // (workers * _CHUNKS_PER_THREAD))
         bounds = [(lo, min(rows, lo + per)) for lo in range(0, rows, per)]
+
+        def chunk(b: tuple[int, int]) -> int:
+            return int(_topk_rows(x, k, out_v, out_i, b[0], b[1], *_workspace(x.dtype, n), *args))
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            bad = sum(pool.map(lambda b: _topk_rows(x, k, out_v, out_i, b[0], b[1], *args), bounds))
+            bad = sum(pool.map(chunk, bounds))
     if bad:
         raise ValueError("x contains NaN; top-k of NaN is undefined")
     return out_v, out_i

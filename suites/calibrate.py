@@ -21,11 +21,12 @@ from rich.console import Console
 
 from hwsim.costs import efficiency_from_fit, fit_linear_time
 from hwsim.costs.families import (
+    CACHE_LINE_BYTES,
     Interference,
     MemoryStep,
     OperatorModels,
     gemm_padded_flops,
-    topk_selection_elements,
+    topk_work,
 )
 from hwsim.errors import MeasurementError
 from hwsim.fileio import write_text_atomic
@@ -393,12 +394,18 @@ def fit_operator_models(
             for name, ((m, k), _) in gemvs.items()
         )
         soft_rate = max(r * c / max(best[name] - launch, 1e-9) for name, ((r, c), _) in soft.items())
-        # the kernel's own structure: one pass over each row plus selection among its sample and candidates
-        per_element, per_select = _fit_two(
-            [(rows * n, rows * topk_selection_elements(n, k), best[name] - launch)
-             for name, ((rows, n, k), _) in topks.items()]
+        # the kernel's own structure (topk_work): per call, per row, quick-select elements, filter blocks
+        # that store, the sample's cache lines and the filter's pass, each priced where the rows live
+        def topk_terms(rows: int, n: int, k: int) -> tuple[float, ...]:
+            work = topk_work(n, k, 4.0)
+            line_s = base.stream_s(CACHE_LINE_BYTES, 0.0, rows * n * 4.0)
+            pass_s = base.stream_s(rows * n * 4.0, 0.0) if work.filtered else 0.0
+            return (1.0, rows, rows * work.selection_elements, rows * work.hit_blocks,
+                    rows * work.sample_lines * line_s, pass_s)
+
+        topk_call, topk_row, per_select, per_hit_block, gather_factor, stream_factor = _fit_nonnegative(
+            [(topk_terms(*shape), best[name] - launch) for name, (shape, _) in topks.items()]
         )
-        topk_rate, topk_row = 1.0 / per_element, 0.0
         per_flop, per_byte = _fit_two(
             [
                 (4.0 * h * q * t * d, 2.0 * h * t * d * 4.0, best[name] - launch - h * q * t / soft_rate)
@@ -442,9 +449,12 @@ def fit_operator_models(
         base,
         gemv_read_fraction=min(1.0, gemv_fraction),
         softmax_elements_per_s=soft_rate,
-        topk_elements_per_s=topk_rate,
+        topk_call_s=topk_call,
         topk_row_s=topk_row,
         topk_select_element_s=per_select,
+        topk_hit_block_s=per_hit_block,
+        topk_gather_factor=gather_factor,
+        topk_stream_factor=stream_factor,
         attention_flops_per_s=att_rate,
         gather_bytes_per_s=gather_bw,
         skinny_flops_per_s=skinny_rate,
@@ -459,8 +469,12 @@ def fit_operator_models(
         "gemm_fixed_s": gemm_fixed,
         "gemv_read_fraction": models.gemv_read_fraction,
         "softmax_elements_per_s": soft_rate,
-        "topk_elements_per_s": topk_rate,
+        "topk_call_s": topk_call,
+        "topk_row_s": topk_row,
         "topk_select_element_s": per_select,
+        "topk_hit_block_s": per_hit_block,
+        "topk_gather_factor": gather_factor,
+        "topk_stream_factor": stream_factor,
         "attention_flops_per_s": att_rate,
         "gather_bytes_per_s": gather_bw,
         "skinny_flops_per_s": skinny_rate,
@@ -509,6 +523,26 @@ def _fit_two(points: Sequence[tuple[float, float, float]]) -> tuple[float, float
     if a <= 0 or b < 0:
         a, b = float(np.sum(w * w * x[:, 0] * t) / np.sum(w * w * x[:, 0] ** 2)), 0.0
     return a, b
+
+
+def _fit_nonnegative(points: Sequence[tuple[tuple[float, ...], float]]) -> tuple[float, ...]:
+    """Non-negative coefficients of ``t = sum(c_i * x_i)`` by least squares on relative error: a term
+    whose coefficient comes out negative is dropped (set to 0) and the rest refitted."""
+    import numpy as np
+
+    x = np.array([xs for xs, _ in points], dtype=float)
+    t = np.array([max(tt, 1e-9) for _, tt in points])
+    w = 1.0 / t
+    active = list(range(x.shape[1]))
+    coef = np.zeros(x.shape[1])
+    while active:
+        sol, *_ = np.linalg.lstsq(x[:, active] * w[:, None], t * w, rcond=None)
+        coef[:] = 0.0
+        coef[active] = sol
+        if (sol >= 0).all():
+            break
+        active.pop(int(np.argmin(sol)))
+    return tuple(float(c) for c in coef)
 
 
 #: Calibration pairs: FMA passes over 4096 values, and ``c = a + b`` over this many bytes (x4 passes).

@@ -20,7 +20,7 @@ from hwsim.costs.families import (
     gemm_padded_flops,
     models_from_dict,
     models_to_dict,
-    topk_selection_elements,
+    topk_work,
 )
 from hwsim.kernels.measure import (
     RobustTiming,
@@ -80,16 +80,53 @@ def test_topk_is_priced_by_its_per_element_rate_not_a_flop_curve() -> None:
 
 def test_topk_counts_the_kernels_selection_work_per_row() -> None:
     """The CPU kernel selects among a strided sample and the candidates above its threshold, so short
-    rows with a large k pay relatively more than long rows (kernels/topk.py's formulas)."""
-    # 2048 elements, k=32: a sample of 256 (three select passes) and about 88 candidates
-    assert topk_selection_elements(2048, 32) == pytest.approx(3 * 256 + 2048 * 11 / 256)
+    rows with a large k pay relatively more than long rows; a short row is partitioned itself
+    (kernels/topk.py's formulas, whose tuning the cost model must share)."""
+    from hwsim.costs import families
+    from hwsim.kernels import topk as kernel
+
+    assert (families.TOPK_SAMPLE, families.TOPK_SIGMAS, families.TOPK_DIRECT_MAX, families.TOPK_SPARSE_BELOW) == (
+        kernel._SAMPLE, kernel._SIGMAS, kernel._DIRECT_MAX, kernel._SPARSE_BELOW)
+    # 2048 elements, k=32: a sample of 256 (gathered and partitioned) and about 88 candidates; 11/256 of
+    # the row passes, too many for the sparse filter: every block of 16 is stored
+    work = topk_work(2048, 32)
+    assert work.selection_elements == pytest.approx(3 * 256 + 3 * 2048 * 11 / 256)
+    assert work.hit_blocks == pytest.approx(2048 / 16) and work.filtered
+    assert work.sample_lines == pytest.approx(2048 * 4 / 64)  # a stride of 32 bytes: every line
+    # 100000 elements, k=64: 1024 samples, 5/1024 pass: a block hits with probability 1 - (1 - p)^16
+    sparse = topk_work(100_000, 64)
+    p = 5 / 1024
+    assert sparse.hit_blocks == pytest.approx(100_000 / 16 * (1 - (1 - p) ** 16))
+    assert sparse.sample_lines == 1024
+    # up to 1024 elements: the row's own quick-select (about two passes) and one packing pass
+    assert topk_work(1000, 10) == families.TopkWork(3000.0, 0.0, 0.0, False)
     # rows of 2^20 or more take an 8x larger sample
-    assert topk_selection_elements(1 << 20, 128) > 3 * 8 * 1024
-    m = _models(staircase=(MemoryStep(1.0, 1e15, 1e15),), topk_row_s=0.0, topk_select_element_s=3e-9)
+    assert topk_work(1 << 20, 128).selection_elements > 3 * 8 * 1024
+    m = _models(staircase=(MemoryStep(1.0, 1e15, 1e15),), topk_row_s=0.0, topk_select_element_s=3e-9,
+                topk_hit_block_s=1e-8)
     t = m.topk_s(128, 2048, 32, 4.0) - m.launch_s
-    assert t == pytest.approx(128 * (2048 / 1e9 + topk_selection_elements(2048, 32) * 3e-9))
+    assert t == pytest.approx(128 * (2048 / 1e9 + work.selection_elements * 3e-9 + work.hit_blocks * 1e-8))
     # once k is a quarter of the row, the candidates (about 864) outweigh the smaller sample (64)
     assert m.topk_s(128, 2048, 512, 4.0) > m.topk_s(128, 2048, 32, 4.0)
+
+
+def test_topk_filter_pass_adds_on_a_cpu_and_overlaps_on_a_gpu() -> None:
+    """The CPU filter's read of a long row adds to its selection work (the pass is the read); with a
+    zero factor (a GPU) reading and selecting overlap. The sample's lines cost more where the rows
+    live in a slower level."""
+    steps = (MemoryStep(1 << 20, 100e9, 50e9), MemoryStep(1 << 26, 10e9, 5e9))
+    cpu = _models(staircase=steps, topk_elements_per_s=None, topk_row_s=0.0, topk_stream_factor=1.5,
+                  topk_gather_factor=2.0)
+    read = 4 * 100_000 * 4.0 / cpu.bandwidth(4 * 100_000 * 4.0, write=False)
+    select = cpu.topk_select_s(4, 100_000, 64, 4.0)
+    assert cpu.topk_s(4, 100_000, 64, 4.0) - cpu.launch_s == pytest.approx(select + 1.5 * read)
+    gpu = _models(staircase=steps, topk_row_s=0.0)
+    assert gpu.topk_s(4, 100_000, 64, 4.0) - gpu.launch_s == pytest.approx(
+        max(gpu.topk_select_s(4, 100_000, 64, 4.0), read))
+    # the same sample from rows in DRAM rather than cache: the gather term grows with the slower level
+    near = cpu.topk_select_s(1, 100_000, 64, 4.0)
+    far = cpu.topk_select_s(1, 10_000_000, 6400, 4.0)
+    assert far > near
 
 
 def test_concurrent_lands_between_overlapped_and_serial() -> None:

@@ -88,7 +88,7 @@ def test_calibrate_command_then_host_is_found(capsys):
     models = operator_models(host.device)
     assert models is not None and models is host.device.operators and models.threads == 1
     assert len(models.staircase) >= 5 and models.gemm_flops_per_s["fp32"] > 0
-    assert models.topk_elements_per_s and models.skinny_flops_per_s and models.interference.memory_memory >= 1
+    assert models.topk_modelled and models.skinny_flops_per_s and models.interference.memory_memory >= 1
     assert "wrote" in capsys.readouterr().out
 
 

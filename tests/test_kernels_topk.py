@@ -53,6 +53,69 @@ def test_reference_selects_the_k_largest_with_leftmost_ties(case):
             assert max(tied_in) < min(tied_out)
 
 
+@st.composite
+def long_rows_and_k(draw):
+    """Rows long enough for the sampled-threshold path (and, with few distinct values, its misses)."""
+    rows = draw(st.integers(1, 3))
+    n = draw(st.integers(1025, 6000))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["normal", "few", "sorted", "signed-zeros"]))
+    if kind == "normal":
+        x = rng.standard_normal((rows, n))
+    elif kind == "few":
+        x = rng.integers(-2, 3, size=(rows, n)).astype(float)
+    elif kind == "sorted":
+        x = np.sort(rng.standard_normal((rows, n)), axis=1)[:, :: draw(st.sampled_from([1, -1]))]
+    else:
+        x = rng.choice([-0.0, 0.0, 1.0, -np.inf, np.inf], size=(rows, n))
+    k = draw(st.one_of(st.integers(1, 64), st.integers(1, n)))
+    return np.ascontiguousarray(x.astype(dtype)), k
+
+
+@settings(max_examples=60, deadline=None)
+@given(long_rows_and_k())
+def test_numba_matches_reference_on_long_rows(case):
+    x, k = case
+    ref_v, ref_i = topk_ref(x, k)
+    v, i = topk_numba(x, k)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_array_equal(v, ref_v)
+    assert np.signbit(v).tolist() == np.signbit(ref_v).tolist()  # -0.0 stays -0.0
+
+
+@pytest.mark.parametrize("n", [7, 16, 300, 1024, 1025, 4096 + 5, 70_000])
+@pytest.mark.parametrize("where", ["first", "middle", "tail"])
+def test_a_nan_anywhere_is_found(n, where):
+    """Short rows (direct select), long rows (sampled threshold: a NaN in a block the filter would skip,
+    or in the scalar tail) and the NaN inside or outside the sample all raise."""
+    x = np.random.default_rng(n).standard_normal((2, n)).astype(np.float32)
+    x[1, {"first": 0, "middle": n // 2 + 1, "tail": n - 1}[where]] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        topk_numba(x, min(5, n))
+
+
+def test_vector_paths_agree_with_the_generic_cpu_build(tmp_path):
+    """On a CPU without AVX-512 the compress stores lower to LLVM's generic form: same results."""
+    import subprocess
+    import sys
+    code = ("import numpy as np\n"
+            "from hwsim.kernels import simd\n"
+            "from hwsim.kernels.topk import topk_numba, topk_ref\n"
+            "assert not simd.HAVE_AVX512\n"
+            "x = np.random.default_rng(1).standard_normal((3, 5000)).astype(np.float32)\n"
+            "x[:, ::7] = 0.5\n"
+            "for k in (1, 40, 700, 5000):\n"
+            "    v, i = topk_numba(x, k); rv, ri = topk_ref(x, k)\n"
+            "    assert (i == ri).all() and (v == rv).all(), k\n"
+            "print('same')\n")
+    env = {**__import__("os").environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "same" in out.stdout
+
+
 @pytest.mark.parametrize("shape,k", [((3, 1), 1), ((4, 1000), 1), ((4, 1000), 1000), ((2, 1023), 511),
                                      ((8, 4097), 64), ((520, 4100), 700)])  # the last: the parallel path
 def test_edge_shapes_large_rows(shape, k):

@@ -77,22 +77,53 @@ def _per(amount: float, rate: float | None) -> float:
     return 0.0 if rate is None else amount / rate
 
 
-#: The CPU top-k's sample size (kernels/topk.py: ``_SAMPLE``, 8x for rows of 2^20 or more) and the
-#: threshold's margin in standard deviations (``_SIGMAS``); the cost model counts the work they imply.
+#: The CPU top-k's tuning (kernels/topk.py: ``_SAMPLE``, 8x for rows of 2^20 or more; ``_SIGMAS``;
+#: ``_DIRECT_MAX``, the longest row selected directly; ``_SPARSE_BELOW``, the candidate fraction
+#: 1/x under which the filter tests each block before storing it); the cost model counts the work
+#: they imply. ``TOPK_VECTOR_BYTES``: one AVX-512 block; ``CACHE_LINE_BYTES``: one x86 cache line.
 TOPK_SAMPLE = 1024
 TOPK_SIGMAS = 2.0
+TOPK_DIRECT_MAX = 1024
+TOPK_SPARSE_BELOW = 32
+TOPK_VECTOR_BYTES = 64
+CACHE_LINE_BYTES = 64
 
 
-def topk_selection_elements(n: int, k: int) -> float:
-    """Elements the CPU top-k selects among, per row, besides its one pass over the row: about three
-    quick-select passes over a strided sample of ``s`` elements, then one select over the ``m``
-    candidates at or above the sample's threshold (kernels/topk.py's docstring gives both formulas)."""
+@dataclass(frozen=True)
+class TopkWork:
+    """What the CPU top-k does per row (kernels/topk.py's docstring gives the algorithm)."""
+
+    selection_elements: float  # vector quick-select and compaction work (elements partitioned or packed)
+    hit_blocks: float          # filter blocks that store candidates (dense filter: every block)
+    sample_lines: float        # cache lines the strided sample touches
+    filtered: bool             # the row is read by the filter pass (long rows)
+
+
+def topk_work(n: int, k: int, itemsize: float = 4.0) -> TopkWork:
+    """The kernel's work for a row of ``n`` and a given ``k``: a short row is partitioned itself
+    (about 2n) and packed (n); a long row gathers a strided sample of ``s`` and partitions it (about
+    3s with the gather), filters the row in blocks (a block with a candidate is stored; in the
+    sparse filter the others cost only a compare, a test and, when the test is unpredictable, a
+    mispredicted branch, which the per-block cost absorbs), then partitions and packs the ``m``
+    candidates (about 3m)."""
     cap = TOPK_SAMPLE if n < (1 << 20) else 8 * TOPK_SAMPLE
-    s = max(1, min(n // 8, max(64, (16 * n) // max(k, 1)), cap))
+    s = min(n // 8, max(64, (16 * n) // max(k, 1)), cap)
+    direct = TopkWork(3.0 * n, 0.0, 0.0, False)
+    if n <= TOPK_DIRECT_MAX or k >= n or s < 16:
+        return direct
     expected = k * s / n
     rank = int(expected + TOPK_SIGMAS * math.sqrt(expected) + 2.0)
+    if rank >= s - 1:
+        return direct
     candidates = min(float(n), n * (rank + 1) / s)
-    return 3.0 * s + candidates
+    lanes = max(1.0, TOPK_VECTOR_BYTES / itemsize)
+    blocks = n / lanes
+    if (rank + 1) * TOPK_SPARSE_BELOW < s:
+        hit_blocks = blocks * (1.0 - (1.0 - (rank + 1) / s) ** lanes)
+    else:
+        hit_blocks = blocks
+    lines = min(float(s), n * itemsize / CACHE_LINE_BYTES)
+    return TopkWork(3.0 * s + 3.0 * candidates, hit_blocks, lines, True)
 
 
 @dataclass(frozen=True)
@@ -122,13 +153,25 @@ class OperatorModels:
     softmax_elements_per_s: float | None = spec("softmax_rate", "elements per second of the row softmax (exp-bound)",
                                                 exclusive_minimum=0, default=None)
     topk_elements_per_s: float | None = spec(
-        "topk_rate", "selection rate of the top-k kernel (elements per second of a row: one pass plus the select "
-        "among candidates)", exclusive_minimum=0, default=None)
-    topk_row_s: float = spec("topk_row", "per-row cost of the top-k kernel (sample, bracket, exact select)",
+        "topk_rate", "per-element rate of the top-k kernel's pass over a row (GPU: one block per row); unset on "
+        "a CPU, whose pass is priced by topk_stream_factor", exclusive_minimum=0, default=None)
+    topk_call_s: float = spec("topk_call", "fixed cost of one top-k call beyond the launch (argument checks, "
+                              "buffers)", unit="s", minimum=0, default=0.0)
+    topk_row_s: float = spec("topk_row", "fixed cost per row of the top-k kernel (setting up its passes)",
                              unit="s", minimum=0, default=0.0)
     topk_select_element_s: float = spec(
-        "topk_select_element", "time per element of the CPU top-k's selection work (the sample's quick-select and "
-        "the candidates' exact select; see topk_selection_elements)", unit="s", minimum=0, default=0.0)
+        "topk_select_element", "time per element of the CPU top-k's vector quick-select and packing work (see "
+        "topk_work)", unit="s", minimum=0, default=0.0)
+    topk_hit_block_s: float = spec(
+        "topk_hit_block", "time per filter block of the CPU top-k that stores candidates (or mispredicts the "
+        "test for them)", unit="s", minimum=0, default=0.0)
+    topk_gather_factor: float = spec(
+        "topk_gather_factor", "the CPU top-k's strided sample: time per touched cache line, in units of one line "
+        "read at the staircase bandwidth", minimum=0, default=0.0)
+    topk_stream_factor: float = spec(
+        "topk_stream_factor", "the CPU top-k's filter pass: its time in units of reading the rows at the staircase "
+        "bandwidth, added to the selection work (0: reading overlaps selection, as on a GPU)", minimum=0,
+        default=0.0)
     topk_parallel_rows: int = spec(
         "topk_parallel_rows", "rows selected at once, each at topk_rate (GPU: one block per row; CPU: 1, the rate "
         "counts all threads)", minimum=1, default=1)
@@ -229,16 +272,30 @@ class OperatorModels:
         )
 
     def topk_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
-        """Top-k by the kernel's algorithm: every element read and compared once at the calibrated
-        per-element rate (sample threshold + one pass + exact select among candidates), a per-row cost,
-        and never faster than reading the values from the memory level they live in."""
-        elements = float(rows) * n
-        waves = math.ceil(rows / self.topk_parallel_rows)
+        """Top-k by the kernel's algorithm (:func:`topk_work`): per call and per row costs, the
+        quick-select and filter-block work, the strided sample, and the filter's pass over long rows
+        (added on a CPU, whose filter pass *is* the read; overlapping the selection where the factor
+        is 0); never faster than reading the values from the memory level they live in."""
+        read = self.stream_s(float(rows) * n * itemsize, 0.0)
+        select = self.topk_select_s(rows, n, k, itemsize)
+        filter_pass = self.topk_stream_factor * read if topk_work(n, k, itemsize).filtered else 0.0
+        return self.launch_s + self.topk_call_s + max(select + filter_pass, read)
+
+    def topk_select_s(self, rows: int, n: int, k: int, itemsize: float = 4.0) -> float:
+        """The top-k's own work, rows in waves: per-element rate (GPU), per-row cost, quick-select
+        and filter-block work, and the sample's cache lines (CPU)."""
+        work = topk_work(n, k, itemsize)
+        line_s = CACHE_LINE_BYTES / self.bandwidth(float(rows) * n * itemsize, write=False)
         per_row = (_per(n, self.topk_elements_per_s) + self.topk_row_s
-                   + self.topk_select_element_s * topk_selection_elements(n, k))
-        select = waves * per_row
-        read = self.stream_s(elements * itemsize, 0.0)
-        return self.launch_s + max(select, read)
+                   + self.topk_select_element_s * work.selection_elements
+                   + self.topk_hit_block_s * work.hit_blocks
+                   + self.topk_gather_factor * work.sample_lines * line_s)
+        return math.ceil(rows / self.topk_parallel_rows) * per_row
+
+    @property
+    def topk_modelled(self) -> bool:
+        """Whether calibration priced the top-k kernel (else a cost falls back to the roofline)."""
+        return self.topk_elements_per_s is not None or self.topk_stream_factor > 0 or self.topk_select_element_s > 0
 
     def attention_s(self, heads: int, q_len: int, kept_tokens: int, head_dim: int, itemsize: float) -> float:
         """Fused attention over the kept heads and tokens: dot products at the calibrated rate, K/V

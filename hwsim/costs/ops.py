@@ -263,12 +263,10 @@ def topk(
     flops = per_element * rows * n
     nbytes = float(rows) * (n * size + k * (size + INDEX_BYTES))
     models = operator_models(device)
-    if models is not None and models.topk_elements_per_s is not None:
+    if models is not None and models.topk_modelled:
         # the selection kernel's algorithm: per-element rate, per-row cost, rows in parallel
         time_s = models.topk_s(rows, n, k, size)
-        select_s = math.ceil(rows / models.topk_parallel_rows) * (
-            n / models.topk_elements_per_s + models.topk_row_s)
-        return _family_cost("topk", flops, nbytes, time_s, models.launch_s, select_s)
+        return _family_cost("topk", flops, nbytes, time_s, models.launch_s, models.topk_select_s(rows, n, k, size))
     return roofline(device, "topk", flops, nbytes, dtype)
 
 
