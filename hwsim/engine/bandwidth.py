@@ -150,6 +150,11 @@ class SharedBandwidth:
     """
 
     _DONE_FRACTION = DONE_FRACTION
+    # slots: the hot paths read and write a dozen of these per event
+    __slots__ = ("env", "capacity_bytes_per_s", "name", "tracer", "allocator", "flows", "bytes_moved", "busy_s",
+                 "transfers_done", "_updated_s", "_timer", "_pending", "_timer_at", "_due_s", "_settling",
+                 "_total_weight", "_capped", "_weighted", "_uniform_rate", "_least", "_order", "_order_keys",
+                 "_lanes", "_on_timer_cb", "_settle_cb", "_timer_callbacks", "_queue", "_eid")
 
     def __init__(self, env: simpy.Environment, capacity_bytes_per_s: float, name: str = "bandwidth",
                  tracer: Tracer | None = None, allocator: Allocator = max_min_fair):

@@ -47,6 +47,9 @@ class ComputeUnits:
     once is one timeout event, a queued one a timeout plus its completion event.
     """
 
+    __slots__ = ("env", "count", "name", "tracer", "_free", "_waiting", "_lanes", "busy_unit_s", "_finish_cb",
+                 "_queue", "_eid")
+
     def __init__(self, env: simpy.Environment, count: int, name: str = "compute", tracer: Tracer | None = None):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"{name}: count must be a positive integer, got {count!r}")
