@@ -151,7 +151,7 @@ class SharedBandwidth:
 
     _DONE_FRACTION = DONE_FRACTION
     # slots: the hot paths read and write a dozen of these per event
-    __slots__ = ("env", "capacity_bytes_per_s", "name", "tracer", "allocator", "flows", "bytes_moved", "busy_s",
+    __slots__ = ("env", "capacity_bytes_per_s", "name", "tracer", "allocator", "flows", "_done_bytes", "busy_s",
                  "transfers_done", "_updated_s", "_timer", "_pending", "_timer_at", "_due_s", "_settling",
                  "_total_weight", "_capped", "_weighted", "_uniform_rate", "_least", "_order", "_order_keys",
                  "_lanes", "_on_timer_cb", "_settle_cb", "_timer_callbacks", "_queue", "_eid")
@@ -165,7 +165,7 @@ class SharedBandwidth:
         self.tracer = tracer
         self.allocator = allocator
         self.flows: list[_Transfer] = []
-        self.bytes_moved = 0.0
+        self._done_bytes = 0.0   # the sizes of the finished transfers, summed as they finish
         self.busy_s = 0.0
         self.transfers_done = 0
         self._updated_s = env.now
@@ -295,6 +295,12 @@ class SharedBandwidth:
         return soonest
 
     @property
+    def bytes_moved(self) -> float:
+        """Bytes delivered so far: every finished transfer in full and what the active ones had sent at
+        the last arrival or departure (computed when read rather than added up at every event)."""
+        return self._done_bytes + sum(f.size_bytes - f.remaining_bytes for f in self.flows)
+
+    @property
     def utilisation(self) -> float:
         """Fraction of elapsed simulated time with at least one flow active."""
         self._advance()
@@ -305,19 +311,14 @@ class SharedBandwidth:
         elapsed = now - self._updated_s
         if elapsed > 0 and self.flows:
             self.busy_s += elapsed
-            moved = 0.0
             rate = self._uniform_rate
             if rate is not None:
                 step = rate * elapsed   # what each flow's own rate times elapsed gives
                 for f in self.flows:
                     f.remaining_bytes -= step
-                    moved += step
             else:
                 for f in self.flows:
-                    step = f.rate_bytes_per_s * elapsed
-                    f.remaining_bytes -= step
-                    moved += step
-            self.bytes_moved += moved
+                    f.remaining_bytes -= f.rate_bytes_per_s * elapsed
         self._updated_s = now
 
     def _reschedule(self, least: float | None = None) -> None:
@@ -407,20 +408,16 @@ class SharedBandwidth:
         flows = self.flows
         finished: list[_Transfer] = []
         least = _INF   # least remaining of the flows that go on
-        bytes_moved = self.bytes_moved
         elapsed = now - self._updated_s
         if elapsed > 0:
             self.busy_s += elapsed
             step = rate * elapsed
-            moved = 0.0
             for f in flows:
                 f.remaining_bytes = left = f.remaining_bytes - step
-                moved += step
                 if left <= f.done_below_bytes:
                     finished.append(f)
                 elif left < least:  # noqa: PLR1730 (hot loop)
                     least = left
-            bytes_moved += moved
         else:
             for f in flows:
                 left = f.remaining_bytes
@@ -434,10 +431,11 @@ class SharedBandwidth:
             finished = [due]
             least = min((f.remaining_bytes for f in flows if f is not due), default=_INF)
         total_weight = self._total_weight
+        done_bytes = self._done_bytes
         queue = self._queue
         for f in finished:
             flows.remove(f)   # the rest go on, in arrival order
-            bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
+            done_bytes += f.size_bytes
             f.remaining_bytes = 0.0
             total_weight -= 1.0
             f._ok = True   # f.succeed(now - f.start_s), inlined: the event is ours and still pending
@@ -446,7 +444,7 @@ class SharedBandwidth:
                 heappush(queue, (now, NORMAL, next(self._eid), f))
             else:
                 env.schedule(f)
-        self.bytes_moved = bytes_moved
+        self._done_bytes = done_bytes
         self._total_weight = total_weight if flows else 0.0
         self.transfers_done += len(finished)
         self._least = least if self.allocator is max_min_fair else None
@@ -460,27 +458,22 @@ class SharedBandwidth:
         # advance every flow to now and sort out the finished ones in one loop (as _advance would)
         finished: list[_Transfer] = []
         flows = self.flows
-        bytes_moved = self.bytes_moved
         rate = self._uniform_rate
         elapsed = now - self._updated_s
         if elapsed > 0 and flows:
             self.busy_s += elapsed
-            moved = 0.0
             if rate is not None:
                 step = rate * elapsed
                 for f in flows:
                     f.remaining_bytes = left = f.remaining_bytes - step
-                    moved += step
                     if left <= f.done_below_bytes:
                         finished.append(f)
             else:
                 for f in flows:
                     step = f.rate_bytes_per_s * elapsed
                     f.remaining_bytes = left = f.remaining_bytes - step
-                    moved += step
                     if left <= f.done_below_bytes:
                         finished.append(f)
-            bytes_moved += moved
         else:
             for f in flows:
                 if f.remaining_bytes <= f.done_below_bytes:
@@ -507,7 +500,7 @@ class SharedBandwidth:
         tracer = self.tracer
         total_weight = self._total_weight
         for f in finished:
-            bytes_moved += f.remaining_bytes  # exact total: the rounding goes back in
+            self._done_bytes += f.size_bytes
             f.remaining_bytes = 0.0
             weight = f.weight
             total_weight -= weight
@@ -521,7 +514,6 @@ class SharedBandwidth:
             f._ok = True   # f.succeed(now - f.start_s), inlined: the event is ours and still pending
             f._value = now - f.start_s
             schedule(f)
-        self.bytes_moved = bytes_moved
         self._total_weight = total_weight if flows else 0.0  # (none left: no drift from repeated subtraction)
         self.transfers_done += len(finished)
         # The waiters of these completions usually issue their next transfer at this same instant:
