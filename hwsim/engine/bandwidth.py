@@ -101,9 +101,10 @@ def event_queue(env: simpy.Environment) -> tuple[list[Any] | None, Iterator[int]
     """The environment's event queue and id counter, for inlining SimPy's ``Environment.schedule`` on a
     hot path (``heappush(queue, (at, priority, next(eid), event))``, exactly what it does); ``None`` for
     an environment that schedules in a way of its own, which then keeps being called."""
-    if getattr(type(env), "schedule", None) is simpy.Environment.schedule:
-        return env._queue, env._eid
-    return None, count()
+    queue, eid = getattr(env, "_queue", None), getattr(env, "_eid", None)
+    if getattr(type(env), "schedule", None) is simpy.Environment.schedule and isinstance(queue, list) and eid is not None:
+        return queue, eid
+    return None, count()  # another SimPy layout, or an environment of its own: go through env.schedule
 
 
 def check_capacity(name: str, capacity_bytes_per_s: float) -> None:
