@@ -7,10 +7,36 @@ fewer. Counting units (rather than one opaque busy flag) is what lets contention
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from heapq import heappush
 
 import simpy
+from simpy.events import NORMAL, Event, Timeout
 
+from hwsim.engine.bandwidth import event_queue
 from hwsim.engine.trace import Lanes, Tracer
+
+_ONE = 1   # CPython keeps one int 1, so `units is _ONE` is a one-instruction test for the common request
+
+
+class _Hold(Timeout):
+    """The timeout of one hold, carrying what its end needs (rather than a closure per hold).
+    The class attributes are the common case, so a one-unit hold without a tracer sets nothing extra."""
+
+    units = 1
+    done: simpy.Event | None = None   # the event handed out when the hold had to queue
+    lane = -1
+    label = ""
+
+    def __init__(self, env: simpy.Environment, delay: float, start: float,
+                 finish: Callable[[_Hold], None]):
+        # Timeout.__init__ with the end of the hold as its first callback, inlined as SimPy does it;
+        # the caller schedules it
+        self.env = env
+        self.callbacks = [finish]
+        self._value = start
+        self._delay = delay
+        self._ok = True
 
 
 class ComputeUnits:
@@ -20,6 +46,9 @@ class ComputeUnits:
     those behind it, as a SimPy ``Container`` would). No process per hold: a hold that starts at
     once is one timeout event, a queued one a timeout plus its completion event.
     """
+
+    __slots__ = ("env", "count", "name", "tracer", "_free", "_waiting", "_lanes", "busy_unit_s", "_finish_cb",
+                 "_queue", "_eid")
 
     def __init__(self, env: simpy.Environment, count: int, name: str = "compute", tracer: Tracer | None = None):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -33,6 +62,8 @@ class ComputeUnits:
         self._waiting: deque[tuple[int, float | None, str, simpy.Event]] = deque()
         self._lanes = Lanes()
         self.busy_unit_s = 0.0
+        self._finish_cb = self._finish   # bound once, not per hold
+        self._queue, self._eid = event_queue(env)
 
     @property
     def free(self) -> int:
@@ -58,34 +89,75 @@ class ComputeUnits:
 
     def run(self, units: int, duration_s: float, label: str = "kernel") -> simpy.Event:
         """An event that fires when ``units`` have been held ``duration_s``; its value is when the hold began."""
-        self._check(units)
+        if units is not _ONE:   # (one unit, the common case, is always valid; the test is only a shortcut)
+            self._check(units)
         if not duration_s >= 0:
             raise ValueError(f"{self.name}: duration_s must be non-negative, got {duration_s!r}")
-        if not self._waiting and self._free >= units:
-            return self._start(units, duration_s, label, None)
-        done = self.env.event()
+        if not self._waiting and self._free >= units:  # _start(units, duration_s, label, None), inlined
+            self._free -= units
+            env = self.env
+            now = env._now
+            hold = _Hold(env, duration_s, now, self._finish_cb)
+            queue = self._queue
+            if queue is not None:
+                heappush(queue, (now + duration_s, NORMAL, next(self._eid), hold))
+            else:
+                env.schedule(hold, NORMAL, duration_s)
+            if units != 1:
+                hold.units = units
+            if self.tracer is not None:
+                hold.lane = self._lanes.take()
+                hold.label = label
+            return hold
+        done = Event(self.env)
         self._waiting.append((units, duration_s, label, done))
         return done
 
     def _start(self, units: int, duration_s: float, label: str, done: simpy.Event | None) -> simpy.Event:
         self._free -= units
-        start = self.env.now
-        lane = self._lanes.take() if self.tracer is not None else -1
-        timer = self.env.timeout(duration_s, value=start)
+        env = self.env
+        # its end (_finish) runs before the waiters' callbacks, so a waiter that asks again finds the units free
+        now = env._now
+        hold = _Hold(env, duration_s, now, self._finish_cb)
+        queue = self._queue
+        if queue is not None:
+            heappush(queue, (now + duration_s, NORMAL, next(self._eid), hold))
+        else:
+            env.schedule(hold, NORMAL, duration_s)
+        if units != 1:
+            hold.units = units
+        if done is not None:
+            hold.done = done
+        if self.tracer is not None:
+            hold.lane = self._lanes.take()
+            hold.label = label
+        return hold
 
-        def finish(_: simpy.Event) -> None:
-            self.busy_unit_s += units * duration_s
-            if self.tracer is not None:
-                self.tracer.span(f"{self.name}[{lane}]", label, start, self.env.now, "compute", units=units)
-                self._lanes.give(lane)
-            self._free += units
-            if done is not None:
-                done.succeed(start)
-            self._grant()
-
-        # runs before the waiters' callbacks, so a waiter that asks again finds the units free
-        timer.callbacks.append(finish)
-        return timer
+    def _finish(self, hold: _Hold) -> None:
+        units = hold.units
+        self.busy_unit_s += units * hold._delay
+        if self.tracer is not None:
+            self.tracer.span(f"{self.name}[{hold.lane}]", hold.label, hold._value, self.env._now, "compute",
+                             units=units)
+            self._lanes.give(hold.lane)
+        self._free += units
+        done = hold.done
+        if done is not None:   # done.succeed(start), inlined: the event is ours and still pending
+            done._ok = True
+            done._value = hold._value
+            queue = self._queue
+            if queue is not None:
+                heappush(queue, (self.env._now, NORMAL, next(self._eid), done))
+            else:
+                self.env.schedule(done)
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= self._free:   # _grant(), inlined
+            units, duration_s, label, event = waiting.popleft()
+            if duration_s is None:
+                self._free -= units
+                event.succeed(units)
+            else:
+                self._start(units, duration_s, label, event)
 
     def _grant(self) -> None:
         waiting = self._waiting
