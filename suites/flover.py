@@ -473,12 +473,22 @@ def _figures(ctx: SuiteContext, gap_rows: list[tuple[float, list[_Speedup]]], tr
 
 
 def _host_hardware(ctx: SuiteContext) -> Hardware:
-    """This CPU as the cost model sees it: the user's CPU hardware if given, else calibrated now by the
-    project's microbenchmarks (:func:`hwsim.suites.calibrate.cpu_hardware`: STREAM triad, FMA chains), never from
-    the decode cases, with the same thread count the decode kernel is measured with."""
+    """This CPU as the cost model sees it, with per-family operator models (``device.operators``): the
+    user's CPU hardware or the saved calibration (``hwsim hw calibrate``) when fitted on the thread count
+    the decode kernel is measured with, else one calibrated now by the project's microbenchmarks
+    (:func:`hwsim.suites.calibrate.fit_operator_models`), never from the decode cases."""
+    from dataclasses import replace
+
+    from hwsim.costs.ops import operator_models
+    from hwsim.suites.calibrate import fit_operator_models
     from hwsim.suites.host import host_hardware
 
-    return host_hardware(ctx.hardware, kind="cpu", quick=ctx.quick, seed=ctx.seed, use_saved=False, name="host-cpu")[0]
+    hw = host_hardware(ctx.hardware, kind="cpu", quick=ctx.quick, seed=ctx.seed, name="host-cpu")[0]
+    models = operator_models(hw.device)
+    if models is not None and models.threads == MEASURE_THREADS:
+        return hw
+    fitted = fit_operator_models(threads=MEASURE_THREADS, quick=ctx.quick, seed=ctx.seed).models
+    return replace(hw, device=replace(hw.device, operators=fitted))
 
 
 MEASURE_THREADS = 1
@@ -505,6 +515,7 @@ FLAT_TOLERANCE = 1.25  # "flat": within 25% of the batch-1 time
 def _decode_grid(ctx: SuiteContext, out: _Out, hw: Hardware, device: str,
                  kv_budget_bytes: float) -> None:
     """Measure the decode step over the batch x context grid on ``device`` beside the model on ``hw``."""
+    from hwsim.costs.ops import operator_models
     from hwsim.kernels import decode as D
     from hwsim.kernels.measure import measure
 
@@ -512,12 +523,15 @@ def _decode_grid(ctx: SuiteContext, out: _Out, hw: Hardware, device: str,
     layer = DecoderModel("decode-layer", layers=1, hidden=shape.hidden, heads=shape.heads, ffn=shape.ffn, vocab=1,
                          mlp_matrices=2, dtype="fp32")
     cost = IterationCost(ServingConfig(layer, hw, max_seq_tokens=8192))
+    models = operator_models(hw.device) if device == "cpu" else None
     batches = QUICK_DECODE_BATCHES if ctx.quick else DECODE_BATCHES
     contexts = QUICK_DECODE_CONTEXTS if ctx.quick else DECODE_CONTEXTS
     impl = D.decode_numba if device == "cpu" else D.decode_cupy
     table = Table(title=f"Decode step of one layer (d={shape.hidden}, {shape.heads} heads, ffn {shape.ffn}, fp32), "
-                        f"measured on {device} ({'Numba' if device == 'cpu' else 'CuPy'}) vs cost model ({hw.name}: "
-                        f"{hw.device.memory.bandwidth_bytes_per_s / 1e9:.1f} GB/s, {hw.device.peak('fp32') / 1e9:.0f} GFLOP/s)")
+                        f"measured on {device} ({'Numba' if device == 'cpu' else 'CuPy'}) vs "
+                        + (f"the decode-step family model ({hw.name}'s operator models)" if models is not None else
+                           f"cost model ({hw.name}: {hw.device.memory.bandwidth_bytes_per_s / 1e9:.1f} GB/s, "
+                           f"{hw.device.peak('fp32') / 1e9:.0f} GFLOP/s)"))
     table.add_column("context", justify="right")
     table.add_column("batch", justify="right")
     table.add_column("measured", "ms", number_format=".3f")
@@ -540,7 +554,10 @@ def _decode_grid(ctx: SuiteContext, out: _Out, hw: Hardware, device: str,
                 inputs = D.to_gpu(inputs)
             timing = measure(functools.partial(impl, inputs), warmup=2, repeats=7 if ctx.quick else 11,
                              max_time_s=1.0 if ctx.quick else 2.0, device=device)  # type: ignore[arg-type]
-            model_s = cost.layer_decode_time(batch, int((lens + 1).sum()))
+            if models is not None:  # the decode-step family model (validated by `hwsim validate`)
+                model_s = models.decode_step_s([int(n) for n in lens], shape.hidden, shape.heads, shape.ffn, 4.0)
+            else:
+                model_s = cost.layer_decode_time(batch, int((lens + 1).sum()))
             case = {"section": f"decode-layer-{device}", "hidden": shape.hidden, "batch": batch, "context": context}
             out.add(case, "time_s", timing.median_s, "s", source="measured", hardware=f"{device}-host")
             out.add(case, "time_s", model_s, "s", hardware=hw.name)
