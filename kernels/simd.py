@@ -121,35 +121,33 @@ def _lanes(typingctx: Any, array_t: Any) -> Any:
     return types.int64(array_t), codegen
 
 
-@intrinsic
-def _ge_or_nan_mask(typingctx: Any, array_t: Any, base_t: Any, threshold_t: Any) -> Any:
-    """Bits of ``array[base:base+lanes] >= threshold``, NaN lanes set too (unordered compare): a
-    filter that keeps NaNs as candidates finds them later among the few it kept."""
-    if not isinstance(array_t, types.Array) or not isinstance(array_t.dtype, types.Float):
-        return None
+def _compare_mask(name: str, op: str, ordered: bool, doc: str) -> Any:
+    """An intrinsic ``(array, base, value) -> uint32`` whose bit ``i`` is ``array[base + i] <op> value``
+    (``ordered``: a NaN lane compares false; unordered: true)."""
 
-    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
-        array, base, threshold = args
-        block = _load_block(context, builder, signature.args[0], array, base)
-        threshold = context.cast(builder, threshold, signature.args[2], signature.args[0].dtype)
-        return _mask_bits(builder, builder.fcmp_unordered(">=", block, _splat(builder, block.type, threshold)))
+    def typer(typingctx: Any, array_t: Any, base_t: Any, value_t: Any) -> Any:
+        if not isinstance(array_t, types.Array) or not isinstance(array_t.dtype, types.Float):
+            return None
 
-    return types.uint32(array_t, types.int64, threshold_t), codegen
+        def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
+            array, base, value = args
+            block = _load_block(context, builder, signature.args[0], array, base)
+            value = context.cast(builder, value, signature.args[2], signature.args[0].dtype)
+            compare = builder.fcmp_ordered if ordered else builder.fcmp_unordered
+            return _mask_bits(builder, compare(op, block, _splat(builder, block.type, value)))
+
+        return types.uint32(array_t, types.int64, value_t), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def _gt_mask(typingctx: Any, array_t: Any, base_t: Any, pivot_t: Any) -> Any:
-    """Bits of ``array[base:base+lanes] > pivot`` (ordered: a NaN lane is 0)."""
-    if not isinstance(array_t, types.Array) or not isinstance(array_t.dtype, types.Float):
-        return None
-
-    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
-        array, base, pivot = args
-        block = _load_block(context, builder, signature.args[0], array, base)
-        pivot = context.cast(builder, pivot, signature.args[2], signature.args[0].dtype)
-        return _mask_bits(builder, builder.fcmp_ordered(">", block, _splat(builder, block.type, pivot)))
-
-    return types.uint32(array_t, types.int64, pivot_t), codegen
+_ge_or_nan_mask = _compare_mask(
+    "_ge_or_nan_mask", ">=", False, "Bits of ``array[base:base+lanes] >= threshold``, NaN lanes set too: a filter "
+    "that keeps NaNs as candidates finds them later among the few it kept.")
+_gt_mask = _compare_mask("_gt_mask", ">", True, "Bits of ``array[base:base+lanes] > pivot`` (a NaN lane is 0).")
+_eq_mask = _compare_mask("_eq_mask", "==", True, "Bits of ``array[base:base+lanes] == value``.")
 
 
 @intrinsic
@@ -190,21 +188,6 @@ def _store_values(typingctx: Any, out_t: Any, m_t: Any, src_t: Any, base_t: Any,
         return builder.add(m, builder.zext(builder.ctpop(bits), _I64))
 
     return types.int64(out_t, types.int64, src_t, types.int64, types.uint32, like_t), codegen
-
-
-@intrinsic
-def _eq_mask(typingctx: Any, array_t: Any, base_t: Any, value_t: Any) -> Any:
-    """Bits of ``array[base:base+lanes] == value``."""
-    if not isinstance(array_t, types.Array) or not isinstance(array_t.dtype, types.Float):
-        return None
-
-    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
-        array, base, value = args
-        block = _load_block(context, builder, signature.args[0], array, base)
-        value = context.cast(builder, value, signature.args[2], signature.args[0].dtype)
-        return _mask_bits(builder, builder.fcmp_ordered("==", block, _splat(builder, block.type, value)))
-
-    return types.uint32(array_t, types.int64, value_t), codegen
 
 
 @intrinsic
