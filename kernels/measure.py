@@ -27,6 +27,7 @@ __all__ = [
     "involuntary_switches",
     "load_average",
     "measure",
+    "measure_as_calibrated",
     "measure_interleaved",
     "speed_reference_s",
     "pair_times",
@@ -455,6 +456,26 @@ def involuntary_switches() -> int:
         return int(resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw)  # type: ignore[attr-defined]
     except (ImportError, AttributeError, OSError, ValueError):
         return 0
+
+
+#: Single-thread measurements keep only samples taken while the core ran within this fraction of its
+#: fastest (see :func:`speed_reference_s`): calibration, validation and every suite's ``--measure``.
+SPEED_GATE = 0.06
+
+
+def measure_as_calibrated(cases: Mapping[str, Callable[[], Any]], *, threads: int,
+                          quick: bool) -> tuple[dict[str, RobustTiming], str]:
+    """Time ``cases`` the way calibration times its microbenchmarks, so that a measurement and the
+    models calibration fitted see the same machine: interleaved best-of-k on ``threads`` threads (Numba
+    and BLAS limited); on one thread by the thread's CPU clock, keeping samples only while the core ran
+    at full speed. Returns the timings (report ``min_s``, with ``note()`` as provenance) and a load note."""
+    with thread_limits(threads):
+        load0 = load_average()
+        timings = measure_interleaved(cases, rounds=7 if quick else 11, warmup=2, max_time_s=4.0 if quick else 10.0,
+                                      clock="thread_cpu" if threads == 1 else "wall",
+                                      speed_gate=SPEED_GATE if threads == 1 else None)
+        load1 = load_average()
+    return timings, f"load average {load0:.2f} -> {load1:.2f}"
 
 
 def _batch(time_one: Callable[[Callable[[], Any]], float], fn: Callable[[], Any], calls: int) -> float:

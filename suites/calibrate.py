@@ -42,6 +42,7 @@ from hwsim.hardware import (
 from hwsim.kernels import microbench
 from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
 from hwsim.kernels.measure import (
+    SPEED_GATE,
     RobustTiming,
     alone_cpu_s,
     load_average,
@@ -497,9 +498,6 @@ def fit_operator_models(
     return ModelCalibration(models, fitted, timings, load0, load1, extra_timings)
 
 
-#: Single-thread calibration keeps only samples taken while the core ran within this fraction of its
-#: fastest (see hwsim.kernels.measure.speed_reference_s); the validation cases are gated the same way.
-SPEED_GATE = 0.06
 #: Calibration cases faster than this get the refining pass of REFINE_ROUNDS more interleaved rounds.
 REFINE_BELOW_S = 0.02
 REFINE_ROUNDS = 41

@@ -22,9 +22,8 @@ from hwsim.errors import HardwareError
 from hwsim.hardware import Device, Hardware, load_hardware
 from hwsim.kernels import basic
 from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
-from hwsim.kernels.measure import load_average, measure, measure_interleaved, thread_limits
+from hwsim.kernels.measure import measure, measure_as_calibrated
 from hwsim.records import Record
-from hwsim.suites.calibrate import SPEED_GATE
 from hwsim.suites.host import host_hardware
 from hwsim.suites.registry import SuiteContext, SuiteResult
 from hwsim.suites.tables import Table
@@ -157,19 +156,12 @@ def _measure_case(case: Case, seed: int, device: Literal["cpu", "gpu"]) -> float
 
 
 def measure_cpu(cases: list[Case], seed: int, threads: int, quick: bool) -> tuple[list[float], list[str], str]:
-    """(best time per case, its note, load note): interleaved best-of-k on ``threads`` threads (Numba
-    and BLAS limited), timed by the thread's CPU clock on one thread, as calibration times its
-    microbenchmarks (samples kept only while the core ran at full speed), so the prediction and the
-    measurement see the same machine."""
-    with thread_limits(threads):
-        load0 = load_average()
-        calls = {f"{i} {c.label}": _call(c, seed, "cpu") for i, c in enumerate(cases)}
-        timings = measure_interleaved(calls, rounds=7 if quick else 11, warmup=2, max_time_s=4.0 if quick else 10.0,
-                                      clock="thread_cpu" if threads == 1 else "wall",
-                                      speed_gate=SPEED_GATE if threads == 1 else None)
-        load1 = load_average()
+    """(best time per case, its note, load note), timed as calibration times its microbenchmarks
+    (:func:`hwsim.kernels.measure.measure_as_calibrated`)."""
+    calls = {f"{i} {c.label}": _call(c, seed, "cpu") for i, c in enumerate(cases)}
+    timings, load = measure_as_calibrated(calls, threads=threads, quick=quick)
     ordered = [timings[f"{i} {c.label}"] for i, c in enumerate(cases)]
-    return [t.min_s for t in ordered], [t.note() for t in ordered], f"load average {load0:.2f} -> {load1:.2f}"
+    return [t.min_s for t in ordered], [t.note() for t in ordered], load
 
 
 class KernelsBasic:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +20,6 @@ from statistics import geometric_mean
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from hwsim.hardware import Hardware, load_hardware
 from hwsim.hardware.model import Device
@@ -380,54 +378,49 @@ class SpAttenSuite:
     def _measure(self, ctx: SuiteContext, notes: list[str]) -> tuple[list[Table], list[Record]]:
         from hwsim.costs import topk as topk_cost
         from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
-        from hwsim.kernels.measure import measure
+        from hwsim.kernels.measure import measure_as_calibrated
         from hwsim.kernels.topk import topk_argpartition, topk_numba
 
         host = self._host_device(ctx.seed, notes)
         rng = np.random.default_rng(ctx.seed + 11)
         out: list[Record] = []
-        t = Table(title="measured on this CPU vs cost model (host device fitted from microbenchmarks)")
+        t = Table(title="measured on this CPU (one thread, as calibration measures) vs cost model (host device)")
         t.add_column("case")
-        t.add_column("measured median", "us", number_format=".1f")
-        t.add_column("min", "us", number_format=".1f")
-        t.add_column("max/min", "x", number_format=".1f")
+        t.add_column("measured (best)", "us", number_format=".1f")
+        t.add_column("median", "us", number_format=".1f")
+        t.add_column("spread", number_format=".2f")
         t.add_column("predicted", "us", number_format=".1f")
         t.add_column("error", "%", number_format="+.0f")
-        noisy: list[str] = []
+        calls: dict[str, Callable[[], Any]] = {}
+        rows_of: list[tuple[str, str, dict[str, str | int | float | bool], float]] = []
         for label, heads, q, kv, append in MEASURE_OPS:
-            seq = _op_sequence(rng, heads, q, kv, 64, append)
-            with threadpool_limits(limits=1):   # one BLAS thread: no oversubscription on a shared machine
-                seq()
-                m = measure(seq, warmup=3, repeats=21, max_time_s=2.0)
             pred = sum(o.time_s for o in attention_ops(host, heads, q, kv, 64, append))
             case: dict[str, str | int | float | bool] = {"kernel": "attention op sequence", "heads": heads, "q": q,
                                                          "kv": kv, "threads": 1}
-            spread = m.max_s / m.min_s
-            note = "noisy: max/min > 2" if spread > 2 else ""
-            if note:
-                noisy.append(label)
-            out.append(Record(SUITE_NAME, case, "latency_s", m.median_s, "s", "measured", "host-cpu", note=note))
-            out.append(Record(SUITE_NAME, case, "latency_s", pred, "s", "simulated", "host-cpu"))
-            t.add_row(f"{label} (numpy op by op)", m.median_s * 1e6, m.min_s * 1e6, spread, pred * 1e6,
-                      100 * (pred / m.median_s - 1))
+            calls[label] = _op_sequence(rng, heads, q, kv, 64, append)
+            rows_of.append((label, f"{label} (numpy op by op)", case, pred))
         for rows, n, k in MEASURE_TOPK[:1] if ctx.quick else MEASURE_TOPK:
             x = rng.standard_normal((rows, n)).astype(np.float32)
-            topk_numba(x, k)
-            m = measure(functools.partial(topk_numba, x, k), warmup=3, repeats=21, max_time_s=2.0)
-            base = measure(functools.partial(topk_argpartition, x, k), warmup=3, repeats=21, max_time_s=2.0)
-            pred_s = topk_cost(host, rows, n, k, "fp32").time_s
+            name = f"top-k {rows}x{n} k={k}"
+            calls[name] = functools.partial(topk_numba, x, k)
+            calls[name + " argpartition"] = functools.partial(topk_argpartition, x, k)
             tcase: dict[str, str | int | float | bool] = {"kernel": "topk", "rows": rows, "n": n, "k": k,
                                                           "impl": "numba"}
-            out.append(Record(SUITE_NAME, tcase, "latency_s", m.median_s, "s", "measured", "host-cpu"))
-            out.append(Record(SUITE_NAME, tcase, "latency_s", pred_s, "s", "simulated", "host-cpu"))
-            out.append(Record(SUITE_NAME, tcase | {"impl": "np.argpartition"}, "latency_s", base.median_s, "s",
-                              "measured", "host-cpu"))
-            t.add_row(f"top-k {rows}x{n} k={k} (numba)", m.median_s * 1e6, m.min_s * 1e6, m.max_s / m.min_s,
-                      pred_s * 1e6, 100 * (pred_s / m.median_s - 1))
-        load = os.getloadavg()[0]
-        notes.append(f"measured on this CPU at load average {load:.1f} (shared machine); the host device is fitted "
-                     "from quick microbenchmarks taken under the same load"
-                     + (f"; noisy (max/min > 2): {', '.join(noisy)}" if noisy else ""))
+            rows_of.append((name, f"{name} (numba)", tcase, topk_cost(host, rows, n, k, "fp32").time_s))
+            rows_of.append((name + " argpartition", f"{name} (np.argpartition)", tcase | {"impl": "np.argpartition"},
+                            math.nan))
+        timings, load = measure_as_calibrated(calls, threads=1, quick=ctx.quick)
+        for key, label, case, pred in rows_of:
+            m = timings[key]
+            out.append(Record(SUITE_NAME, case, "latency_s", m.min_s, "s", "measured", "host-cpu", note=m.note()))
+            if not math.isnan(pred):
+                out.append(Record(SUITE_NAME, case, "latency_s", pred, "s", "simulated", "host-cpu"))
+            t.add_row(label, m.min_s * 1e6, m.median_s * 1e6, m.spread, None if math.isnan(pred) else pred * 1e6,
+                      None if math.isnan(pred) else 100 * (pred / m.min_s - 1))
+        noisy = [key for key, *_ in rows_of if timings[key].noisy]
+        notes.append(f"measured on this CPU on one thread, timed as calibration times its microbenchmarks (best "
+                     f"of interleaved samples by the thread's CPU clock while the core ran at full speed; {load})"
+                     + (f"; noisy: {', '.join(noisy)}" if noisy else ""))
         if not gpu_available():
             notes.append(f"GPU kernels not measured: {gpu_unavailable_reason()}")
         return [t], out
