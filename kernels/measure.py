@@ -243,14 +243,19 @@ def _reference_work() -> float:
     return acc
 
 
+def _best_of(fn: Callable[[], Any], repeats: int, clock: Callable[[], float]) -> float:
+    """Shortest of ``repeats`` calls of ``fn`` by ``clock`` (seconds)."""
+    best = math.inf
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        best = min(best, clock() - t0)
+    return best
+
+
 def reference_s(samples: int = 5) -> float:
     """Best-of-``samples`` time of the reference work (seconds)."""
-    best = math.inf
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        _reference_work()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return _best_of(_reference_work, samples, time.perf_counter)
 
 
 #: Dependent multiply-adds in one speed-reference call (~25 us at 3 GHz: 4-cycle FMA latency).
@@ -544,9 +549,4 @@ def pair_times(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[flo
 
 def alone_cpu_s(fn: Callable[[], Any], repeats: int = 5) -> float:
     """Best thread-CPU time of ``fn`` alone (run on the calling thread)."""
-    best = math.inf
-    for _ in range(repeats):
-        c0 = time.thread_time()
-        fn()
-        best = min(best, time.thread_time() - c0)
-    return best
+    return _best_of(fn, repeats, time.thread_time)
