@@ -282,15 +282,17 @@ class OperatorModels:
         quick-select and filter-block work, the strided sample, and the filter's pass over long rows
         (added on a CPU, whose filter pass *is* the read; overlapping the selection where the factor
         is 0); never faster than reading the values from the memory level they live in."""
+        work = topk_work(n, k, itemsize)
         read = self.stream_s(float(rows) * n * itemsize, 0.0)
-        select = self.topk_select_s(rows, n, k, itemsize)
-        filter_pass = self.topk_stream_factor * read if topk_work(n, k, itemsize).filtered else 0.0
+        select = self.topk_select_s(rows, n, k, itemsize, work)
+        filter_pass = self.topk_stream_factor * read if work.filtered else 0.0
         return self.launch_s + self.topk_call_s + max(select + filter_pass, read)
 
-    def topk_select_s(self, rows: int, n: int, k: int, itemsize: float = 4.0) -> float:
+    def topk_select_s(self, rows: int, n: int, k: int, itemsize: float = 4.0, work: TopkWork | None = None) -> float:
         """The top-k's own work, rows in waves: per-element rate (GPU), per-row cost, quick-select
-        and filter-block work, and the sample's cache lines (CPU)."""
-        work = topk_work(n, k, itemsize)
+        and filter-block work, and the sample's cache lines (CPU). ``work``: :func:`topk_work` of the
+        same arguments, when the caller has it."""
+        work = work if work is not None else topk_work(n, k, itemsize)
         line_s = CACHE_LINE_BYTES / self.bandwidth(float(rows) * n * itemsize, write=False)
         per_row = (_per(n, self.topk_elements_per_s) + self.topk_row_s
                    + self.topk_select_element_s * work.selection_elements
