@@ -15,7 +15,6 @@ slowdown and the overlap efficiency ``(t_a + t_b - t_both) / min(t_a, t_b)`` (1:
 
 from __future__ import annotations
 
-import math
 import statistics
 import threading
 import time
@@ -26,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from hwsim.kernels.gpu import require_gpu
-from hwsim.kernels.measure import alone_cpu_s, pair_times
+from hwsim.kernels.measure import pair_interleaved
 
 __all__ = [
     "CPU_BUFFER_BYTES",
@@ -176,9 +175,10 @@ def cpu_overlap_points(buffer_bytes: Sequence[int] = CPU_BUFFER_BYTES, seed: int
 
     ``clock="wall"``: medians of wall times (what a user waits for, other jobs included).
     ``clock="thread_cpu"``: as calibration measures its interference pairs
-    (:func:`hwsim.kernels.measure.pair_times`): best of ``repeats`` of each thread's own CPU time,
-    alone and together, so time-slicing by other processes drops out while the interference between
-    the two kernels (shared core, caches, memory) stays in; ``both_s`` is the later of the two.
+    (:func:`hwsim.kernels.measure.pair_interleaved`): best of ``repeats`` interleaved rounds of each
+    thread's own CPU time alone and together, so time-slicing by other processes drops out while
+    the interference between the two kernels (shared core, caches, memory) stays in; ``both_s`` is
+    the later of the two.
     """
     if clock not in ("wall", "thread_cpu"):
         raise ValueError(f"clock must be 'wall' or 'thread_cpu', got {clock!r}")
@@ -204,12 +204,9 @@ def cpu_overlap_points(buffer_bytes: Sequence[int] = CPU_BUFFER_BYTES, seed: int
             _fma_stream(x, out, FMA_STEPS, passes)
 
         if clock == "thread_cpu":
-            reduce_s, compute_s = alone_cpu_s(reduce, repeats), alone_cpu_s(compute, repeats)
-            conc_reduce = conc_compute = math.inf
-            for _ in range(repeats):
-                r, c_, _, _ = pair_times(reduce, compute)
-                conc_reduce, conc_compute = min(conc_reduce, r), min(conc_compute, c_)
-            both = max(conc_reduce, conc_compute)
+            pair = pair_interleaved(reduce, compute, repeats)
+            reduce_s, compute_s = pair.first_alone_s, pair.second_alone_s
+            conc_reduce, conc_compute, both = pair.first_together_s, pair.second_together_s, pair.both_s
         else:
             compute_s = _alone(compute, repeats)
             conc_reduce, conc_compute, both = time_pair(reduce, compute, repeats)

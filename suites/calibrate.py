@@ -44,10 +44,9 @@ from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_rea
 from hwsim.kernels.measure import (
     SPEED_GATE,
     RobustTiming,
-    alone_cpu_s,
     load_average,
     measure_interleaved,
-    pair_times,
+    pair_interleaved,
     thread_limits,
 )
 from hwsim.suites.tables import Table
@@ -354,18 +353,22 @@ def fit_operator_models(
             clock=clock,
             speed_gate=SPEED_GATE if clock == "thread_cpu" else None,
         )
-        timings = {name: all_timings[name] for name in calls}
-        extra_timings = {name: all_timings[name] for name in extra}
-        # Refine: the cheap calibration cases (most of the fitted numbers: in-cache staircase steps,
-        # softmax, attention, decode) again, many more interleaved rounds. A best-of estimate is only
-        # as good as its chance of catching a moment when no other process evicts the caches or
-        # shares the core, and on a busy machine that takes many short samples.
-        cheap = {name: calls[name] for name, t in timings.items() if t.min_s < REFINE_BELOW_S}
+        # Refine: the cheap cases (most of the fitted numbers: in-cache staircase steps, softmax,
+        # attention, decode) again, many more interleaved rounds. A best-of estimate is only as good
+        # as its chance of catching a moment when no other process evicts the caches or shares the
+        # core, and on a busy machine that takes many short samples. The held-out cases get exactly
+        # the same pass: a best-of over more samples comes out lower, so refining one side only
+        # would bias every prediction fast.
+        both = {**calls, **extra}
+        cheap = {name: both[name] for name, t in all_timings.items() if t.min_s < REFINE_BELOW_S}
         if cheap:
-            again = measure_interleaved(cheap, rounds=REFINE_ROUNDS, warmup=1, max_time_s=6.0 if quick else 12.0,
+            again = measure_interleaved(cheap, rounds=REFINE_ROUNDS, warmup=1,
+                                        max_time_s=(6.0 if quick else 12.0) * (2.0 if extra else 1.0),
                                         clock=clock, min_sample_s=2e-4,
                                         speed_gate=SPEED_GATE if clock == "thread_cpu" else None)
-            timings = {name: _better(t, again.get(name)) for name, t in timings.items()}
+            all_timings = {name: _better(t, again.get(name)) for name, t in all_timings.items()}
+        timings = {name: all_timings[name] for name in calls}
+        extra_timings = {name: all_timings[name] for name in extra}
         best = {name: t.min_s for name, t in timings.items()}
         launch = microbench.launch_s()
         # rate per call at each working set, the call's fixed cost included: well conditioned
@@ -498,7 +501,7 @@ def fit_operator_models(
     return ModelCalibration(models, fitted, timings, load0, load1, extra_timings)
 
 
-#: Calibration cases faster than this get the refining pass of REFINE_ROUNDS more interleaved rounds.
+#: Cases faster than this (calibration and held-out alike) get the refining pass of REFINE_ROUNDS more rounds.
 REFINE_BELOW_S = 0.02
 REFINE_ROUNDS = 41
 
@@ -594,34 +597,13 @@ def _passes(fn: Callable[..., object], count: int, *args: object) -> None:
         fn(*args)
 
 
-#: A pair run counts only if both threads were on a core for at least this fraction of their wall
-#: time: a thread descheduled by another process runs part of the time alone, which hides
-#: interference, so a best-of over such runs would pick the least-overlapped run.
-PAIR_MIN_ON_CPU = 0.9
-
-
 def pair_slowdowns(
-    first: Callable[[], object], second: Callable[[], object], repeats: int = 5, max_tries: int = 40
+    first: Callable[[], object], second: Callable[[], object], rounds: int = 7
 ) -> tuple[float, float, float]:
-    """(first slowdown, second slowdown, pair CPU time): best-of CPU times together over alone.
-
-    Only pair runs in which both threads actually ran together count (each on a core for
-    :data:`PAIR_MIN_ON_CPU` of its wall time); up to ``max_tries`` runs are made to collect
-    ``repeats`` such runs. If fewer are clean, the clean ones are used (all runs when none is).
-    """
-    alone1, alone2 = alone_cpu_s(first, repeats), alone_cpu_s(second, repeats)
-    clean: list[tuple[float, float]] = []
-    every: list[tuple[float, float]] = []
-    for _ in range(max_tries):
-        c1, c2, w1, w2 = pair_times(first, second)
-        every.append((c1, c2))
-        if c1 >= PAIR_MIN_ON_CPU * w1 and c2 >= PAIR_MIN_ON_CPU * w2:
-            clean.append((c1, c2))
-            if len(clean) >= repeats:
-                break
-    runs = clean or every
-    best1, best2 = min(c for c, _ in runs), min(c for _, c in runs)
-    return best1 / alone1, best2 / alone2, max(best1, best2)
+    """(first slowdown, second slowdown, pair CPU time): best-of CPU times together over alone,
+    alone and together interleaved round by round (:func:`hwsim.kernels.measure.pair_interleaved`)."""
+    timing = pair_interleaved(first, second, rounds)
+    return (*timing.slowdowns, timing.both_s)
 
 
 def pair_interference(seed: int) -> Interference:

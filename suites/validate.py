@@ -394,8 +394,8 @@ def _contention_pairs(models: OperatorModels, seed: int) -> list[tuple[str, str,
     import os
 
     from hwsim.costs.families import concurrent_s
-    from hwsim.kernels.measure import alone_cpu_s, load_average
-    from hwsim.suites.calibrate import pair_kernels, pair_slowdowns
+    from hwsim.kernels.measure import load_average, pair_interleaved
+    from hwsim.suites.calibrate import pair_kernels
 
     if (os.cpu_count() or 1) < 2:
         return []
@@ -405,11 +405,12 @@ def _contention_pairs(models: OperatorModels, seed: int) -> list[tuple[str, str,
         first, mem1 = (fmas[0], 0.0) if label.startswith("fma") else (streams[0], 1.0)
         second, mem2 = (fmas[1], 0.0) if label.endswith("fma") else (streams[1], 1.0)
         load0 = load_average()
-        alone1, alone2 = alone_cpu_s(first), alone_cpu_s(second)
-        _, _, measured = pair_slowdowns(first, second)
+        timing = pair_interleaved(first, second, rounds=7)
+        alone1, alone2, measured = timing.first_alone_s, timing.second_alone_s, timing.both_s
         predicted = concurrent_s(alone1, alone2, mem1, mem2, models.interference)[2]
         note = (
-            f"best of 5 pair runs, thread CPU clock; alone={alone1:.4g}s,{alone2:.4g}s; "
+            f"best of {timing.rounds} interleaved rounds (alone, alone, together; {timing.clean_rounds} with both "
+            f"threads on a core), thread CPU clock; alone={alone1:.4g}s,{alone2:.4g}s; "
             f"load={load0:.2f}->{load_average():.2f}; one thread per kernel"
         )
         results.append(("contention", label, predicted, measured, note))
