@@ -91,6 +91,31 @@ def test_gemm_packing_makes_few_row_gemms_slower_per_flop() -> None:
     assert per_flop(packed, 32, 1024, 512) > 1.5 * per_flop(packed, 1024, 1024, 1024)
 
 
+def test_grouped_gemm_packs_each_experts_weights_from_the_level_the_layer_fits_in() -> None:
+    """A lone GEMM repeated on its operands packs them from cache (the calibrated packing rate); in a
+    MoE layer the other experts' weights evict them, so each expert's packing pass also pays the
+    slower level's read time. Without a packing rate (nothing calibrated) nothing changes."""
+    from hwsim.costs.families import gemm_pack_bytes
+
+    steps = (MemoryStep(1 << 21, 60e9, 50e9), MemoryStep(1 << 25, 14e9, 12e9))
+    m = _models(gemm_fixed_s=0.0, threads=1, gemm_tile_m=16, gemm_tile_n=16, staircase=steps,
+                gemm_pack_bytes_per_s=1e10)
+    counts, hidden, ffn = [32] * 16, 256, 1024
+    lone = m.gemm_s(32, ffn, hidden, 4.0, "fp32")
+    footprint = (16 * 2.0 * hidden * ffn + 512 * (2.0 * hidden + ffn)) * 4.0
+    packed = gemm_pack_bytes(32, ffn, hidden, 4.0)
+    own = (32 * hidden + hidden * ffn + 32 * ffn) * 4.0
+    extra = packed / m.bandwidth(footprint, write=False) - packed / m.bandwidth(own, write=False)
+    assert extra > 0
+    assert m.gemm_s(32, ffn, hidden, 4.0, "fp32", footprint) == pytest.approx(lone + extra)
+    assert m.gemm_s(32, ffn, hidden, 4.0, "fp32", own / 2) == lone  # a smaller working set changes nothing
+    per_expert = (m.gemm_s(32, ffn, hidden, 4.0, "fp32", footprint) + m.elementwise_s(32 * ffn, 4.0, 1, 1)
+                  + m.gemm_s(32, hidden, ffn, 4.0, "fp32", footprint) + m.copy_s(32.0 * hidden * 4.0))
+    assert m.grouped_gemm_s(counts, hidden, ffn, 4.0, "fp32") == pytest.approx(16 * per_expert)
+    unpacked = _models(gemm_fixed_s=0.0, threads=1, gemm_tile_m=16, gemm_tile_n=16, staircase=steps)
+    assert unpacked.gemm_s(32, ffn, hidden, 4.0, "fp32", footprint) == unpacked.gemm_s(32, ffn, hidden, 4.0, "fp32")
+
+
 def test_decode_step_streams_each_matrix_at_the_bandwidth_of_the_whole_step() -> None:
     """A matrix small enough for a fast cache level alone is evicted by the step's other matrices:
     inside a decode step it is priced at the bandwidth of the step's footprint."""

@@ -252,18 +252,29 @@ class OperatorModels:
         """A map over ``n`` elements (triad: inputs=2, outputs=1), memory-bound."""
         return self.stream_s(n * itemsize * inputs, n * itemsize * outputs)
 
-    def gemm_s(self, m: int, n: int, k: int, itemsize: float, dtype: str) -> float:
+    def gemm_s(self, m: int, n: int, k: int, itemsize: float, dtype: str,
+               working_set_bytes: float | None = None) -> float:
         """GEMM with tile and wave quantization: ``waves`` rounds of ``threads`` output tiles, each
         costing ``2 * tile_m * tile_n * k`` FLOP at the per-unit rate; operands streamed at the
         staircase read bandwidth; the slower of the two, plus the packing of both operands (its cost
         grows with ``k * (m + n)``, not with ``m * n * k``, so it is what a GEMM with few rows pays
-        relatively most: a small per-expert MoE GEMM) and the fixed cost."""
+        relatively most: a small per-expert MoE GEMM) and the fixed cost.
+
+        ``working_set_bytes``: what the operands compete with for the caches between two calls (a
+        GEMM repeated on its own operands: its operands; one expert's GEMM in a MoE layer: every
+        expert's weights). The packing pass reads the operands; the packing rate was calibrated with
+        them cached as a repeated GEMM has them, so where a larger working set evicts them the pass
+        also pays the difference in read time between the two levels."""
         rate = self.gemm_flops_per_s.get(dtype)
         if rate is None:
             raise CostError(f"no calibrated GEMM rate for dtype {dtype!r}; have {sorted(self.gemm_flops_per_s)}")
         compute = gemm_padded_flops(m, n, k, self.gemm_tile, self.threads) / rate
         nbytes = (m * k + k * n + m * n) * itemsize
-        pack = _per(gemm_pack_bytes(m, n, k, itemsize), self.gemm_pack_bytes_per_s)
+        packed = gemm_pack_bytes(m, n, k, itemsize)
+        pack = _per(packed, self.gemm_pack_bytes_per_s)
+        if pack and working_set_bytes is not None and working_set_bytes > nbytes:
+            pack += max(0.0, packed / self.bandwidth(working_set_bytes, write=False)
+                        - packed / self.bandwidth(nbytes, write=False))
         return self.gemm_fixed_s + pack + max(compute, self.stream_s(nbytes, 0.0))
 
     def gemv_s(self, m: int, k: int, itemsize: float, batch: int = 1) -> float:
@@ -368,11 +379,15 @@ class OperatorModels:
 
     def grouped_gemm_s(self, counts: list[int], hidden: int, ffn: int, itemsize: float, dtype: str) -> float:
         """MoE expert FFNs, one expert after another: per expert with tokens, two GEMMs, the ReLU
-        pass over the hidden activations and the copy of the result into the output rows."""
+        pass over the hidden activations and the copy of the result into the output rows. Each
+        GEMM's operands come from the level the whole layer fits in (every active expert's weights
+        and the activations), not from the cache a lone repeated GEMM enjoys."""
+        active = [c for c in counts if c > 0]
+        footprint = (len(active) * 2.0 * hidden * ffn + sum(active) * (2.0 * hidden + ffn)) * itemsize
         return sum(
-            self.gemm_s(c, ffn, hidden, itemsize, dtype)
+            self.gemm_s(c, ffn, hidden, itemsize, dtype, footprint)
             + self.elementwise_s(c * ffn, itemsize, 1, 1)
-            + self.gemm_s(c, hidden, ffn, itemsize, dtype)
+            + self.gemm_s(c, hidden, ffn, itemsize, dtype, footprint)
             + self.copy_s(float(c) * hidden * itemsize)
             for c in counts
             if c > 0
