@@ -20,6 +20,7 @@ from hwsim.kernels.gpu import require_gpu
 __all__ = [
     "MIN_SAMPLES",
     "NOISE_LIMIT",
+    "PAIR_MIN_CLEAN_ROUNDS",
     "PAIR_MIN_ON_CPU",
     "PairTiming",
     "RobustTiming",
@@ -561,9 +562,14 @@ def alone_cpu_s(fn: Callable[[], Any], repeats: int = 5) -> float:
 PAIR_MIN_ON_CPU = 0.9
 
 
+#: Fewest clean rounds (both threads on a core) whose slowdowns are used alone; with fewer, every
+#: round's counts (a busy machine rarely lets both threads run undisturbed for a whole pair run).
+PAIR_MIN_CLEAN_ROUNDS = 3
+
+
 @dataclass(frozen=True)
 class PairTiming:
-    """Two kernels timed alone and together in the same interleaved rounds (thread CPU seconds, best of each)."""
+    """Two kernels timed alone and together in the same interleaved rounds (thread CPU seconds)."""
 
     first_alone_s: float
     second_alone_s: float
@@ -573,15 +579,26 @@ class PairTiming:
     clean_rounds: int
     """Rounds whose pair run had both threads on a core (:data:`PAIR_MIN_ON_CPU`); the together
     times come from these (from every round when none was clean)."""
+    round_slowdowns: tuple[tuple[float, float], ...] = ()
+    """Per round, each kernel's together time over its alone time in that same round."""
+    round_clean: tuple[bool, ...] = ()
 
     @property
     def both_s(self) -> float:
-        """The pair's time: the later of the two threads."""
+        """The pair's time: the later of the two threads (best of the rounds)."""
         return max(self.first_together_s, self.second_together_s)
 
     @property
     def slowdowns(self) -> tuple[float, float]:
-        return self.first_together_s / self.first_alone_s, self.second_together_s / self.second_alone_s
+        """Median over rounds of each kernel's together/alone ratio (the clean rounds when there are
+        :data:`PAIR_MIN_CLEAN_ROUNDS`, else all): a ratio taken within one round is blind to the
+        clock drifting between rounds, and the median to one disturbed round."""
+        if not self.round_slowdowns:
+            return self.first_together_s / self.first_alone_s, self.second_together_s / self.second_alone_s
+        use = [r for r, ok in zip(self.round_slowdowns, self.round_clean, strict=True) if ok]
+        if len(use) < PAIR_MIN_CLEAN_ROUNDS:
+            use = list(self.round_slowdowns)
+        return float(statistics.median(a for a, _ in use)), float(statistics.median(b for _, b in use))
 
 
 def pair_interleaved(first: Callable[[], Any], second: Callable[[], Any], rounds: int = 5,
@@ -597,14 +614,21 @@ def pair_interleaved(first: Callable[[], Any], second: Callable[[], Any], rounds
     alone1, alone2 = math.inf, math.inf
     clean: list[tuple[float, float]] = []
     every: list[tuple[float, float]] = []
+    ratios: list[tuple[float, float]] = []
+    flags: list[bool] = []
     for _ in range(rounds):
-        alone1 = min(alone1, alone_cpu_s(first, 1))
-        alone2 = min(alone2, alone_cpu_s(second, 1))
+        a1, a2 = alone_cpu_s(first, 1), alone_cpu_s(second, 1)
+        alone1, alone2 = min(alone1, a1), min(alone2, a2)
+        ok = False
         for _ in range(max(1, tries_per_round)):
             c1, c2, w1, w2 = pair_times(first, second)
             every.append((c1, c2))
-            if c1 >= PAIR_MIN_ON_CPU * w1 and c2 >= PAIR_MIN_ON_CPU * w2:
+            ok = c1 >= PAIR_MIN_ON_CPU * w1 and c2 >= PAIR_MIN_ON_CPU * w2
+            if ok:
                 clean.append((c1, c2))
                 break
+        ratios.append((c1 / a1, c2 / a2))
+        flags.append(ok)
     runs = clean or every
-    return PairTiming(alone1, alone2, min(c for c, _ in runs), min(c for _, c in runs), rounds, len(clean))
+    return PairTiming(alone1, alone2, min(c for c, _ in runs), min(c for _, c in runs), rounds, len(clean),
+                      tuple(ratios), tuple(flags))

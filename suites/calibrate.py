@@ -610,10 +610,10 @@ def _passes(fn: Callable[..., object], count: int, *args: object) -> None:
 
 
 def pair_slowdowns(
-    first: Callable[[], object], second: Callable[[], object], rounds: int = 7
+    first: Callable[[], object], second: Callable[[], object], rounds: int = 9
 ) -> tuple[float, float, float]:
-    """(first slowdown, second slowdown, pair CPU time): best-of CPU times together over alone,
-    alone and together interleaved round by round (:func:`hwsim.kernels.measure.pair_interleaved`)."""
+    """(first slowdown, second slowdown, pair CPU time): each kernel's together/alone ratio within a
+    round, median over interleaved rounds (:func:`hwsim.kernels.measure.pair_interleaved`)."""
     timing = pair_interleaved(first, second, rounds)
     return (*timing.slowdowns, timing.both_s)
 

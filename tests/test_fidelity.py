@@ -446,28 +446,52 @@ def test_compare_summarises_each_family() -> None:
 # ------------------------------------------------------------------------------ stability (slow)
 
 
+#: Coefficients fitted jointly with others from the same timings (two to five terms per family). On
+#: this kind of machine a best-of time still moves by about 3% between runs, and refitting one
+#: calibration's own timings with 3% noise moves each of these by 15-25% (max - min over 12 refits)
+#: while the family's predictions move by under 5%: the terms trade off against each other. So they
+#: are held to what they price, the family's predictions, and to 25% themselves.
+JOINTLY_FITTED = frozenset({
+    "gemm_pack_bytes_per_s", "gemm_fixed_s",
+    "skinny_flops_per_s", "skinny_read_fraction",
+    "attention_flops_per_s", "gather_bytes_per_s",
+    "topk_call_s", "topk_row_s", "topk_select_element_s", "topk_hit_block_s", "topk_stream_factor",
+})
+
+
 @pytest.mark.slow
 def test_calibration_is_stable_with_a_core_busy() -> None:
-    """Two quick calibrations back to back while another process spins on one core agree within 10%
-    on every fitted number (a fixed cost, named ``*_s``, may also differ by up to 5 us: timer and
-    call-overhead resolution, and a near-zero per-row cost is not a 100% change worth failing on)."""
+    """Two quick calibrations back to back while another process spins on one core: every fitted
+    number that one measurement (or one family of them) determines agrees within 10%, each jointly
+    fitted coefficient within 25%, and every family's prediction on every validation shape within
+    10% (a fixed cost, named ``*_s``, may also differ by up to 5 us: timer and call-overhead
+    resolution, and a near-zero per-row cost is not a 100% change worth failing on)."""
     from hwsim.suites.calibrate import fit_operator_models
+    from hwsim.suites.validate import cpu_cases
 
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        first = fit_operator_models(threads=1, quick=True).fitted
-        second = fit_operator_models(threads=1, quick=True).fitted
+        first = fit_operator_models(threads=1, quick=True)
+        second = fit_operator_models(threads=1, quick=True)
     finally:
         spinner.kill()
         spinner.wait()
 
     def agree(name: str, a: float, b: float) -> bool:
-        if a == b or abs(a - b) <= 0.10 * max(abs(a), abs(b)):
+        limit = 0.25 if name in JOINTLY_FITTED else 0.10
+        if a == b or abs(a - b) <= limit * max(abs(a), abs(b)):
             return True
         return name.endswith("_s") and abs(a - b) <= 5e-6
 
-    off = {k: (first[k], second[k]) for k in first if not agree(k, first[k], second[k])}
-    assert not off, f"fitted numbers that moved by more than 10%: {off}"
+    assert JOINTLY_FITTED < set(first.fitted)
+    off = {k: (v, second.fitted[k]) for k, v in first.fitted.items() if not agree(k, v, second.fitted[k])}
+    assert not off, f"fitted numbers that moved by more than their limit: {off}"
+    moved = {}
+    for case in cpu_cases(quick=True):
+        a, b = case.predict(first.models), case.predict(second.models)
+        if abs(a - b) > 0.10 * max(a, b):
+            moved[case.label] = (a, b)
+    assert not moved, f"predictions that moved by more than 10%: {moved}"
 
 
 # ------------------------------------------------------------------------------ shared-units predictor
@@ -628,4 +652,17 @@ def test_pair_alone_and_together_are_interleaved_round_by_round(monkeypatch: pyt
     t = m.pair_interleaved(lambda: "a", lambda: "b", rounds=2)
     assert calls == ["a", "b", "pair", "pair", "a", "b", "pair"]
     assert (t.first_alone_s, t.second_alone_s, t.first_together_s, t.second_together_s) == (1.0, 1.0, 1.3, 1.2)
+    assert [x for r in t.round_slowdowns for x in r] == pytest.approx([1.3, 1.2, 1.3, 1.2])
+    assert t.round_clean == (True, True)
     assert t.slowdowns == pytest.approx((1.3, 1.2)) and t.both_s == 1.3 and t.clean_rounds == 2
+
+
+def test_pair_slowdown_is_the_median_of_per_round_ratios() -> None:
+    """One disturbed round does not set the slowdown; with enough clean rounds only they count."""
+    from hwsim.kernels.measure import PairTiming
+
+    ratios = ((1.1, 1.0), (1.6, 1.0), (1.0, 1.2), (1.05, 1.1), (2.0, 3.0))
+    mixed = PairTiming(1.0, 1.0, 1.0, 1.0, 5, 4, ratios, (True, True, True, True, False))
+    assert mixed.slowdowns == pytest.approx((1.075, 1.05))  # the four clean rounds
+    few = PairTiming(1.0, 1.0, 1.0, 1.0, 5, 2, ratios, (True, False, False, True, False))
+    assert few.slowdowns == pytest.approx((1.1, 1.1))  # too few clean rounds: all five
