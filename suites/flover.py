@@ -31,6 +31,7 @@ import numpy as np
 from hwsim.errors import HwsimError
 from hwsim.hardware import Hardware, load_hardware
 from hwsim.records import Record, within_tolerance
+from hwsim.suites.host import host_with_models
 from hwsim.suites.registry import Parameter, SuiteContext, SuiteResult, resolve_params
 from hwsim.suites.tables import Table
 from hwsim.systems.flover import FloverFusion
@@ -472,25 +473,6 @@ def _figures(ctx: SuiteContext, gap_rows: list[tuple[float, list[_Speedup]]], tr
 # ---- measured decode kernel on this CPU ---------------------------------------------------------------
 
 
-def _host_hardware(ctx: SuiteContext) -> Hardware:
-    """This CPU as the cost model sees it, with per-family operator models (``device.operators``): the
-    user's CPU hardware or the saved calibration (``hwsim hw calibrate``) when fitted on the thread count
-    the decode kernel is measured with, else one calibrated now by the project's microbenchmarks
-    (:func:`hwsim.suites.calibrate.fit_operator_models`), never from the decode cases."""
-    from dataclasses import replace
-
-    from hwsim.costs.ops import operator_models
-    from hwsim.suites.calibrate import fit_operator_models
-    from hwsim.suites.host import host_hardware
-
-    hw = host_hardware(ctx.hardware, kind="cpu", quick=ctx.quick, seed=ctx.seed, name="host-cpu")[0]
-    models = operator_models(hw.device)
-    if models is not None and models.threads == MEASURE_THREADS:
-        return hw
-    fitted = fit_operator_models(threads=MEASURE_THREADS, quick=ctx.quick, seed=ctx.seed).models
-    return replace(hw, device=replace(hw.device, operators=fitted))
-
-
 MEASURE_THREADS = 1
 """Numba threads for calibration and the decode kernel. One: on a shared 2-core machine a parallel region
 waits for whichever of its threads the OS has descheduled (we saw 2 threads run 8x slower than 1 at load 3-5)."""
@@ -594,7 +576,8 @@ GPU_KV_BUDGET_BYTES = 16e9  # fp32 KV of the largest grid point (B=256, context 
 def _measure_decode_threads(ctx: SuiteContext, out: _Out) -> None:
     from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
 
-    _decode_grid(ctx, out, _host_hardware(ctx), "cpu", DECODE_KV_BUDGET_BYTES)
+    _decode_grid(ctx, out, host_with_models(ctx.hardware, threads=MEASURE_THREADS, quick=ctx.quick, seed=ctx.seed),
+                 "cpu", DECODE_KV_BUDGET_BYTES)
     if gpu_available():
         gpu_hw = ctx.hardware if ctx.hardware is not None and ctx.hardware.device.kind == "gpu" else \
             load_hardware(SUITE.default_hardware)

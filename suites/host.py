@@ -48,4 +48,25 @@ def host_hardware(given: Hardware | None = None, *, kind: str | None = None, qui
     raise AssertionError("unreachable")
 
 
-__all__ = ["CALIBRATION_ATTEMPTS", "HOST_NAME", "host_hardware"]
+def host_with_models(given: Hardware | None = None, *, threads: int = 1, quick: bool = True, seed: int = 0,
+                     name: str = "host-cpu") -> Hardware:
+    """This CPU with per-family operator models (``device.operators``) fitted on ``threads`` threads:
+    the user's CPU hardware or the saved calibration when its models were fitted on that thread count,
+    else :func:`host_hardware`'s description carrying models calibrated now by the project's
+    microbenchmarks (:func:`hwsim.suites.calibrate.fit_operator_models`), never from a suite's cases.
+    A suite measuring its kernels with ``measure_as_calibrated`` on ``threads`` threads compares them
+    with predictions from models that saw the same machine."""
+    from dataclasses import replace
+
+    from hwsim.costs.ops import operator_models
+    from hwsim.suites.calibrate import fit_operator_models
+
+    hw = host_hardware(given, kind="cpu", quick=quick, seed=seed, name=name)[0]
+    models = operator_models(hw.device)
+    if models is not None and models.threads == threads:
+        return hw
+    fitted = fit_operator_models(threads=threads, quick=quick, seed=seed).models
+    return replace(hw, device=replace(hw.device, operators=fitted))
+
+
+__all__ = ["CALIBRATION_ATTEMPTS", "HOST_NAME", "host_hardware", "host_with_models"]

@@ -13,17 +13,17 @@ run on this CPU and are set beside the cost model.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from hwsim.costs import memcpy
 from hwsim.errors import WorkloadError
 from hwsim.hardware import load_hardware
 from hwsim.kernels import moe as kmoe
 from hwsim.kernels.gpu import gpu_available, gpu_unavailable_reason
-from hwsim.kernels.measure import measure
 from hwsim.placement import (
     Placement,
     PlacementError,
@@ -41,7 +41,6 @@ from hwsim.systems.moe import (
     Batch,
     MoEModel,
     RunResult,
-    grouped_gemm_s,
     simulate,
 )
 from hwsim.systems.moetuner import (
@@ -178,16 +177,25 @@ KERNEL_SHAPE = {"tokens": 1024, "experts": 8, "top_k": 2, "hidden": 256, "ffn": 
 SKEWS = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
-def _kernel_records(ctx: SuiteContext, notes: list[str], tables: list[Table]) -> list[Record]:
-    from hwsim.suites.host import host_hardware
+#: Numba/BLAS threads for the measured MoE kernels and the models that predict them (one: on a shared
+#: 2-core machine a parallel region waits for whichever thread the OS descheduled).
+MEASURE_THREADS = 1
 
-    hw, more = host_hardware(None, quick=True, seed=ctx.seed)
-    notes += more
+
+def _kernel_records(ctx: SuiteContext, notes: list[str], tables: list[Table]) -> list[Record]:
+    """The MoE dispatch and grouped-FFN kernels on this CPU over expert skew, timed as calibration
+    times its microbenchmarks, beside the MoE family models (``dispatch_s``, ``grouped_gemm_s``) of a
+    calibration on the same thread count (saved, else run now; never fitted to these cases)."""
+    from hwsim.costs.ops import operator_models
+    from hwsim.kernels.measure import measure_as_calibrated
+    from hwsim.suites.host import host_with_models
+
+    hw = host_with_models(ctx.hardware, threads=MEASURE_THREADS, quick=ctx.quick, seed=ctx.seed)
+    models = operator_models(hw.device)
+    assert models is not None
     s = KERNEL_SHAPE
-    kernel_model = MoEModel("kernel", s["experts"], s["top_k"], 1, s["hidden"], s["ffn"], 2, 0, 1, 1,
-                            weight_dtype="fp32", act_dtype="fp32")
     records: list[Record] = []
-    table = Table(title=f"MoE kernels on {hw.name}: cost model vs measured (loaded machine)")
+    table = Table(title=f"MoE kernels on {hw.name}: family models vs measured ({MEASURE_THREADS} thread)")
     table.add_column("kernel")
     table.add_column("skew", number_format="g")
     table.add_column("max/mean expert load", number_format=".2f")
@@ -195,29 +203,35 @@ def _kernel_records(ctx: SuiteContext, notes: list[str], tables: list[Table]) ->
     table.add_column("measured", "ms", number_format=".3f")
     table.add_column("error", "%", number_format="+.0f")
     skews = SKEWS[::2] if ctx.quick else SKEWS
+    predicted: dict[str, float] = {}
+    calls: dict[str, Callable[[], object]] = {}
+    loads: dict[str, tuple[float, float]] = {}
     for skew in skews:
         inp = kmoe.make_inputs(s["tokens"], s["experts"], s["top_k"], s["hidden"], s["ffn"], skew, ctx.seed)
-        counts = inp.counts
+        counts = [int(c) for c in inp.counts]
         xp, _, offsets = kmoe.dispatch_numba(inp.x, inp.experts, s["experts"])
-        cases = {
-            "dispatch": (memcpy(hw.device, kmoe.dispatch_bytes(int(counts.sum()), s["hidden"], 4)).time_s,
-                         lambda: kmoe.dispatch_numba(inp.x, inp.experts, s["experts"])),
-            "grouped_ffn": (grouped_gemm_s(kernel_model, hw, counts.astype(float)),
-                            lambda: kmoe.grouped_ffn_blas(xp, offsets, inp.w1, inp.w2)),
-        }
-        for kernel, (sim_s, fn) in cases.items():
-            measured = measure(fn, warmup=2, repeats=5 if ctx.quick else 11, device="cpu", max_time_s=1.0).median_s
-            case: dict[str, str | int | float | bool] = {"kernel": kernel, "skew": skew, **s}
-            records.append(Record(SUITE_NAME, case, "kernel_time_s", sim_s, "s", "simulated", hw.name))
-            records.append(Record(SUITE_NAME, case, "kernel_time_s", measured, "s", "measured", hw.name))
-            table.add_row(kernel, float(skew), float(counts.max() / counts.mean()), sim_s * 1e3, measured * 1e3,
-                          (sim_s - measured) / measured * 100)
+        predicted[f"dispatch {skew}"] = models.dispatch_s(sum(counts), s["hidden"], 4.0)
+        predicted[f"grouped_ffn {skew}"] = models.grouped_gemm_s(counts, s["hidden"], s["ffn"], 4.0, "fp32")
+        calls[f"dispatch {skew}"] = partial(kmoe.dispatch_numba, inp.x, inp.experts, s["experts"])
+        calls[f"grouped_ffn {skew}"] = partial(kmoe.grouped_ffn_blas, xp, offsets, inp.w1, inp.w2)
+        for kernel in ("dispatch", "grouped_ffn"):
+            loads[f"{kernel} {skew}"] = (float(skew), float(max(counts) / (sum(counts) / len(counts))))
+    timings, load = measure_as_calibrated(calls, threads=MEASURE_THREADS, quick=ctx.quick)
+    for name, fn_timing in timings.items():
+        kernel = name.split()[0]
+        skew, imbalance = loads[name]
+        sim_s, measured = predicted[name], fn_timing.min_s
+        case: dict[str, str | int | float | bool] = {"kernel": kernel, "skew": skew, **s}
+        records.append(Record(SUITE_NAME, case, "kernel_time_s", sim_s, "s", "simulated", hw.name,
+                              note=f"MoE family model, operator models on {models.threads} thread(s)"))
+        records.append(Record(SUITE_NAME, case, "kernel_time_s", measured, "s", "measured", hw.name,
+                              note=fn_timing.note()))
+        table.add_row(kernel, skew, imbalance, sim_s * 1e3, measured * 1e3, (sim_s - measured) / measured * 100)
     tables.append(table)
+    notes.append(f"MoE kernels measured on {MEASURE_THREADS} thread as calibration measures ({load})")
     if not gpu_available():
         notes.append(f"MoE kernels on GPU not measured: {gpu_unavailable_reason()}")
     return records
-
-
 
 
 def _verdict(value: float, paper: float) -> str:

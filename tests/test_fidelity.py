@@ -575,6 +575,48 @@ def test_t3_cpu_contention_is_predicted_by_the_calibrated_interference(
     assert both[1.5] > both[1.0] * 1.2  # an FMA next to a stream: the calibrated compute_memory term decides
 
 
+def test_moetuner_measured_kernels_are_predicted_by_the_moe_family_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moetuner --measure: dispatch and grouped-FFN rows are the operator models' dispatch_s and
+    grouped_gemm_s on the kernel's own expert counts, timed as calibration times (not the suite's
+    GPU roofline); a different calibrated packing rate moves the grouped-FFN prediction."""
+    from dataclasses import replace
+
+    from hwsim.hardware import load_hardware
+    from hwsim.kernels import measure
+    from hwsim.kernels import moe as kmoe
+    from hwsim.suites import moetuner
+    from hwsim.suites.registry import SuiteContext
+
+    timed: list[str] = []
+
+    def fake(cases, *, threads, quick):  # type: ignore[no-untyped-def]
+        assert threads == moetuner.MEASURE_THREADS
+        timed.extend(cases)
+        t = RobustTiming(1e-3, 1e-3, 0.0, 3, 0.0, 0.0, 1.0, 1, False, {"numba": 1}, "thread_cpu", 1e-3)
+        return dict.fromkeys(cases, t), "load average 0.00 -> 0.00"
+
+    monkeypatch.setattr(measure, "measure_as_calibrated", fake)
+    base = load_hardware("xeon-e5-2640v4")
+    grouped = {}
+    for pack in (1e10, 2e9):
+        m = _models(threads=1, gemm_pack_bytes_per_s=pack, dispatch_slot_s=5e-8)
+        hw = replace(base, device=replace(base.device, operators=m))
+        records = moetuner._kernel_records(SuiteContext(hw, quick=True, measure=True, seed=0), [], [])
+        s = moetuner.KERNEL_SHAPE
+        for r in records:
+            if r.source != "simulated":
+                continue
+            counts = [int(c) for c in kmoe.make_inputs(s["tokens"], s["experts"], s["top_k"], s["hidden"], s["ffn"],
+                                                       r.case["skew"], 0).counts]
+            if r.case["kernel"] == "dispatch":
+                assert r.value == pytest.approx(m.dispatch_s(sum(counts), s["hidden"], 4.0))
+            else:
+                assert r.value == pytest.approx(m.grouped_gemm_s(counts, s["hidden"], s["ffn"], 4.0, "fp32"))
+                grouped[(pack, r.case["skew"])] = r.value
+        assert {r.source for r in records} == {"simulated", "measured"}
+    assert timed and all(grouped[(2e9, k)] > grouped[(1e10, k)] for _, k in grouped)
+
+
 def test_speed_gate_keeps_only_samples_taken_while_the_core_ran_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sample whose speed reference (before or after it) shows a slow core is dropped, even when it
     happens to be the smallest: the gate, not the best-of, decides which samples count."""
