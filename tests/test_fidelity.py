@@ -171,10 +171,13 @@ def test_topk_counts_the_kernels_selection_work_per_row() -> None:
 
     assert (families.TOPK_SAMPLE, families.TOPK_SIGMAS, families.TOPK_DIRECT_MAX, families.TOPK_SPARSE_BELOW) == (
         kernel._SAMPLE, kernel._SIGMAS, kernel._DIRECT_MAX, kernel._SPARSE_BELOW)
-    # 2048 elements, k=32: a sample of 256 (gathered and partitioned) and about 88 candidates; 11/256 of
-    # the row passes, too many for the sparse filter: every block of 16 is stored
+    # 2048 elements, k=32: a sample of 256 (gathered, then rank 11 quick-selected in it) and 88 candidates
+    # (rank 32 quick-selected among them, then packed); 11/256 of the row passes, too many for the sparse
+    # filter: every block of 16 is stored
     work = topk_work(2048, 32)
-    assert work.selection_elements == pytest.approx(3 * 256 + 3 * 2048 * 11 / 256)
+    candidates = 2048 * 11 / 256
+    assert work.selection_elements == pytest.approx(
+        256 + families.quickselect_elements(256, 11) + families.quickselect_elements(candidates, 32) + candidates)
     assert work.hit_blocks == pytest.approx(2048 / 16) and work.filtered
     assert work.sample_lines == pytest.approx(2048 * 4 / 64)  # a stride of 32 bytes: every line
     # 100000 elements, k=64: 1024 samples, 5/1024 pass: a block hits with probability 1 - (1 - p)^16
@@ -182,8 +185,11 @@ def test_topk_counts_the_kernels_selection_work_per_row() -> None:
     p = 5 / 1024
     assert sparse.hit_blocks == pytest.approx(100_000 / 16 * (1 - (1 - p) ** 16))
     assert sparse.sample_lines == 1024
-    # up to 1024 elements: the row's own quick-select (about two passes) and one packing pass
-    assert topk_work(1000, 10) == families.TopkWork(3000.0, 0.0, 0.0, False)
+    # up to 1024 elements: the row's own quick-select and one packing pass; a k nearer the middle of the
+    # row costs more passes (median-of-three FIND: 2n for an extreme rank, 2.75n for the median)
+    assert topk_work(1000, 10) == families.TopkWork(1000 * (2 + 3 * 0.01 * 0.99) + 1000, 0.0, 0.0, False)
+    assert topk_work(1000, 300).selection_elements > 1.15 * topk_work(1000, 10).selection_elements
+    assert families.quickselect_elements(1000, 500) == pytest.approx(2750.0)
     # rows of 2^20 or more take an 8x larger sample
     assert topk_work(1 << 20, 128).selection_elements > 3 * 8 * 1024
     m = _models(staircase=(MemoryStep(1.0, 1e15, 1e15),), topk_row_s=0.0, topk_select_element_s=3e-9,
@@ -192,6 +198,35 @@ def test_topk_counts_the_kernels_selection_work_per_row() -> None:
     assert t == pytest.approx(128 * (2048 / 1e9 + work.selection_elements * 3e-9 + work.hit_blocks * 1e-8))
     # once k is a quarter of the row, the candidates (about 864) outweigh the smaller sample (64)
     assert m.topk_s(128, 2048, 512, 4.0) > m.topk_s(128, 2048, 32, 4.0)
+
+
+def test_quickselect_work_matches_a_median_of_three_select_on_random_rows() -> None:
+    """The cost model's quick-select count (a published expectation) against a count of the elements a
+    median-of-three select (the kernel's pivot rule, partitioning every kept element per pass)
+    actually partitions on random rows."""
+    from hwsim.costs.families import quickselect_elements
+
+    rng = np.random.default_rng(0)
+
+    def partitioned(x: np.ndarray, rank: int) -> int:
+        total = 0
+        while len(x) > 16:
+            a, b, c = x[0], x[len(x) >> 1], x[-1]
+            pivot = max(min(a, b), min(max(a, b), c))
+            total += len(x)
+            above = x[x > pivot]
+            if rank <= len(above):
+                x = above
+            else:
+                rank -= len(above)
+                x = x[x <= pivot]
+        return total
+
+    n = 4000
+    for fraction in (0.01, 0.1, 0.3, 0.5):
+        rank = int(fraction * n)
+        mean = float(np.mean([partitioned(rng.standard_normal(n), rank) for _ in range(60)]))
+        assert mean == pytest.approx(quickselect_elements(n, rank), rel=0.08)
 
 
 def test_topk_filter_pass_adds_on_a_cpu_and_overlaps_on_a_gpu() -> None:

@@ -99,16 +99,28 @@ class TopkWork:
     filtered: bool             # the row is read by the filter pass (long rows)
 
 
+def quickselect_elements(m: float, rank: float) -> float:
+    """Expected elements partitioned by median-of-three quick-select to find rank ``rank`` of ``m``:
+    ``m * (2 + 3 a (1 - a))`` with ``a = rank / m`` (Kirschenhofer, Prodinger & Martinez, "Analysis
+    of Hoare's FIND algorithm with median-of-three partition", Random Struct. Alg. 1997): about 2m
+    for an extreme rank, 2.75m for the median. Each pass of the vector kernel partitions every
+    element it keeps, so its work is this count."""
+    if m <= 0:
+        return 0.0
+    a = min(1.0, max(0.0, rank / m))
+    return m * (2.0 + 3.0 * a * (1.0 - a))
+
+
 def topk_work(n: int, k: int, itemsize: float = 4.0) -> TopkWork:
-    """The kernel's work for a row of ``n`` and a given ``k``: a short row is partitioned itself
-    (about 2n) and packed (n); a long row gathers a strided sample of ``s`` and partitions it (about
-    3s with the gather), filters the row in blocks (a block with a candidate is stored; in the
-    sparse filter the others cost only a compare, a test and, when the test is unpredictable, a
-    mispredicted branch, which the per-block cost absorbs), then partitions and packs the ``m``
-    candidates (about 3m)."""
+    """The kernel's work for a row of ``n`` and a given ``k``: a short row is quick-selected itself
+    (:func:`quickselect_elements`, 2n to 2.75n by where k falls) and packed (n); a long row gathers
+    a strided sample of ``s`` and quick-selects its threshold rank in it, filters the row in blocks
+    (a block with a candidate is stored; in the sparse filter the others cost only a compare, a test
+    and, when the test is unpredictable, a mispredicted branch, which the per-block cost absorbs),
+    then quick-selects rank k among the ``m`` candidates and packs them."""
     cap = TOPK_SAMPLE if n < (1 << 20) else 8 * TOPK_SAMPLE
     s = min(n // 8, max(64, (16 * n) // max(k, 1)), cap)
-    direct = TopkWork(3.0 * n, 0.0, 0.0, False)
+    direct = TopkWork(quickselect_elements(n, k) + n, 0.0, 0.0, False)
     if n <= TOPK_DIRECT_MAX or k >= n or s < 16:
         return direct
     expected = k * s / n
@@ -123,7 +135,8 @@ def topk_work(n: int, k: int, itemsize: float = 4.0) -> TopkWork:
     else:
         hit_blocks = blocks
     lines = min(float(s), n * itemsize / CACHE_LINE_BYTES)
-    return TopkWork(3.0 * s + 3.0 * candidates, hit_blocks, lines, True)
+    selection = s + quickselect_elements(s, rank + 1) + quickselect_elements(candidates, k) + candidates
+    return TopkWork(selection, hit_blocks, lines, True)
 
 
 @dataclass(frozen=True)
