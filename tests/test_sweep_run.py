@@ -254,3 +254,26 @@ def test_zipped_numeric_keys_are_one_figure_axis(tmp_path):
     rep = run_sweep(_link_grid(doc), tmp_path, SerialBackend(), _quiet(), metric="mean_fct_s", progress=False)
     assert rep.figure is not None
     assert rep.figure_note == "heat map of mean_fct_s over hw.topology.link.bandwidth_bytes_per_s x load"
+
+
+def test_ctrl_c_silences_the_cluster_loggers_before_the_interrupt_is_raised() -> None:
+    """Distributed's interrupted calls log from their IO-loop thread at once: the Dask backend's SIGINT
+    handler silences those loggers before KeyboardInterrupt reaches any ``except``, and the block's
+    end gives them back."""
+    import logging
+
+    from hwsim.suites.sweep.executors import quiet_from_sigint
+
+    logger = logging.getLogger("distributed.utils")
+    before = signal.getsignal(signal.SIGINT)
+    seen = None
+    with pytest.raises(KeyboardInterrupt), quiet_from_sigint():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the handler runs at the next bytecode boundary
+        except KeyboardInterrupt:
+            seen = logging.getLogger("distributed").disabled, logging.getLogger("tornado").disabled, logger.disabled
+            raise
+    assert seen == (True, True, True)
+    assert not logging.getLogger("distributed").disabled and not logging.getLogger("tornado").disabled
+    assert signal.getsignal(signal.SIGINT) is before

@@ -130,6 +130,30 @@ class ProcessBackend:
         pool.shutdown(wait=True)
 
 
+@contextlib.contextmanager
+def quiet_from_sigint(names: tuple[str, ...] = SHUTDOWN_LOGGERS) -> Iterator[None]:
+    """For the block, Ctrl-C silences ``names`` before it raises KeyboardInterrupt (main thread only).
+
+    Distributed's blocking calls, interrupted, schedule their own clean-up on the IO-loop thread, and
+    that clean-up can log an error of its own before this thread's ``except`` runs: silencing only
+    once the interrupt is caught leaves a race that prints a traceback after the one quiet line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    silenced = contextlib.ExitStack()
+
+    def interrupted(signum: int, frame: object) -> None:
+        silenced.enter_context(quiet_loggers(names))
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        silenced.close()
+
+
 class DaskBackend:
     """Dask distributed: a LocalCluster of worker processes, or the cluster at ``address``."""
 
@@ -165,23 +189,24 @@ class DaskBackend:
             raise SweepError(f"cannot start a Dask cluster: {exc}") from None
         futures = []
         stopping = False
-        try:
-            futures = [client.submit(run_case, t, key=f"hwsim-case-{t.case.case_id}", pure=False) for t in tasks]
-            by_key = {f.key: t for f, t in zip(futures, tasks)}
-            for future in dask_as_completed(futures):
-                on_done(_outcome(future.result, by_key[future.key]))
-        except BaseException:
-            stopping = True
-            raise
-        finally:
-            # stopped early (Ctrl-C, an error): the cluster's shutdown chatter is noise, keep stderr to one line
-            with quiet_loggers() if stopping else contextlib.nullcontext(), children_ignore_sigint():
-                if stopping and futures:
-                    with contextlib.suppress(Exception):
-                        client.cancel(futures)
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+        with quiet_from_sigint():
+            try:
+                futures = [client.submit(run_case, t, key=f"hwsim-case-{t.case.case_id}", pure=False) for t in tasks]
+                by_key = {f.key: t for f, t in zip(futures, tasks)}
+                for future in dask_as_completed(futures):
+                    on_done(_outcome(future.result, by_key[future.key]))
+            except BaseException:
+                stopping = True
+                raise
+            finally:
+                # stopped early (Ctrl-C, an error): the cluster's shutdown chatter is noise, keep stderr to one line
+                with quiet_loggers() if stopping else contextlib.nullcontext(), children_ignore_sigint():
+                    if stopping and futures:
+                        with contextlib.suppress(Exception):
+                            client.cancel(futures)
+                    client.close()
+                    if cluster is not None:
+                        cluster.close()
 
 
 def _outcome(result: Callable[[], Outcome], task: Task) -> Outcome:
