@@ -34,6 +34,7 @@ __all__ = [
     "measure_interleaved",
     "speed_reference_s",
     "pair_interleaved",
+    "pairs_interleaved",
     "pair_times",
     "reference_s",
     "thread_counts",
@@ -610,25 +611,39 @@ def pair_interleaved(first: Callable[[], Any], second: Callable[[], Any], rounds
     fifth or more within seconds on a VM; alone and together times taken in separate stretches would
     put that shift into the slowdown, while within a round they see the same clock.
     """
+    return pairs_interleaved({"pair": (first, second)}, rounds, tries_per_round)["pair"]
+
+
+def pairs_interleaved(pairs: Mapping[str, tuple[Callable[[], Any], Callable[[], Any]]], rounds: int = 5,
+                      tries_per_round: int = 8) -> dict[str, PairTiming]:
+    """:func:`pair_interleaved` for several pairs at once, in the same rounds: each round times every
+    pair (alone, alone, together) in turn, so pairs measured for calibration and pairs held out to
+    check it see the same state of the host (which, on a VM, changes from minute to minute)."""
     rounds = _check_count("rounds", rounds, 1)
-    alone1, alone2 = math.inf, math.inf
-    clean: list[tuple[float, float]] = []
-    every: list[tuple[float, float]] = []
-    ratios: list[tuple[float, float]] = []
-    flags: list[bool] = []
+    if not pairs:
+        raise ValueError("pairs must not be empty")
+    alone = {name: [math.inf, math.inf] for name in pairs}
+    clean: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
+    every: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
+    ratios: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
+    flags: dict[str, list[bool]] = {name: [] for name in pairs}
     for _ in range(rounds):
-        a1, a2 = alone_cpu_s(first, 1), alone_cpu_s(second, 1)
-        alone1, alone2 = min(alone1, a1), min(alone2, a2)
-        ok = False
-        for _ in range(max(1, tries_per_round)):
-            c1, c2, w1, w2 = pair_times(first, second)
-            every.append((c1, c2))
-            ok = c1 >= PAIR_MIN_ON_CPU * w1 and c2 >= PAIR_MIN_ON_CPU * w2
-            if ok:
-                clean.append((c1, c2))
-                break
-        ratios.append((c1 / a1, c2 / a2))
-        flags.append(ok)
-    runs = clean or every
-    return PairTiming(alone1, alone2, min(c for c, _ in runs), min(c for _, c in runs), rounds, len(clean),
-                      tuple(ratios), tuple(flags))
+        for name, (first, second) in pairs.items():
+            a1, a2 = alone_cpu_s(first, 1), alone_cpu_s(second, 1)
+            alone[name] = [min(alone[name][0], a1), min(alone[name][1], a2)]
+            ok = False
+            for _ in range(max(1, tries_per_round)):
+                c1, c2, w1, w2 = pair_times(first, second)
+                every[name].append((c1, c2))
+                ok = c1 >= PAIR_MIN_ON_CPU * w1 and c2 >= PAIR_MIN_ON_CPU * w2
+                if ok:
+                    clean[name].append((c1, c2))
+                    break
+            ratios[name].append((c1 / a1, c2 / a2))
+            flags[name].append(ok)
+    out = {}
+    for name in pairs:
+        runs = clean[name] or every[name]
+        out[name] = PairTiming(alone[name][0], alone[name][1], min(c for c, _ in runs), min(c for _, c in runs),
+                               rounds, len(clean[name]), tuple(ratios[name]), tuple(flags[name]))
+    return out

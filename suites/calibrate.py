@@ -43,10 +43,11 @@ from hwsim.kernels import microbench
 from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
 from hwsim.kernels.measure import (
     SPEED_GATE,
+    PairTiming,
     RobustTiming,
     load_average,
     measure_interleaved,
-    pair_interleaved,
+    pairs_interleaved,
     thread_limits,
 )
 from hwsim.suites.tables import Table
@@ -620,26 +621,31 @@ def _passes(fn: Callable[..., object], count: int, *args: object) -> None:
         fn(*args)
 
 
-def pair_slowdowns(
-    first: Callable[[], object], second: Callable[[], object], rounds: int = 9
-) -> tuple[float, float, float]:
-    """(first slowdown, second slowdown, pair CPU time): each kernel's together/alone ratio within a
-    round, median over interleaved rounds (:func:`hwsim.kernels.measure.pair_interleaved`)."""
-    timing = pair_interleaved(first, second, rounds)
-    return (*timing.slowdowns, timing.both_s)
+#: Interleaved rounds of the calibration pairs.
+PAIR_ROUNDS = 9
+
+
+def calibration_pairs(seed: int) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """The three calibration pairs, each kernel single-threaded: FMA+FMA, stream+stream, FMA+stream."""
+    fmas, streams = pair_kernels(seed, CAL_PAIR_FMA_PASSES, CAL_PAIR_STREAM_BYTES)
+    return {"cal fma+fma": (fmas[0], fmas[1]), "cal stream+stream": (streams[0], streams[1]),
+            "cal fma+stream": (fmas[0], streams[0])}
+
+
+def interference_from(timings: Mapping[str, PairTiming]) -> Interference:
+    """The calibrated slowdowns from the calibration pairs' timings (:func:`calibration_pairs`'
+    names): per pair, the mean of its two kernels' median per-round slowdowns, never below 1."""
+    def factor(name: str) -> float:
+        return max(1.0, statistics.fmean(timings[name].slowdowns))
+
+    return Interference(memory_memory=factor("cal stream+stream"), compute_compute=factor("cal fma+fma"),
+                        compute_memory=factor("cal fma+stream"))
 
 
 def pair_interference(seed: int) -> Interference:
-    """FMA+FMA, stream+stream and FMA+stream pairs on two threads: the calibrated slowdowns."""
-    fmas, streams = pair_kernels(seed, CAL_PAIR_FMA_PASSES, CAL_PAIR_STREAM_BYTES)
-    ff = pair_slowdowns(fmas[0], fmas[1])
-    ss = pair_slowdowns(streams[0], streams[1])
-    fs = pair_slowdowns(fmas[0], streams[0])
-    return Interference(
-        memory_memory=max(1.0, statistics.fmean(ss[:2])),
-        compute_compute=max(1.0, statistics.fmean(ff[:2])),
-        compute_memory=max(1.0, statistics.fmean(fs[:2])),
-    )
+    """FMA+FMA, stream+stream and FMA+stream pairs on two threads, interleaved round by round: the
+    calibrated slowdowns."""
+    return interference_from(pairs_interleaved(calibration_pairs(seed), PAIR_ROUNDS))
 
 
 def calibration_table(cal: ModelCalibration) -> Table:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hwsim.costs.families import OperatorModels, models_to_dict
+from hwsim.costs.families import Interference, OperatorModels, models_to_dict
 from hwsim.costs.ops import operator_models
 from hwsim.hardware.model import Hardware
 from hwsim.records import Record, relative_error, write_results
@@ -329,7 +329,13 @@ def validate_cpu(
             f"{err * 100:+.1f}%" if err is not None else None,
             "yes" if t.noisy else "",
         )
-    contention = _contention_pairs(models, seed) if threads >= 1 else []
+    interference, contention = _contention_pairs(seed)
+    if interference is not None:  # the pairs' calibration from the same rounds as the held-out pairs
+        models = replace(models, interference=interference)
+        hardware = replace(hardware, device=replace(hardware.device, operators=models))
+        cal.fitted.update(interference_memory_memory=interference.memory_memory,
+                          interference_compute_compute=interference.compute_compute,
+                          interference_compute_memory=interference.compute_memory)
     for family, label, predicted, measured, note in contention:
         pairs.append((family, label, predicted, measured))
         case = {"family": family, "pair": label}
@@ -370,8 +376,6 @@ def validate_cpu(
 
 def _calibrated_hardware(name: str, models: OperatorModels, seed: int) -> Hardware:
     """This CPU's hardware description (quick roofline calibration) carrying the fitted operator models."""
-    from dataclasses import replace
-
     from hwsim.suites.calibrate import cpu_hardware
 
     hw, _ = cpu_hardware(name, quick=True, seed=seed)
@@ -387,34 +391,44 @@ VAL_PAIRS: tuple[tuple[str, int, int], ...] = (
 )
 
 
-def _contention_pairs(models: OperatorModels, seed: int) -> list[tuple[str, str, float, float, str]]:
-    """Two single-threaded kernels at once on two cores, predicted from their alone times by the
-    calibrated interference. Measured: the later of the two threads' CPU times (time-slicing by
-    other processes drops out; interference between the two stays in)."""
+def _contention_pairs(seed: int) -> tuple[Interference | None, list[tuple[str, str, float, float, str]]]:
+    """Two single-threaded kernels at once on two cores. The calibration pairs and these held-out
+    pairs (other sizes) are timed in the same interleaved rounds, as the kernel cases are, since the
+    two vCPUs' shared state (core clock; a physical core when the host puts both on one) changes from
+    minute to minute; the interference is fitted from the calibration pairs only and predicts each
+    held-out pair from its alone times. Measured: the later of the two threads' CPU times (time-slicing
+    by other processes drops out; interference between the two stays in)."""
     import os
 
     from hwsim.costs.families import concurrent_s
-    from hwsim.kernels.measure import load_average, pair_interleaved
-    from hwsim.suites.calibrate import pair_kernels
+    from hwsim.kernels.measure import load_average, pairs_interleaved
+    from hwsim.suites.calibrate import PAIR_ROUNDS, calibration_pairs, interference_from, pair_kernels
 
     if (os.cpu_count() or 1) < 2:
-        return []
-    results = []
+        return None, []
+    held_out = {}
+    memory = {}
     for label, passes, nbytes in VAL_PAIRS:
         fmas, streams = pair_kernels(seed + 1, max(passes, 1), max(nbytes, 1 << 20))
         first, mem1 = (fmas[0], 0.0) if label.startswith("fma") else (streams[0], 1.0)
         second, mem2 = (fmas[1], 0.0) if label.endswith("fma") else (streams[1], 1.0)
-        load0 = load_average()
-        timing = pair_interleaved(first, second, rounds=7)
-        alone1, alone2, measured = timing.first_alone_s, timing.second_alone_s, timing.both_s
-        predicted = concurrent_s(alone1, alone2, mem1, mem2, models.interference)[2]
+        held_out[label] = (first, second)
+        memory[label] = (mem1, mem2)
+    load0 = load_average()
+    timings = pairs_interleaved({**calibration_pairs(seed), **held_out}, PAIR_ROUNDS)
+    load1 = load_average()
+    interference = interference_from(timings)
+    results = []
+    for label in held_out:
+        t = timings[label]
+        predicted = concurrent_s(t.first_alone_s, t.second_alone_s, *memory[label], interference)[2]
         note = (
-            f"best of {timing.rounds} interleaved rounds (alone, alone, together; {timing.clean_rounds} with both "
-            f"threads on a core), thread CPU clock; alone={alone1:.4g}s,{alone2:.4g}s; "
-            f"load={load0:.2f}->{load_average():.2f}; one thread per kernel"
+            f"best of {t.rounds} rounds (alone, alone, together; {t.clean_rounds} with both threads on a "
+            f"core), interleaved with the calibration pairs, thread CPU clock; alone={t.first_alone_s:.4g}s,"
+            f"{t.second_alone_s:.4g}s; load={load0:.2f}->{load1:.2f}; one thread per kernel"
         )
-        results.append(("contention", label, predicted, measured, note))
-    return results
+        results.append(("contention", label, predicted, t.both_s, note))
+    return interference, results
 
 
 def _once(fn: Callable[[], Any]) -> float:

@@ -797,3 +797,39 @@ def test_pair_slowdown_is_the_median_of_per_round_ratios() -> None:
     assert mixed.slowdowns == pytest.approx((1.075, 1.05))  # the four clean rounds
     few = PairTiming(1.0, 1.0, 1.0, 1.0, 5, 2, ratios, (True, False, False, True, False))
     assert few.slowdowns == pytest.approx((1.1, 1.1))  # too few clean rounds: all five
+
+
+def test_pairs_are_interleaved_across_pairs_and_validate_fits_interference_from_calibration_pairs_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every round times each pair in turn (so calibration and held-out pairs see the same host), and
+    hwsim validate predicts the held-out pairs from the calibration pairs' slowdowns alone: changing
+    a held-out pair's own slowdown leaves its prediction unchanged."""
+    from hwsim.kernels import measure as m
+    from hwsim.kernels.measure import PairTiming
+    from hwsim.suites import validate
+
+    calls: list[str] = []
+    monkeypatch.setattr(m, "alone_cpu_s", lambda fn, repeats=5: (calls.append(fn()), 1.0)[1])
+    monkeypatch.setattr(m, "pair_times", lambda a, b: (calls.append("pair"), (1.1, 1.2, 1.1, 1.2))[1])
+    m.pairs_interleaved({"A": (lambda: "a1", lambda: "a2"), "B": (lambda: "b1", lambda: "b2")}, rounds=2)
+    assert calls == ["a1", "a2", "pair", "b1", "b2", "pair"] * 2
+
+    def fake(pairs, rounds, tries_per_round=8):  # type: ignore[no-untyped-def]
+        out = {}
+        for name in pairs:
+            own = {"cal fma+fma": 1.2, "cal stream+stream": 1.5, "cal fma+stream": 1.1}.get(name, held_out_slowdown)
+            out[name] = PairTiming(1.0, 0.5, own, 0.5 * own, rounds, rounds, ((own, own),) * rounds, (True,) * rounds)
+        return out
+
+    monkeypatch.setattr(m, "pairs_interleaved", fake)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    predictions = []
+    for held_out_slowdown in (1.0, 3.0):
+        inter, rows = validate._contention_pairs(0)
+        assert inter == Interference(memory_memory=1.5, compute_compute=1.2, compute_memory=1.1)
+        predictions.append({label: predicted for _, label, predicted, _, _ in rows})
+        assert {label: measured for _, label, _, measured, _ in rows} == dict.fromkeys(predictions[-1],
+                                                                                    held_out_slowdown)
+    assert predictions[0] == predictions[1]
+    assert predictions[0]["fma+fma"] == pytest.approx(concurrent_s(1.0, 0.5, 0.0, 0.0, inter)[2])
