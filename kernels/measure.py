@@ -618,7 +618,9 @@ def pairs_interleaved(pairs: Mapping[str, tuple[Callable[[], Any], Callable[[], 
                       tries_per_round: int = 8) -> dict[str, PairTiming]:
     """:func:`pair_interleaved` for several pairs at once, in the same rounds: each round times every
     pair (alone, alone, together) in turn, so pairs measured for calibration and pairs held out to
-    check it see the same state of the host (which, on a VM, changes from minute to minute)."""
+    check it see the same state of the host (which, on a VM, changes from minute to minute). Each of
+    the three timings follows an untimed run of the same thing, so none of them starts with caches
+    the previous pair left cold (a stream pair ran 1.4x faster together than alone without it)."""
     rounds = _check_count("rounds", rounds, 1)
     if not pairs:
         raise ValueError("pairs must not be empty")
@@ -629,8 +631,14 @@ def pairs_interleaved(pairs: Mapping[str, tuple[Callable[[], Any], Callable[[], 
     flags: dict[str, list[bool]] = {name: [] for name in pairs}
     for _ in range(rounds):
         for name, (first, second) in pairs.items():
-            a1, a2 = alone_cpu_s(first, 1), alone_cpu_s(second, 1)
+            # each timing runs warm, as a repeated kernel does: an untimed call first (the pair
+            # timed before this one has just evicted these buffers from the caches)
+            first()
+            a1 = alone_cpu_s(first, 1)
+            second()
+            a2 = alone_cpu_s(second, 1)
             alone[name] = [min(alone[name][0], a1), min(alone[name][1], a2)]
+            pair_times(first, second)
             ok = False
             for _ in range(max(1, tries_per_round)):
                 c1, c2, w1, w2 = pair_times(first, second)

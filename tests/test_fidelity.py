@@ -767,8 +767,9 @@ def test_pair_alone_and_together_are_interleaved_round_by_round(monkeypatch: pyt
 
     calls: list[str] = []
     clock = iter([2.0, 2.0, 1.0, 1.0])  # round 1 on a slow core, round 2 on a fast one (alone times)
-    pairs = iter([(1.0, 1.0, 5.0, 5.0),  # round 1: threads descheduled (CPU far below wall): retried
-                  (2.6, 2.4, 2.6, 2.4), (1.3, 1.2, 1.3, 1.2)])
+    warm = (9.0, 9.0, 9.0, 9.0)  # the untimed pair run before the timed ones: never counted
+    pairs = iter([warm, (1.0, 1.0, 5.0, 5.0),  # round 1: threads descheduled (CPU far below wall): retried
+                  (2.6, 2.4, 2.6, 2.4), warm, (1.3, 1.2, 1.3, 1.2)])
 
     def alone(fn, repeats=5):  # type: ignore[no-untyped-def]
         calls.append(fn())
@@ -781,7 +782,8 @@ def test_pair_alone_and_together_are_interleaved_round_by_round(monkeypatch: pyt
     monkeypatch.setattr(m, "alone_cpu_s", alone)
     monkeypatch.setattr(m, "pair_times", pair)
     t = m.pair_interleaved(lambda: "a", lambda: "b", rounds=2)
-    assert calls == ["a", "b", "pair", "pair", "a", "b", "pair"]
+    # per round: a and b alone (each after an untimed warm call), an untimed pair run, then timed pair runs
+    assert calls == ["a", "b", "pair", "pair", "pair", "a", "b", "pair", "pair"]
     assert (t.first_alone_s, t.second_alone_s, t.first_together_s, t.second_together_s) == (1.0, 1.0, 1.3, 1.2)
     assert [x for r in t.round_slowdowns for x in r] == pytest.approx([1.3, 1.2, 1.3, 1.2])
     assert t.round_clean == (True, True)
@@ -813,7 +815,7 @@ def test_pairs_are_interleaved_across_pairs_and_validate_fits_interference_from_
     monkeypatch.setattr(m, "alone_cpu_s", lambda fn, repeats=5: (calls.append(fn()), 1.0)[1])
     monkeypatch.setattr(m, "pair_times", lambda a, b: (calls.append("pair"), (1.1, 1.2, 1.1, 1.2))[1])
     m.pairs_interleaved({"A": (lambda: "a1", lambda: "a2"), "B": (lambda: "b1", lambda: "b2")}, rounds=2)
-    assert calls == ["a1", "a2", "pair", "b1", "b2", "pair"] * 2
+    assert calls == ["a1", "a2", "pair", "pair", "b1", "b2", "pair", "pair"] * 2  # alone, alone, warm, timed
 
     def fake(pairs, rounds, tries_per_round=8):  # type: ignore[no-untyped-def]
         out = {}
