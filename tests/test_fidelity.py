@@ -705,21 +705,31 @@ def test_moetuner_measured_kernels_are_predicted_by_the_moe_family_models(monkey
     assert timed and all(grouped[(2e9, k)] > grouped[(1e10, k)] for _, k in grouped)
 
 
+def _gated_measure(monkeypatch: pytest.MonkeyPatch, times: list[float], *, speeds: list[float] | None = None,
+                   switches: list[int] | None = None, rounds: int, retries: int) -> RobustTiming:
+    """measure_interleaved of one case on the thread CPU clock behind a 5% speed gate, with its samples
+    (``times``), speed references and involuntary-switch counts scripted."""
+    from hwsim.kernels import measure as m
+
+    sample, speed, switch = iter(times), iter(speeds or []), iter(switches or [])
+    monkeypatch.setattr(m, "speed_reference_s", (lambda: next(speed)) if speeds else (lambda: 1.0))
+    monkeypatch.setattr(m, "_batch_cpu", lambda fn, calls: (next(sample), 0.0))
+    monkeypatch.setattr(m, "reference_s", lambda samples=5: 1.0)
+    monkeypatch.setattr(m, "involuntary_switches", (lambda: next(switch)) if switches else (lambda: 0))
+    with thread_limits(1):
+        out = m.measure_interleaved({"k": lambda: None}, rounds=rounds, warmup=0, max_time_s=99, clock="thread_cpu",
+                                    speed_gate=0.05, retries=retries, warm_below_s=0.0)
+    return out["k"]
+
+
 def test_speed_gate_keeps_only_samples_taken_while_the_core_ran_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sample whose speed reference (before or after it) shows a slow core is dropped, even when it
     happens to be the smallest: the gate, not the best-of, decides which samples count."""
     from hwsim.kernels import measure as m
 
-    speeds = iter([1.0, 1.0, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0] * 10)
-    times = iter([2.0, 1.0, 2.0, 2.5, 2.0, 2.2, 2.1] * 10)  # sample 2 (1.0) sits next to a slow reference
-    monkeypatch.setattr(m, "speed_reference_s", lambda: next(speeds))
-    monkeypatch.setattr(m, "_batch_cpu", lambda fn, calls: (next(times), 0.0))
-    monkeypatch.setattr(m, "reference_s", lambda samples=5: 1.0)
-    monkeypatch.setattr(m, "involuntary_switches", lambda: 0)
-    with thread_limits(1):
-        out = m.measure_interleaved({"k": lambda: None}, rounds=5, warmup=0, max_time_s=99, clock="thread_cpu",
-                                    speed_gate=0.05, retries=0, warm_below_s=0.0)
-    assert out["k"].min_s == 2.0
+    speeds = [1.0, 1.0, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0] * 10
+    times = [2.0, 1.0, 2.0, 2.5, 2.0, 2.2, 2.1] * 10  # sample 2 (1.0) sits next to a slow reference
+    assert _gated_measure(monkeypatch, times, speeds=speeds, rounds=5, retries=0).min_s == 2.0
     with pytest.raises(ValueError, match="thread_cpu"):
         m.measure_interleaved({"k": lambda: None}, speed_gate=0.05)
 
@@ -727,36 +737,19 @@ def test_speed_gate_keeps_only_samples_taken_while_the_core_ran_fast(monkeypatch
 def test_speed_gate_drops_a_sample_the_thread_was_switched_out_of(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process that took the core mid-sample evicted the caches the CPU clock cannot see: the
     sample is dropped even though the core ran fast and it is the smallest."""
-    from hwsim.kernels import measure as m
-
-    times = iter([2.0, 1.0, 2.2, 2.1, 2.3] * 10)
-    switch_counts = iter([0, 0, 0, 1] + [1] * 100)  # (before, after) each sample: switched out during sample 2
-    monkeypatch.setattr(m, "speed_reference_s", lambda: 1.0)
-    monkeypatch.setattr(m, "_batch_cpu", lambda fn, calls: (next(times), 0.0))
-    monkeypatch.setattr(m, "reference_s", lambda samples=5: 1.0)
-    monkeypatch.setattr(m, "involuntary_switches", lambda: next(switch_counts))
-    with thread_limits(1):
-        out = m.measure_interleaved({"k": lambda: None}, rounds=5, warmup=0, max_time_s=99, clock="thread_cpu",
-                                    speed_gate=0.05, retries=0, warm_below_s=0.0)
-    assert out["k"].min_s == 2.0
+    times = [2.0, 1.0, 2.2, 2.1, 2.3] * 10
+    switches = [0, 0, 0, 1] + [1] * 100  # (before, after) each sample: switched out during sample 2
+    assert _gated_measure(monkeypatch, times, switches=switches, rounds=5, retries=0).min_s == 2.0
 
 
 def test_a_clean_sample_from_an_earlier_attempt_beats_later_unclean_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     """A case retried because too few samples passed the gate keeps its best gated sample: a smaller
     sample from an attempt in which every sample was disturbed does not replace it."""
-    from hwsim.kernels import measure as m
-
-    times = iter([1.5, 3.0, 3.0, 1.0, 1.0, 1.0])
-    switch_counts = iter([0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5])  # only attempt 1's first sample is undisturbed
-    monkeypatch.setattr(m, "speed_reference_s", lambda: 1.0)
-    monkeypatch.setattr(m, "_batch_cpu", lambda fn, calls: (next(times), 0.0))
-    monkeypatch.setattr(m, "reference_s", lambda samples=5: 1.0)
-    monkeypatch.setattr(m, "involuntary_switches", lambda: next(switch_counts))
-    with thread_limits(1):
-        out = m.measure_interleaved({"k": lambda: None}, rounds=3, warmup=0, max_time_s=99, clock="thread_cpu",
-                                    speed_gate=0.05, retries=1, warm_below_s=0.0)
-    assert out["k"].attempts == 2 and out["k"].noisy
-    assert out["k"].min_s == 1.5
+    times = [1.5, 3.0, 3.0, 1.0, 1.0, 1.0]
+    switches = [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5]  # only attempt 1's first sample is undisturbed
+    out = _gated_measure(monkeypatch, times, switches=switches, rounds=3, retries=1)
+    assert out.attempts == 2 and out.noisy
+    assert out.min_s == 1.5
 
 
 def test_pair_alone_and_together_are_interleaved_round_by_round(monkeypatch: pytest.MonkeyPatch) -> None:
