@@ -327,6 +327,14 @@ class RobustTiming:
                 f"attempts={self.attempts} noisy={self.noisy} threads[{threads}]")
 
 
+#: Untimed calls before each sample of a case shorter than ``warm_below_s``. One is not enough: after
+#: another kernel streamed through the caches, a working set near the L2's size reaches its steady
+#: rate only on the third pass (measured here: a 1.6 MB top-k ran 3-5x, 1.3-2x, 1.1-1.5x its steady
+#: time on its first three calls after a 160 MiB copy; a 1.4 MB triad 6x, 1.3x, 1.0x), so a sample
+#: taken after one untimed call mixes in the slow second pass.
+WARM_CALLS = 3
+
+
 def measure_interleaved(
     cases: Mapping[str, Callable[[], Any]],
     *,
@@ -348,7 +356,7 @@ def measure_interleaved(
     reference slowed by more than ``noise_limit`` is re-measured (up to ``retries`` times, keeping
     the better minimum) and marked ``noisy`` if it never came out clean. A case shorter than
     ``min_sample_s`` is timed as a batch of back-to-back calls (per-call time reported), and a case
-    shorter than ``warm_below_s`` gets one untimed call before each sample, so the previous case's
+    shorter than ``warm_below_s`` gets WARM_CALLS untimed calls before each sample, so the previous case's
     data does not leave it cold (the models price a kernel repeated on its buffers). ``timer`` times one call
     (default: ``perf_counter`` around it; a GPU caller passes a CUDA-event timer). ``clock="thread_cpu"``
     times the calling thread's CPU time instead: exact for a kernel that runs on the calling thread
@@ -378,7 +386,7 @@ def measure_interleaved(
     rounds = _check_count("rounds", rounds, 1)
     time_one = timer or _time_cpu_call
     inner: dict[str, int] = {}
-    warm: dict[str, bool] = {}
+    warm: dict[str, int] = {}
     for name, fn in cases.items():
         if not callable(fn):
             raise TypeError(f"every case must be callable, got {fn!r}")
@@ -389,7 +397,7 @@ def measure_interleaved(
         # previous case do not dominate it
         one = min(time_one(fn) for _ in range(2))
         inner[name] = max(1, min(10_000, math.ceil(min_sample_s / max(one, 1e-9)))) if timer is None else 1
-        warm[name] = one < warm_below_s
+        warm[name] = WARM_CALLS if one < warm_below_s else 0
     results: dict[str, RobustTiming] = {}
     clean_min: dict[str, float] = {}  # best gated (fast-core, not switched out) sample over all attempts
     pending = list(cases)
@@ -406,8 +414,8 @@ def measure_interleaved(
         for r in range(rounds):
             for name in pending:
                 switches = involuntary_switches() if speed_gate is not None else 0
-                if warm[name]:
-                    cases[name]()  # one untimed call first, so the sample runs warm (as a repeated kernel does)
+                for _ in range(warm[name]):
+                    cases[name]()  # untimed calls first, so the sample runs warm (as a repeated kernel does)
                 if speed_gate is not None:
                     speeds.append(speed_reference_s())
                     order.append(name)
