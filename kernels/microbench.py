@@ -497,9 +497,11 @@ def gpu_calibration(quick: bool = False, seed: int = 0, repeats: int | None = No
 #: just past a 2 MiB L2 (as on the development host), so a working set a little larger than the L2 is
 #: priced at the rate past it instead of interpolated halfway from the L2's own rate (not 3 MiB: its
 #: triad arrays would be 1 MiB, the byte count of a validation copy).
+#: Between 6 and 96 MiB the steps double: on a shared host the share of the last-level cache this
+#: process gets moves with its neighbours' load (measured here: reads at cache speed up to 48 MiB at
+#: one moment, only up to a few MiB at another), so the drop to memory can fall anywhere in that range.
 STAIRCASE_BYTES: tuple[int, ...] = (6 * KiB, 24 * KiB, 96 * KiB, 384 * KiB, 1536 * KiB, 3584 * KiB, 6 * MiB,
-                                    24 * MiB, 96 * MiB, 384 * MiB)
-QUICK_STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 384 * KiB, 6 * MiB, 96 * MiB, 384 * MiB)
+                                    12 * MiB, 24 * MiB, 48 * MiB, 96 * MiB, 384 * MiB)
 #: Staircase steps up to this working set are measured on STAIRCASE_BUFFERS separately allocated
 #: buffers each, at start offsets cycling through 0, 16, 32 and 48 bytes past a 64-byte line (what
 #: NumPy's 16-byte-aligned allocations get). Both move an in-cache pass's rate between runs: a read
@@ -511,6 +513,8 @@ QUICK_STAIRCASE_BYTES: tuple[int, ...] = (24 * KiB, 384 * KiB, 6 * MiB, 96 * MiB
 STAIRCASE_MULTI_BUFFER_BYTES = 8 * MiB
 STAIRCASE_BUFFERS = 8
 STAIRCASE_OFFSETS_BYTES: tuple[int, ...] = (0, 16, 32, 48)
+#: Row length of the weights step's matrix (not a row length any validation decode layer uses).
+STAIRCASE_WEIGHT_K = 1536
 #: Calibration GEMM shapes (m, n, k), fp32 BLAS.
 CAL_GEMM_SHAPES: tuple[tuple[int, int, int], ...] = ((128, 128, 128), (192, 192, 192), (384, 384, 384),
                                                      (640, 640, 640), (768, 768, 768), (1536, 1536, 768))
@@ -570,11 +574,13 @@ def _at_offset(rng: np.random.Generator, nbytes: int, dtype: Any, offset_bytes: 
 
 def staircase_cases(sizes_bytes: Sequence[int], seed: int,
                     buffers: int = STAIRCASE_BUFFERS) -> dict[str, tuple[int, Any]]:
-    """Per working set: read (parallel sum), read+write (the project's triad kernel) and copy (its
-    memcpy kernel); value: bytes moved. Steps up to STAIRCASE_MULTI_BUFFER_BYTES get ``buffers``
+    """Per working set: read (parallel sum), read+write (the project's triad kernel), copy (its
+    memcpy kernel) and weights (the decode kernel's weight-streaming linear on one input row, a
+    [rows, STAIRCASE_WEIGHT_K] float32 matrix); value: bytes moved. Steps up to STAIRCASE_MULTI_BUFFER_BYTES get ``buffers``
     separately allocated buffer sets at cycling line offsets, named ``kind:size#i`` (see
     :func:`staircase_step_s`)."""
     from hwsim.kernels.basic import memcpy_numba, triad_numba
+    from hwsim.kernels.decode import _linear
 
     rng = np.random.default_rng(_check_seed(seed))
     cases: dict[str, tuple[int, Any]] = {}
@@ -589,6 +595,10 @@ def staircase_cases(sizes_bytes: Sequence[int], seed: int,
             src = _at_offset(rng, size // 2, np.uint8, off)
             dst = _at_offset(rng, size // 2, np.uint8, off)
             cases[f"copy:{size}#{i}"] = (2 * src.size, lambda s=src, d=dst: memcpy_numba(s, d))
+            k = STAIRCASE_WEIGHT_K
+            w = _at_offset(rng, 4 * k * max(1, size // (4 * k)), np.float32, off).reshape(-1, k)
+            x, y = rng.standard_normal((1, k)).astype(np.float32), np.empty((1, w.shape[0]), np.float32)
+            cases[f"weights:{size}#{i}"] = (w.nbytes, partial(_linear, x, w, y))
     return cases
 
 

@@ -387,7 +387,7 @@ def fit_operator_models(
             MemoryStep(
                 float(size),
                 *(stair[f"{kind}:{size}#0"][0] / microbench.staircase_step_s(best, kind, size)
-                  for kind in ("read", "triad", "copy")),
+                  for kind in ("read", "triad", "copy", "weights")),
             )
             for size in sizes
         ]
@@ -435,14 +435,16 @@ def fit_operator_models(
             ]
         )
         att_rate, gather_bw = 1.0 / per_flop, (1.0 / per_byte if per_byte > 0 else math.inf)
-        # skinny GEMM: t - launch = weight / (read_bw(ws) * fraction) + 2 rows n k / rate
-        per_flop_s, per_stream = _fit_two(
-            [
-                (2.0 * r * n * k, n * k * 4.0 / base.bandwidth(n * k * 4.0, write=False), best[name] - launch)
-                for name, ((r, n, k), _) in skinny.items()
-            ]
-        )
-        skinny_rate = 1.0 / per_flop_s
+        # skinny GEMM: the weights stream at the staircase's weights rate (one row, its dot products
+        # included); each row past the first adds 2 n k dot-product FLOP: t - stream = 2 (rows - 1) n k / rate
+        # (least squares on relative error: the small cases count as much as the large)
+        extra_rows = [
+            (2.0 * (r - 1) * n * k / best[name],
+             1.0 - n * k * 4.0 / base.bandwidth(n * k * 4.0, write=False, weights=True) / best[name])
+            for name, ((r, n, k), _) in skinny.items()
+            if r > 1
+        ]
+        skinny_rate = sum(f * f for f, _ in extra_rows) / max(sum(f * y for f, y in extra_rows), 1e-30)
         dispatch_slot = max(
             0.0,
             statistics.median(
@@ -450,7 +452,9 @@ def fit_operator_models(
                 for name, ((slots, h), _) in disp.items()
             ),
         )
-        skinny_fraction = min(1.0, 1.0 / per_stream) if per_stream > 0 else 1.0
+        # reported, and the fallback for a staircase without the weights kind: the weights rate as a
+        # fraction of the read rate from memory (the largest step)
+        skinny_fraction = min(1.0, mono[-1].weights_bytes_per_s / mono[-1].read_bytes_per_s)  # type: ignore[operator]
         datt_rate = max(
             4.0
             * b
@@ -512,6 +516,7 @@ def fit_operator_models(
         fitted[f"read_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_bytes_per_s
         fitted[f"read_write_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_write_bytes_per_s
         fitted[f"copy_bytes_per_s@{int(s.working_set_bytes)}"] = s.copy_bytes_per_s or 0.0
+        fitted[f"weights_bytes_per_s@{int(s.working_set_bytes)}"] = s.weights_bytes_per_s or 0.0
     return ModelCalibration(models, fitted, timings, load0, load1, extra_timings)
 
 

@@ -828,3 +828,95 @@ def test_pairs_are_interleaved_across_pairs_and_validate_fits_interference_from_
                                                                                     held_out_slowdown)
     assert predictions[0] == predictions[1]
     assert predictions[0]["fma+fma"] == pytest.approx(concurrent_s(1.0, 0.5, 0.0, 0.0, inter)[2])
+
+
+def test_skinny_gemm_streams_weights_at_its_own_staircase_rate() -> None:
+    """From memory the weight-streaming linear reaches about half a plain read's bandwidth and from
+    cache nearly all of it: where the staircase carries the kernel's own rate (one row, its dot
+    products included) the weights take it and only the rows past the first add dot products."""
+    steps = (MemoryStep(1e4, 100e9, 80e9, weights_bytes_per_s=80e9), MemoryStep(1e8, 10e9, 8e9, weights_bytes_per_s=5e9))
+    m = _models(staircase=steps, skinny_flops_per_s=1e10, skinny_read_fraction=0.9)
+    n, k = 8192, 4096  # 134 MB of weights: past the last step
+    weight = n * k * 4.0
+    assert m.skinny_gemm_s(1, n, k, 4.0) == pytest.approx(weight / 5e9)
+    assert m.skinny_gemm_s(3, n, k, 4.0) == pytest.approx(weight / 5e9 + 2 * 2 * n * k / 1e10)
+    old = _models(staircase=tuple(MemoryStep(s.working_set_bytes, s.read_bytes_per_s, s.read_write_bytes_per_s)
+                                  for s in steps), skinny_flops_per_s=1e10, skinny_read_fraction=0.9)
+    assert old.skinny_gemm_s(3, n, k, 4.0) == pytest.approx(1e-6 + weight / (10e9 * 0.9) + 2 * 3 * n * k / 1e10)
+
+
+def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_staircase(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timings made from a known weights rate per step and a known dot-product rate come back as
+    that staircase and that rate."""
+    from hwsim.kernels import microbench as mb
+    from hwsim.suites import calibrate
+
+    rate = {"read": 20e9, "triad": 15e9, "copy": 16e9}
+    skinny_rate = 3e9
+
+    def weights_rate(size: float) -> float:
+        return 25e9 if size < 8 * 2**20 else 7e9
+
+    def fake(cases, **_kw):  # type: ignore[no-untyped-def]
+        out = {}
+        for name in cases:
+            kind, _, rest = name.partition(":")
+            if kind in rate or kind == "weights":
+                size = int(rest.split("#")[0])
+                nbytes = stair[name][0]
+                t = nbytes / (weights_rate(size) if kind == "weights" else rate[kind])
+            elif kind == "skinny":
+                r, n, kk = (int(v) for v in rest.split("x"))
+                t = n * kk * 4.0 / weights_rate(n * kk * 4.0) + 2.0 * (r - 1) * n * kk / skinny_rate
+            else:
+                t = 1e-3 * (1 + len(name) % 7)
+            out[name] = RobustTiming(t, t, 0.0, 5, 0.0, 0.0, 1.0, 1, False, {}, "thread_cpu", t)
+        return out
+
+    stair = mb.staircase_cases(mb.STAIRCASE_BYTES, 0, buffers=1)
+    monkeypatch.setattr(mb, "staircase_cases", lambda sizes, seed, buffers=mb.STAIRCASE_BUFFERS: stair)
+    monkeypatch.setattr(calibrate, "measure_interleaved", fake)
+    monkeypatch.setattr(calibrate, "pair_interference", lambda seed: Interference())
+    cal = calibrate.fit_operator_models(threads=1, quick=True)
+    # the steps are per-call rates of the sizes measured: the weights kind at each step is its rate
+    for step in cal.models.staircase:
+        assert step.weights_bytes_per_s == pytest.approx(weights_rate(step.working_set_bytes))
+    assert cal.models.skinny_flops_per_s == pytest.approx(skinny_rate, rel=0.1)
+    assert cal.models.skinny_read_fraction == pytest.approx(7e9 / 20e9)
+
+
+def test_a_short_case_gets_warm_calls_before_each_sample() -> None:
+    """After another kernel streamed through the caches a working set near the L2's size reaches its
+    steady rate only on the third pass: each sample of a short case follows WARM_CALLS untimed calls."""
+    from hwsim.kernels import measure as m
+
+    log: list[str] = []
+
+    def timer(fn):  # type: ignore[no-untyped-def]
+        log.append("timed")
+        fn()
+        return 1e-4
+
+    cases = {"a": lambda: log.append("a"), "b": lambda: log.append("b")}
+    m.measure_interleaved(cases, rounds=3, warmup=0, timer=timer, retries=0, noise_limit=10.0)
+    assert m.WARM_CALLS >= 3
+    one_round = ["a"] * m.WARM_CALLS + ["timed", "a"] + ["b"] * m.WARM_CALLS + ["timed", "b"]
+    assert log[8:] == one_round * 3
+
+
+def test_validation_decode_step_repeats_the_same_work_without_an_undo() -> None:
+    """A decode step writes the new token's K and V at index lens[b] and leaves lens alone, so repeats
+    are identical: the timed call is the step alone, priced as the step alone."""
+    from hwsim.suites import validate as v
+
+    case = v._decode(3, 64, 4, 128, 40)
+    step = case.build(0)
+    inp = step.args[0]  # type: ignore[attr-defined]
+    first = step()
+    caches = (inp.k_cache.copy(), inp.v_cache.copy(), inp.lens.copy())
+    second = step()
+    assert np.array_equal(first, second)
+    assert all(np.array_equal(a, b) for a, b in zip(caches, (inp.k_cache, inp.v_cache, inp.lens)))
+    m = _models(skinny_flops_per_s=1e10, decode_attention_flops_per_s=1e10)
+    assert case.predict(m) == m.decode_step_s([40, 27, 14], 64, 4, 128, 4.0)

@@ -40,6 +40,10 @@ class MemoryStep:
     copy_bytes_per_s: float | None = spec(
         "copy", "a plain (library) copy's rate, bytes read + written; unset: the triad's", unit="bytes_per_s",
         exclusive_minimum=0, default=None)
+    weights_bytes_per_s: float | None = spec(
+        "weights", "rate at which the weight-streaming skinny GEMM (decode projections) reads a weight matrix "
+        "of this size with one input row, its dot products included; unset: read x skinny_read_fraction",
+        unit="bytes_per_s", exclusive_minimum=0, default=None)
 
 
 @dataclass(frozen=True)
@@ -224,17 +228,24 @@ class OperatorModels:
             raise CostError(f"threads must be >= 1, got {self.threads}")
 
     @property
+    def weights_measured(self) -> bool:
+        """Every staircase step carries the skinny GEMM's own weight-streaming rate."""
+        return all(s.weights_bytes_per_s is not None for s in self.staircase)
+
+    @property
     def gemm_tile(self) -> tuple[int, int]:
         """Output tile (rows, cols) one unit computes at a time."""
         return (self.gemm_tile_m, self.gemm_tile_n)
 
     # ------------------------------------------------------------------ memory staircase
 
-    def bandwidth(self, working_set_bytes: float, *, write: bool, copy: bool = False) -> float:
+    def bandwidth(self, working_set_bytes: float, *, write: bool, copy: bool = False, weights: bool = False) -> float:
         """Bandwidth (B/s) at this working set: log-size interpolation between measured steps."""
         steps = self.staircase
         xs = [math.log(s.working_set_bytes) for s in steps]
-        if copy:
+        if weights:
+            ys = [s.weights_bytes_per_s or s.read_bytes_per_s * self.skinny_read_fraction for s in steps]
+        elif copy:
             ys = [s.copy_bytes_per_s or s.read_write_bytes_per_s for s in steps]
         else:
             ys = [s.read_write_bytes_per_s if write else s.read_bytes_per_s for s in steps]
@@ -344,19 +355,24 @@ class OperatorModels:
 
     def skinny_gemm_s(self, rows: int, n: int, k: int, itemsize: float,
                       working_set_bytes: float | None = None) -> float:
-        """``out[rows, n] = x[rows, k] @ w[n, k].T`` with few rows: the weights stream once (at the
-        skinny fraction of the read staircase) while each weight row is reused from L1 by every row of
-        x; dot products at the calibrated rate. One core does both in turn, so the two add.
+        """``out[rows, n] = x[rows, k] @ w[n, k].T`` with few rows: the weights stream once while each
+        weight row is reused from L1 by every row of x; dot products at the calibrated rate. One core
+        does both in turn, so the two add.
+
+        Where the staircase carries the kernel's own weight-streaming rate (measured with one row, its
+        dot products included: from memory this kernel reaches about half a plain read's bandwidth, from
+        cache nearly all of it, so no single fraction of the read rate fits both), the weights take that
+        rate and only the rows past the first add dot products; else the read rate times
+        ``skinny_read_fraction`` plus every row's dot products, after the launch.
 
         ``working_set_bytes``: what the weights compete with for the caches between two calls (alone:
         the weights; inside a decode step: every matrix and cache the step touches)."""
         weight = float(n) * k * itemsize
         ws = weight if working_set_bytes is None else max(weight, working_set_bytes)
-        return (
-            self.launch_s
-            + weight / (self.bandwidth(ws, write=False) * self.skinny_read_fraction)
-            + _per(2.0 * rows * n * k, self.skinny_flops_per_s)
-        )
+        stream = weight / self.bandwidth(ws, write=False, weights=True)
+        if self.weights_measured:
+            return stream + _per(2.0 * (rows - 1) * n * k, self.skinny_flops_per_s)
+        return self.launch_s + stream + _per(2.0 * rows * n * k, self.skinny_flops_per_s)
 
     def decode_attention_s(self, lens: list[int], heads: int, head_dim: int, itemsize: float,
                            working_set_bytes: float | None = None) -> float:
