@@ -42,6 +42,7 @@ from hwsim.hardware import (
 from hwsim.kernels import microbench
 from hwsim.kernels.gpu import GpuUnavailable, gpu_available, gpu_unavailable_reason
 from hwsim.kernels.measure import (
+    PAIR_MIN_CLEAN_ROUNDS,
     SPEED_GATE,
     PairTiming,
     RobustTiming,
@@ -241,6 +242,9 @@ def with_operator_models(hw: Hardware, *, threads: int, quick: bool, seed: int =
         f"{m.interference.memory_memory:.2f} fma/fma {m.interference.compute_compute:.2f} "
         f"fma/mem {m.interference.compute_memory:.2f}",
     ]
+    if cal.unclean:
+        lines.append(f"warning: {', '.join(cal.unclean)} measured while another process held a core (no round "
+                     "ran both threads at once): run 'hwsim hw calibrate' again on a quieter machine")
     return replace(hw, device=replace(hw.device, operators=m)), lines
 
 
@@ -292,6 +296,8 @@ class ModelCalibration:
     load_after: float
     extra_timings: dict[str, RobustTiming] = field(default_factory=dict)
     """Timings of the ``extra`` (validation) cases measured in the same rounds; not fitted."""
+    unclean: tuple[str, ...] = ()
+    """Fitted numbers measured without a clean round (:func:`unclean_pairs`): reported, not trusted."""
 
 
 def _fixed_and_rate(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
@@ -469,7 +475,7 @@ def fit_operator_models(
             )
             for name, ((b, h, ln, d), _) in datt.items()
         )
-        interference = pair_interference(seed) if (os.cpu_count() or 1) >= 2 else Interference()
+        interference, unclean = pair_interference(seed) if (os.cpu_count() or 1) >= 2 else (Interference(), ())
         load1 = load_average()
     models = replace(
         base,
@@ -517,7 +523,7 @@ def fit_operator_models(
         fitted[f"read_write_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_write_bytes_per_s
         fitted[f"copy_bytes_per_s@{int(s.working_set_bytes)}"] = s.copy_bytes_per_s or 0.0
         fitted[f"weights_bytes_per_s@{int(s.working_set_bytes)}"] = s.weights_bytes_per_s or 0.0
-    return ModelCalibration(models, fitted, timings, load0, load1, extra_timings)
+    return ModelCalibration(models, fitted, timings, load0, load1, extra_timings, unclean)
 
 
 #: Cases faster than this (calibration and held-out alike) get the refining pass of REFINE_ROUNDS more rounds.
@@ -647,10 +653,23 @@ def interference_from(timings: Mapping[str, PairTiming]) -> Interference:
                         compute_memory=factor("cal fma+stream"))
 
 
-def pair_interference(seed: int) -> Interference:
+#: Each calibration pair and the fitted number it determines.
+PAIR_FITS = {"cal stream+stream": "interference_memory_memory", "cal fma+fma": "interference_compute_compute",
+             "cal fma+stream": "interference_compute_memory"}
+
+
+def unclean_pairs(timings: Mapping[str, PairTiming]) -> tuple[str, ...]:
+    """The interference numbers whose pair had fewer than PAIR_MIN_CLEAN_ROUNDS rounds with both
+    threads on a core: another process held a core, so a two-thread slowdown could not be measured
+    (on two cores nothing can), and the number is the best guess from disturbed rounds."""
+    return tuple(fit for pair, fit in PAIR_FITS.items() if timings[pair].clean_rounds < PAIR_MIN_CLEAN_ROUNDS)
+
+
+def pair_interference(seed: int) -> tuple[Interference, tuple[str, ...]]:
     """FMA+FMA, stream+stream and FMA+stream pairs on two threads, interleaved round by round: the
-    calibrated slowdowns."""
-    return interference_from(pairs_interleaved(calibration_pairs(seed), PAIR_ROUNDS))
+    calibrated slowdowns, and the names of those measured without a clean round (:func:`unclean_pairs`)."""
+    timings = pairs_interleaved(calibration_pairs(seed), PAIR_ROUNDS)
+    return interference_from(timings), unclean_pairs(timings)
 
 
 def calibration_table(cal: ModelCalibration) -> Table:

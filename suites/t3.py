@@ -217,10 +217,11 @@ def _host_contention_model(ctx: SuiteContext) -> tuple[str, Interference, Callab
 
     points = stream_triad_points((128 * 1024 * 1024, 256 * 1024 * 1024), seed=ctx.seed, repeats=5)
     dram = max(b / t for b, t in points)
-    interference = pair_interference(ctx.seed) if (os.cpu_count() or 1) >= 2 else Interference()
+    interference, unclean = pair_interference(ctx.seed) if (os.cpu_count() or 1) >= 2 else (Interference(), ())
     return "host", interference, lambda ws: dram, [
         "no calibrated 'host' operator models: interference calibrated now from the FMA/stream pairs and DRAM "
-        "bandwidth by a triad (run 'hwsim hw calibrate' to keep them)"]
+        "bandwidth by a triad (run 'hwsim hw calibrate' to keep them)"] + (
+        [f"{', '.join(unclean)}: measured while another process held a core (no clean round)"] if unclean else [])
 
 
 def _load_average() -> str:

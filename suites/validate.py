@@ -321,7 +321,7 @@ def validate_cpu(
             f"{err * 100:+.1f}%" if err is not None else None,
             "yes" if t.noisy else "",
         )
-    interference, contention = _contention_pairs(seed)
+    interference, unclean, contention = _contention_pairs(seed)
     if interference is not None:  # the pairs' calibration from the same rounds as the held-out pairs
         models = replace(models, interference=interference)
         hardware = replace(hardware, device=replace(hardware.device, operators=models))
@@ -357,7 +357,8 @@ def validate_cpu(
         ),
         "measured = best of interleaved repeats (a busy core only slows a run); "
         "median and spread in each record's note",
-    ]
+    ] + ([f"{', '.join(unclean)}: measured while another process held a core (no round ran both threads at "
+           "once); the contention rows depend on them"] if unclean else [])
     tables = [
         family_table(errors, f"per-family error on held-out cases ({threads} threads)"),
         rows,
@@ -383,7 +384,9 @@ VAL_PAIRS: tuple[tuple[str, int, int], ...] = (
 )
 
 
-def _contention_pairs(seed: int) -> tuple[Interference | None, list[tuple[str, str, float, float, str]]]:
+def _contention_pairs(
+    seed: int,
+) -> tuple[Interference | None, tuple[str, ...], list[tuple[str, str, float, float, str]]]:
     """Two single-threaded kernels at once on two cores. The calibration pairs and these held-out
     pairs (other sizes) are timed in the same interleaved rounds, as the kernel cases are, since the
     two vCPUs' shared state (core clock; a physical core when the host puts both on one) changes from
@@ -394,10 +397,10 @@ def _contention_pairs(seed: int) -> tuple[Interference | None, list[tuple[str, s
 
     from hwsim.costs.families import concurrent_s
     from hwsim.kernels.measure import load_average, pairs_interleaved
-    from hwsim.suites.calibrate import PAIR_ROUNDS, calibration_pairs, interference_from, pair_kernels
+    from hwsim.suites.calibrate import PAIR_ROUNDS, calibration_pairs, interference_from, pair_kernels, unclean_pairs
 
     if (os.cpu_count() or 1) < 2:
-        return None, []
+        return None, (), []
     held_out = {}
     memory = {}
     for label, passes, nbytes in VAL_PAIRS:
@@ -420,7 +423,7 @@ def _contention_pairs(seed: int) -> tuple[Interference | None, list[tuple[str, s
             f"{t.second_alone_s:.4g}s; load={load0:.2f}->{load1:.2f}; one thread per kernel"
         )
         results.append(("contention", label, predicted, t.both_s, note))
-    return interference, results
+    return interference, unclean_pairs(timings), results
 
 
 def _once(fn: Callable[[], Any]) -> float:
