@@ -178,16 +178,24 @@ def test_topk_counts_the_kernels_selection_work_per_row() -> None:
     candidates = 2048 * 11 / 256
     assert work.selection_elements == pytest.approx(
         256 + families.quickselect_elements(256, 11) + families.quickselect_elements(candidates, 32) + candidates)
-    assert work.hit_blocks == pytest.approx(2048 / 16) and work.filtered
+    def stored(m: float, p: float) -> float:  # blocks of 16 holding at least one of a fraction p
+        return m / 16 * (1 - (1 - p) ** 16)
+
+    # the filter stores every block; the pack stores each block of candidates holding one of the k
+    assert work.hit_blocks == pytest.approx(2048 / 16 + stored(candidates, 32 / candidates)) and work.filtered
     assert work.sample_lines == pytest.approx(2048 * 4 / 64)  # a stride of 32 bytes: every line
     # 100000 elements, k=64: 1024 samples, 5/1024 pass: a block hits with probability 1 - (1 - p)^16
     sparse = topk_work(100_000, 64)
     p = 5 / 1024
-    assert sparse.hit_blocks == pytest.approx(100_000 / 16 * (1 - (1 - p) ** 16))
+    sparse_candidates = 100_000 * 5 / 1024
+    assert sparse.hit_blocks == pytest.approx(stored(100_000, p) + stored(sparse_candidates, 64 / sparse_candidates))
     assert sparse.sample_lines == 1024
     # up to 1024 elements: the row's own quick-select and one packing pass; a k nearer the middle of the
     # row costs more passes (median-of-three FIND: 2n for an extreme rank, 2.75n for the median)
-    assert topk_work(1000, 10) == families.TopkWork(1000 * (2 + 3 * 0.01 * 0.99) + 1000, 0.0, 0.0, False)
+    assert topk_work(1000, 10) == families.TopkWork(1000 * (2 + 3 * 0.01 * 0.99) + 1000, pytest.approx(
+        stored(1000, 0.01)), 0.0, False)
+    # at k = 30% of a short row the pack stores nearly every block
+    assert topk_work(1000, 300).hit_blocks == pytest.approx(stored(1000, 0.3)) and stored(1000, 0.3) > 0.99 * 1000 / 16
     assert topk_work(1000, 300).selection_elements > 1.15 * topk_work(1000, 10).selection_elements
     assert families.quickselect_elements(1000, 500) == pytest.approx(2750.0)
     # rows of 2^20 or more take an 8x larger sample

@@ -98,7 +98,7 @@ class TopkWork:
     """What the CPU top-k does per row (kernels/topk.py's docstring gives the algorithm)."""
 
     selection_elements: float  # vector quick-select and compaction work (elements partitioned or packed)
-    hit_blocks: float          # filter blocks that store candidates (dense filter: every block)
+    hit_blocks: float          # blocks stored: by the filter (dense filter: every block) and by the pack
     sample_lines: float        # cache lines the strided sample touches
     filtered: bool             # the row is read by the filter pass (long rows)
 
@@ -124,7 +124,14 @@ def topk_work(n: int, k: int, itemsize: float = 4.0) -> TopkWork:
     then quick-selects rank k among the ``m`` candidates and packs them."""
     cap = TOPK_SAMPLE if n < (1 << 20) else 8 * TOPK_SAMPLE
     s = min(n // 8, max(64, (16 * n) // max(k, 1)), cap)
-    direct = TopkWork(quickselect_elements(n, k) + n, 0.0, 0.0, False)
+    lanes = max(1.0, TOPK_VECTOR_BYTES / itemsize)
+
+    def stored_blocks(m: float, fraction: float) -> float:
+        """Blocks of ``m`` elements holding at least one of a random ``fraction`` of them (each is stored)."""
+        return m / lanes * (1.0 - (1.0 - min(max(fraction, 0.0), 1.0)) ** lanes)
+
+    # the pack stores every block that holds one of the k taken elements, as the filter does
+    direct = TopkWork(quickselect_elements(n, k) + n, stored_blocks(n, k / max(n, 1)), 0.0, False)
     if n <= TOPK_DIRECT_MAX or k >= n or s < 16:
         return direct
     expected = k * s / n
@@ -132,15 +139,14 @@ def topk_work(n: int, k: int, itemsize: float = 4.0) -> TopkWork:
     if rank >= s - 1:
         return direct
     candidates = min(float(n), n * (rank + 1) / s)
-    lanes = max(1.0, TOPK_VECTOR_BYTES / itemsize)
     blocks = n / lanes
     if (rank + 1) * TOPK_SPARSE_BELOW < s:
-        hit_blocks = blocks * (1.0 - (1.0 - (rank + 1) / s) ** lanes)
+        hit_blocks = stored_blocks(n, (rank + 1) / s)
     else:
         hit_blocks = blocks
     lines = min(float(s), n * itemsize / CACHE_LINE_BYTES)
     selection = s + quickselect_elements(s, rank + 1) + quickselect_elements(candidates, k) + candidates
-    return TopkWork(selection, hit_blocks, lines, True)
+    return TopkWork(selection, hit_blocks + stored_blocks(candidates, k / candidates), lines, True)
 
 
 @dataclass(frozen=True)
