@@ -14,6 +14,7 @@ GPU equivalents (``gpu_*``) use CuPy kernels timed with CUDA events and raise
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -512,6 +513,19 @@ STAIRCASE_BYTES: tuple[int, ...] = (6 * KiB, 24 * KiB, 96 * KiB, 384 * KiB, 1536
 #: streams from memory and one buffer is representative.
 STAIRCASE_MULTI_BUFFER_BYTES = 8 * MiB
 STAIRCASE_BUFFERS = 8
+#: Steps from half to twice the L2's size get this many buffers instead: there how much of a buffer
+#: stays in the L2 depends most on its pages (a 1.5 MiB step moved 19-27% between two calibrations
+#: with 8 buffers each), and the mean over more allocations moves less.
+STAIRCASE_EDGE_BUFFERS = 16
+
+
+def l2_bytes() -> int:
+    """This CPU's per-core L2 size (sysconf; 2 MiB where the system does not say)."""
+    try:
+        size = int(os.sysconf("SC_LEVEL2_CACHE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        size = 0
+    return size if size > 0 else 2 * MiB
 STAIRCASE_OFFSETS_BYTES: tuple[int, ...] = (0, 16, 32, 48)
 #: Row length of the weights step's matrix (not a row length any validation decode layer uses).
 STAIRCASE_WEIGHT_K = 1536
@@ -576,16 +590,19 @@ def staircase_cases(sizes_bytes: Sequence[int], seed: int,
                     buffers: int = STAIRCASE_BUFFERS) -> dict[str, tuple[int, Any]]:
     """Per working set: read (parallel sum), read+write (the project's triad kernel), copy (its
     memcpy kernel) and weights (the decode kernel's weight-streaming linear on one input row, a
-    [rows, STAIRCASE_WEIGHT_K] float32 matrix); value: bytes moved. Steps up to STAIRCASE_MULTI_BUFFER_BYTES get ``buffers``
-    separately allocated buffer sets at cycling line offsets, named ``kind:size#i`` (see
-    :func:`staircase_step_s`)."""
+    [rows, STAIRCASE_WEIGHT_K] float32 matrix); value: bytes moved. Steps up to
+    STAIRCASE_MULTI_BUFFER_BYTES get ``buffers`` separately allocated buffer sets at cycling line
+    offsets (at least STAIRCASE_EDGE_BUFFERS from half to twice the L2's size), named ``kind:size#i``
+    (see :func:`staircase_step_s`)."""
     from hwsim.kernels.basic import memcpy_numba, triad_numba
     from hwsim.kernels.decode import _linear
 
     rng = np.random.default_rng(_check_seed(seed))
     cases: dict[str, tuple[int, Any]] = {}
     for size in _check_sizes_bytes(sizes_bytes, 24):
-        for i in range(_check_repeats(buffers) if size <= STAIRCASE_MULTI_BUFFER_BYTES else 1):
+        edge = l2_bytes() / 2 <= size <= 2 * l2_bytes()
+        count = max(buffers, STAIRCASE_EDGE_BUFFERS) if edge else buffers
+        for i in range(_check_repeats(count) if size <= STAIRCASE_MULTI_BUFFER_BYTES else 1):
             off = STAIRCASE_OFFSETS_BYTES[i % len(STAIRCASE_OFFSETS_BYTES)]
             n = size // 24
             b, c, a = (_at_offset(rng, 8 * n, np.float64, off) for _ in range(3))

@@ -150,6 +150,8 @@ def test_staircase_buffers_cycle_line_offsets_and_a_step_is_their_mean() -> None
         offsets.append(r.ctypes.data % 64)
         assert cases[name][0] == 6144
     assert offsets == [0, 16, 32, 48]
+    edge = mb.staircase_cases((mb.l2_bytes(),), seed=0, buffers=4)  # at the L2's size: more allocations
+    assert len([n for n in edge if n.startswith("read:")]) == mb.STAIRCASE_EDGE_BUFFERS
     best = {"read:6144#0": 1.0, "read:6144#1": 2.0, "read:6144#2": 1.0, "read:6144#3": 2.0, "read:24#0": 9.0}
     assert mb.staircase_step_s(best, "read", 6144) == pytest.approx(1.5)
 
