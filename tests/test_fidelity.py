@@ -501,7 +501,6 @@ def test_compare_summarises_each_family() -> None:
 #: each other. So they are held to what they price, the family's predictions, and to 25% themselves.
 JOINTLY_FITTED = frozenset({
     "gemm_pack_bytes_per_s", "gemm_fixed_s",
-    "skinny_flops_per_s", "skinny_read_fraction",
     "attention_flops_per_s", "gather_bytes_per_s",
     "topk_call_s", "topk_row_s", "topk_select_element_s", "topk_hit_block_s", "topk_stream_factor",
 })
