@@ -953,3 +953,22 @@ def test_a_pair_without_enough_clean_rounds_is_flagged_not_trusted() -> None:
     assert unclean_pairs(timings) == ()
     timings["cal stream+stream"] = timing(PAIR_MIN_CLEAN_ROUNDS - 1)
     assert unclean_pairs(timings) == ("interference_memory_memory",)
+
+
+def test_hw_calibrate_warns_when_an_interference_number_had_no_clean_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flag reaches the user: the calibration summary names each number measured without a clean
+    round, and says nothing when every pair ran cleanly."""
+    from hwsim.suites import calibrate
+
+    hw, _ = calibrate.cpu_hardware("host", quick=True)
+    models = _models(threads=1)
+
+    def fake(unclean: tuple[str, ...]):  # type: ignore[no-untyped-def]
+        return lambda **_kw: calibrate.ModelCalibration(models, {}, {}, 0.5, 0.5, {}, unclean)
+
+    monkeypatch.setattr(calibrate, "fit_operator_models", fake(("interference_memory_memory",)))
+    _, lines = calibrate.with_operator_models(hw, threads=1, quick=True)
+    assert any(line.startswith("warning: interference_memory_memory") for line in lines)
+    monkeypatch.setattr(calibrate, "fit_operator_models", fake(()))
+    _, lines = calibrate.with_operator_models(hw, threads=1, quick=True)
+    assert not any("warning" in line for line in lines)
