@@ -517,15 +517,6 @@ STAIRCASE_BUFFERS = 8
 #: stays in the L2 depends most on its pages (a 1.5 MiB step moved 19-27% between two calibrations
 #: with 8 buffers each), and the mean over more allocations moves less.
 STAIRCASE_EDGE_BUFFERS = 16
-
-
-def l2_bytes() -> int:
-    """This CPU's per-core L2 size (sysconf; 2 MiB where the system does not say)."""
-    try:
-        size = int(os.sysconf("SC_LEVEL2_CACHE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        size = 0
-    return size if size > 0 else 2 * MiB
 STAIRCASE_OFFSETS_BYTES: tuple[int, ...] = (0, 16, 32, 48)
 #: Row length of the weights step's matrix (not a row length any validation decode layer uses).
 STAIRCASE_WEIGHT_K = 1536
@@ -586,6 +577,15 @@ def _at_offset(rng: np.random.Generator, nbytes: int, dtype: Any, offset_bytes: 
     return out
 
 
+def l2_bytes() -> int:
+    """This CPU's per-core L2 size (sysconf; 2 MiB where the system does not say)."""
+    try:
+        size = int(os.sysconf("SC_LEVEL2_CACHE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        size = 0
+    return size if size > 0 else 2 * MiB
+
+
 def staircase_cases(sizes_bytes: Sequence[int], seed: int,
                     buffers: int = STAIRCASE_BUFFERS) -> dict[str, tuple[int, Any]]:
     """Per working set: read (parallel sum), read+write (the project's triad kernel), copy (its
@@ -599,8 +599,9 @@ def staircase_cases(sizes_bytes: Sequence[int], seed: int,
 
     rng = np.random.default_rng(_check_seed(seed))
     cases: dict[str, tuple[int, Any]] = {}
+    l2 = l2_bytes()
     for size in _check_sizes_bytes(sizes_bytes, 24):
-        edge = l2_bytes() / 2 <= size <= 2 * l2_bytes()
+        edge = l2 / 2 <= size <= 2 * l2
         count = max(buffers, STAIRCASE_EDGE_BUFFERS) if edge else buffers
         for i in range(_check_repeats(count) if size <= STAIRCASE_MULTI_BUFFER_BYTES else 1):
             off = STAIRCASE_OFFSETS_BYTES[i % len(STAIRCASE_OFFSETS_BYTES)]

@@ -643,19 +643,16 @@ def calibration_pairs(seed: int) -> dict[str, tuple[Callable[[], object], Callab
             "cal fma+stream": (fmas[0], streams[0])}
 
 
-def interference_from(timings: Mapping[str, PairTiming]) -> Interference:
-    """The calibrated slowdowns from the calibration pairs' timings (:func:`calibration_pairs`'
-    names): per pair, the mean of its two kernels' median per-round slowdowns, never below 1."""
-    def factor(name: str) -> float:
-        return max(1.0, statistics.fmean(timings[name].slowdowns))
-
-    return Interference(memory_memory=factor("cal stream+stream"), compute_compute=factor("cal fma+fma"),
-                        compute_memory=factor("cal fma+stream"))
-
-
 #: Each calibration pair and the fitted number it determines.
 PAIR_FITS = {"cal stream+stream": "interference_memory_memory", "cal fma+fma": "interference_compute_compute",
              "cal fma+stream": "interference_compute_memory"}
+
+
+def interference_from(timings: Mapping[str, PairTiming]) -> Interference:
+    """The calibrated slowdowns from the calibration pairs' timings (:func:`calibration_pairs`'
+    names): per pair, the mean of its two kernels' median per-round slowdowns, never below 1."""
+    return Interference(**{fit.removeprefix("interference_"): max(1.0, statistics.fmean(timings[pair].slowdowns))
+                           for pair, fit in PAIR_FITS.items()})
 
 
 def unclean_pairs(timings: Mapping[str, PairTiming]) -> tuple[str, ...]:
