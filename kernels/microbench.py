@@ -550,7 +550,7 @@ def _stream_sum(b):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _softmax_rows(x, out):  # pragma: no cover - compiled
+def softmax_rows(x, out):  # pragma: no cover - compiled
     for r in prange(x.shape[0]):
         m = x[r, 0]
         for j in range(x.shape[1]):
@@ -677,7 +677,7 @@ def softmax_cases(shapes: Sequence[tuple[int, int]], seed: int) -> dict[str, tup
     for rows, cols in shapes:
         x = rng.random((rows, cols), dtype=np.float32)
         out = np.empty_like(x)
-        cases[f"softmax:{rows}x{cols}"] = ((rows, cols), lambda x=x, out=out: _softmax_rows(x, out))
+        cases[f"softmax:{rows}x{cols}"] = ((rows, cols), lambda x=x, out=out: softmax_rows(x, out))
     return cases
 
 

@@ -372,7 +372,7 @@ def test_calibration_never_runs_a_validation_case(monkeypatch: pytest.MonkeyPatc
         (basic, "memcpy_numba"),
         (topk, "topk_numba"),
         (attention, "attention_numba"),
-        (microbench, "_softmax_rows"),
+        (microbench, "softmax_rows"),
         (microbench, "_stream_sum"),
         (decode, "_linear"),
         (decode, "_attend"),
@@ -642,6 +642,34 @@ def test_models_in_a_hardware_file_are_what_operator_models_reads(tmp_path: Path
     bad.write_text(text)
     with pytest.raises(HardwareError, match="operators.staircase.*strictly increasing"):
         load_hardware_file(bad)
+
+
+def test_a_device_with_measured_models_prices_every_family_by_them() -> None:
+    """Calibrated hardware: GEMM, elementwise, softmax, copy and fused attention come from the family
+    models (not the roofline), a one-row GEMM runs as a GEMV (it streams, packs nothing), and a
+    larger working set (a sequence's footprint) moves a copy down the staircase."""
+    from dataclasses import replace
+
+    from hwsim import costs
+    from hwsim.hardware import load_hardware
+
+    hw = load_hardware("xeon-e5-2640v4")
+    m = _models(softmax_elements_per_s=2e9, attention_flops_per_s=5e10, gather_bytes_per_s=2e10,
+                gemm_pack_bytes_per_s=1e8)
+    dev = replace(hw.device, operators=m)
+    assert costs.memcpy(hw.device, 1e5).time_s == pytest.approx(costs.roofline(hw.device, "memcpy", 0, 2e5, None).time_s)
+    assert costs.memcpy(dev, 1e5).time_s == pytest.approx(m.copy_s(1e5))  # staircase rates: per call
+    assert costs.elementwise(dev, 10_000, inputs=2, outputs=1).time_s == pytest.approx(m.elementwise_s(10_000, 4.0, 2, 1))
+    assert costs.softmax(dev, 64, 512).time_s == pytest.approx(m.softmax_s(64, 512, 4.0))
+    assert costs.attention(dev, 8, 16, 256, 64, kept_tokens=128).time_s == pytest.approx(m.attention_s(8, 16, 128, 64, 4.0))
+    assert costs.gemm(dev, 256, 256, 256, batch=3).time_s == pytest.approx(
+        3 * m.gemm_s(256, 256, 256, 4.0, "fp32", working_set_bytes=3 * 3 * 256 * 256 * 4.0))
+    # packing at 0.1 GB/s would dominate a GEMM with two rows; with one row there is none to pay
+    one_row, two_rows = costs.gemm(dev, 1, 1024, 64).time_s, costs.gemm(dev, 2, 1024, 64).time_s
+    assert one_row == pytest.approx(m.gemv_s(1024, 64, 4.0))
+    assert two_rows > 10 * one_row
+    # 1e4 bytes copied alone go at about 70 GB/s (near the first step); inside a 1e8-byte footprint at 8 GB/s
+    assert costs.memcpy(dev, 1e4, working_set_bytes=1e8).time_s > 5 * costs.memcpy(dev, 1e4).time_s
 
 
 def test_t3_cpu_contention_is_predicted_by_the_calibrated_interference(

@@ -255,6 +255,26 @@ def test_eighth_is_slower_and_baseline_is_an_op_sequence():
         simulate(load_hardware("titan-xp"), b)
 
 
+def test_baseline_ops_on_measured_models_see_the_whole_sequence_in_the_caches():
+    """Each op of the op-by-op layer streams at the staircase level of the layer's footprint: a 1 MB
+    cache append alone fits the fast step, inside the ~4.5 MB layer it does not."""
+
+    from hwsim.costs import memcpy
+    from hwsim.costs.families import MemoryStep, OperatorModels
+    from hwsim.systems.spatten import attention_ops
+
+    fast, slow = MemoryStep(2.5e6, 50e9, 40e9), MemoryStep(4e6, 10e9, 8e9)
+    models = OperatorModels(threads=1, launch_s=1e-6, staircase=(MemoryStep(1e4, 50e9, 40e9), fast, slow),
+                            gemm_flops_per_s={"fp32": 1e11}, gemm_fixed_s=1e-6)
+    cpu = load_hardware("xeon-e5-2640v4").device
+    dev = replace(cpu, operators=models)
+    heads, kv, d = 4, 1024, 64                 # one cache: 1 MiB; the layer touches 4 caches and more
+    ops = attention_ops(dev, heads, 1, kv, d, cache_append=True)
+    alone = memcpy(dev, 4.0 * heads * kv * d)
+    assert ops[0].bytes == alone.bytes
+    assert ops[0].time_s > 3 * alone.time_s
+
+
 def test_a3_and_mnnfast_models_fetch_what_their_designs_fetch():
     b = get_benchmark("gpt2-small-wikitext2")
     a3 = plan_bytes(b, CONFIGS["a3"])

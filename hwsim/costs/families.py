@@ -274,13 +274,18 @@ class OperatorModels:
 
     # ------------------------------------------------------------------ families
 
-    def copy_s(self, nbytes: float) -> float:
-        """Copy ``nbytes``: read once, written once."""
-        return 2.0 * nbytes / (self.bandwidth(2.0 * nbytes, write=True, copy=True) * self.copy_fraction)
+    def copy_s(self, nbytes: float, working_set_bytes: float | None = None) -> float:
+        """Copy ``nbytes``: read once, written once. ``working_set_bytes`` (here and below): what the
+        data competes with for the caches between two runs (alone: its own bytes; inside a sequence
+        of ops: the whole sequence's footprint)."""
+        ws = max(2.0 * nbytes, working_set_bytes or 0.0)
+        return 2.0 * nbytes / (self.bandwidth(ws, write=True, copy=True) * self.copy_fraction)
 
-    def elementwise_s(self, n: int, itemsize: float, inputs: int, outputs: int) -> float:
+    def elementwise_s(self, n: int, itemsize: float, inputs: int, outputs: int,
+                      working_set_bytes: float | None = None) -> float:
         """A map over ``n`` elements (triad: inputs=2, outputs=1), memory-bound."""
-        return self.stream_s(n * itemsize * inputs, n * itemsize * outputs)
+        read, written = n * itemsize * inputs, n * itemsize * outputs
+        return self.stream_s(read, written, max(read + written, working_set_bytes or 0.0))
 
     def gemm_s(self, m: int, n: int, k: int, itemsize: float, dtype: str,
                working_set_bytes: float | None = None) -> float:
@@ -307,15 +312,19 @@ class OperatorModels:
                         - packed / self.bandwidth(nbytes, write=False))
         return self.gemm_fixed_s + pack + max(compute, self.stream_s(nbytes, 0.0))
 
-    def gemv_s(self, m: int, k: int, itemsize: float, batch: int = 1) -> float:
-        """``y = A x`` (``batch`` right-hand sides share one read of A): weight streaming."""
+    def gemv_s(self, m: int, k: int, itemsize: float, batch: int = 1,
+               working_set_bytes: float | None = None) -> float:
+        """``y = A x`` (``batch`` right-hand sides share one read of A): weight streaming.
+        ``working_set_bytes``: what A competes with for the caches between two calls (alone: itself)."""
         nbytes = (m * k + batch * (k + m)) * itemsize
-        return self.launch_s + self.stream_s(nbytes, 0.0) / self.gemv_read_fraction
+        return self.launch_s + self.stream_s(nbytes, 0.0, working_set_bytes) / self.gemv_read_fraction
 
-    def softmax_s(self, rows: int, cols: int, itemsize: float) -> float:
+    def softmax_s(self, rows: int, cols: int, itemsize: float, working_set_bytes: float | None = None) -> float:
         elements = float(rows) * cols
+        nbytes = elements * itemsize
         return self.launch_s + max(
-            _per(elements, self.softmax_elements_per_s), self.stream_s(elements * itemsize, elements * itemsize)
+            _per(elements, self.softmax_elements_per_s),
+            self.stream_s(nbytes, nbytes, max(2.0 * nbytes, working_set_bytes or 0.0)),
         )
 
     def topk_s(self, rows: int, n: int, k: int, itemsize: float) -> float:

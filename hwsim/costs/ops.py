@@ -11,6 +11,9 @@ Time model. :class:`~hwsim.hardware.model.Efficiency` says an operation of size 
 i.e. a time *linear* in work: a rate ``peak * max`` plus a fixed cost ``half / (peak * max)``.
 Calibration (:mod:`hwsim.costs.fit`) relies on this identity to turn a straight-line fit of measured
 times back into ``(max, half)``; keep the two in step if either changes.
+
+A device whose hardware file carries measured per-family models (``device.operators``) is priced by
+them instead, family by family (:func:`measured_models`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from hwsim.costs.families import OperatorModels, derived_gpu_models
+from hwsim.costs.families import OperatorModels, derived_gpu_models, gemm_padded_flops
 from hwsim.errors import CostError
 from hwsim.hardware.model import Device
 
@@ -167,14 +170,25 @@ def operator_models(device: Device) -> OperatorModels | None:
     (``device.operators``), else for a GPU models derived from its datasheet numbers plus the
     documented assumptions of :func:`hwsim.costs.families.derived_gpu_models`; None for a CPU
     without calibration (the roofline is used)."""
-    explicit = getattr(device, "operators", None)
-    if isinstance(explicit, OperatorModels):
+    explicit = measured_models(device)
+    if explicit is not None:
         return explicit
     if device.kind == "gpu":
         return derived_gpu_models(sms=device.compute_units, hbm_bytes_per_s=device.memory.bandwidth_bytes_per_s,
                                   l2_bytes=device.sram_bytes, launch_s=device.launch_overhead_s,
                                   peak_flops_per_s=device.peak_flops_per_s)
     return None
+
+
+def measured_models(device: Device) -> OperatorModels | None:
+    """The models a hardware file carries (``device.operators``, measured by ``hwsim hw calibrate``).
+
+    Every family they price replaces the roofline: GEMM, elementwise, softmax, copy and fused
+    attention as well as GEMV and top-k. Models *derived* from a GPU datasheet (see
+    :func:`operator_models`) price only GEMV, top-k and overlap; the rest of such a preset keeps its
+    fitted efficiency curve, which its tables were checked against."""
+    explicit = getattr(device, "operators", None)
+    return explicit if isinstance(explicit, OperatorModels) else None
 
 
 def _family_cost(op: str, flops: float, nbytes: float, time_s: float, launch_s: float, compute_s: float) -> OpCost:
@@ -185,16 +199,33 @@ def _family_cost(op: str, flops: float, nbytes: float, time_s: float, launch_s: 
                   memory_s=body if compute_s < body else 0.0, overhead_s=launch_s, time_s=time_s)
 
 
-def gemm(device: Device, m: int, n: int, k: int, dtype: str = "fp32", batch: int = 1) -> OpCost:
+def gemm(device: Device, m: int, n: int, k: int, dtype: str = "fp32", batch: int = 1,
+         working_set_bytes: float | None = None) -> OpCost:
     """``C[m,n] = A[m,k] @ B[k,n]``, ``batch`` times.
 
     Assumes each operand crosses off-chip memory exactly once (perfect on-chip reuse by tiling) and
     C is written without being read (no accumulate into C): bytes = (mk + kn + mn) * itemsize.
+    ``working_set_bytes`` (here and in the other ops): what the op's data competes with for the
+    caches between two runs, where measured models price it (a sequence of ops: its footprint).
     """
     m, n, k, batch = _count("m", m), _count("n", n), _count("k", k), _count("batch", batch)
     size = itemsize(dtype)
     flops = 2.0 * m * n * k * batch
     nbytes = float(m * k + k * n + m * n) * size * batch
+    models = measured_models(device)
+    if models is not None and dtype in models.gemm_flops_per_s:
+        # the calls of a batch take turns in the caches: each streams at the level all of them fit in
+        ws = max(nbytes, working_set_bytes or 0.0)
+        if m == 1 or n == 1:
+            # a GEMM with one output row (or column) runs as a GEMV: BLAS streams the matrix once and
+            # packs nothing (this host's OpenBLAS: [1,64]@[64,1024] and [64]@[64,1024] both 5.3 us)
+            rows = n if m == 1 else m
+            per_call_s = models.gemv_s(rows, k, size, working_set_bytes=ws)
+            return _family_cost("gemm", flops, nbytes, batch * per_call_s, batch * models.launch_s, 0.0)
+        per_call_s = models.gemm_s(m, n, k, size, dtype, working_set_bytes=ws)
+        compute_s = gemm_padded_flops(m, n, k, models.gemm_tile, models.threads) / models.gemm_flops_per_s[dtype]
+        return _family_cost("gemm", flops, nbytes, batch * per_call_s, batch * models.gemm_fixed_s,
+                            batch * compute_s)
     return roofline(device, "gemm", flops, nbytes, dtype)
 
 
@@ -217,6 +248,7 @@ def elementwise(
     inputs: int = 2,
     outputs: int = 1,
     flops_per_element: float = 1.0,
+    working_set_bytes: float | None = None,
 ) -> OpCost:
     """A map over ``n`` elements reading ``inputs`` and writing ``outputs`` arrays of that length."""
     n = _count("n", n)
@@ -228,15 +260,27 @@ def elementwise(
     size = itemsize(dtype)
     flops = n * per_element
     nbytes = float(n) * (inputs + outputs) * size
+    models = measured_models(device)
+    if models is not None:  # memory-bound: the staircase at its working set
+        # the staircase's rates are per call, the call's fixed cost included
+        time_s = models.elementwise_s(n, size, inputs, outputs, working_set_bytes)
+        return _family_cost("elementwise", flops, nbytes, time_s, 0.0, 0.0)
     return roofline(device, "elementwise", flops, nbytes, dtype)
 
 
-def softmax(device: Device, rows: int, cols: int, dtype: str = "fp32") -> OpCost:
+def softmax(device: Device, rows: int, cols: int, dtype: str = "fp32",
+            working_set_bytes: float | None = None) -> OpCost:
     """Row-wise softmax, fused: each row is read once and written once (it fits on chip)."""
     rows, cols = _count("rows", rows), _count("cols", cols)
     size = itemsize(dtype)
     elements = float(rows * cols)
-    return roofline(device, "softmax", SOFTMAX_FLOPS_PER_ELEMENT * elements, 2.0 * elements * size, dtype)
+    flops, nbytes = SOFTMAX_FLOPS_PER_ELEMENT * elements, 2.0 * elements * size
+    models = measured_models(device)
+    if models is not None and models.softmax_elements_per_s is not None:
+        time_s = models.softmax_s(rows, cols, size, working_set_bytes)
+        return _family_cost("softmax", flops, nbytes, time_s, models.launch_s,
+                            elements / models.softmax_elements_per_s)
+    return roofline(device, "softmax", flops, nbytes, dtype)
 
 
 def topk(
@@ -321,10 +365,18 @@ def attention(
     scores = float(q_len * tokens)
     flops = kept_h * (4.0 * scores * head_dim + SOFTMAX_FLOPS_PER_ELEMENT * scores)
     nbytes = float(kept_h) * (2 * q_len + 2 * tokens) * head_dim * size
+    models = measured_models(device)
+    if models is not None and models.attention_flops_per_s is not None:
+        time_s = models.attention_s(kept_h, q_len, tokens, head_dim, size)
+        return _family_cost("attention", flops, nbytes, time_s, models.launch_s,
+                            4.0 * kept_h * scores * head_dim / models.attention_flops_per_s)
     return roofline(device, "attention", flops, nbytes, dtype)
 
 
-def memcpy(device: Device, nbytes: float) -> OpCost:
+def memcpy(device: Device, nbytes: float, working_set_bytes: float | None = None) -> OpCost:
     """A device-local copy of ``nbytes``: read once and written once, no arithmetic."""
     nbytes = _amount("nbytes", nbytes)
+    models = measured_models(device)
+    if models is not None:
+        return _family_cost("memcpy", 0.0, 2.0 * nbytes, models.copy_s(nbytes, working_set_bytes), 0.0, 0.0)
     return roofline(device, "memcpy", 0.0, 2.0 * nbytes, None)

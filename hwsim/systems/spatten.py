@@ -647,16 +647,26 @@ def attention_ops(device: Device, heads: int, q: int, kv: int, d: int, cache_app
     """One dense fp32 attention layer, op by op, as PyTorch eager runs it (batch 1):
     [append K and V to the cache: torch.cat copies the whole cache], Q.K^T (batched GEMM over heads),
     scale by 1/sqrt(d), mask (causal; applied even for one query), softmax, prob.V, merge heads (a
-    copy). Each op pays the device's launch overhead."""
+    copy). Each op pays the device's launch overhead.
+
+    The ops run one after another on one layer's buffers, so on a device with measured models each
+    finds in cache only what the whole sequence's footprint leaves there: every buffer it reads or
+    writes, each once (Q, the K/V caches and their appended copies, four score-sized outputs, the
+    output and its merged copy)."""
+    word = 4.0
+    cache = float(heads * kv * d)
+    scores = float(heads * q * kv)
+    footprint = word * (heads * q * d + 2 * cache * (2 if cache_append else 1) + 4 * scores + 2 * heads * q * d)
+    ws = {"working_set_bytes": footprint}
     ops: list[OpCost] = []
     if cache_append:
-        ops += [memcpy(device, 4.0 * heads * kv * d) for _ in range(2)]
-    ops.append(gemm(device, q, kv, d, "fp32", batch=heads))
-    ops.append(elementwise(device, heads * q * kv, "fp32", inputs=1, outputs=1))
-    ops.append(elementwise(device, heads * q * kv, "fp32", inputs=2, outputs=1))
-    ops.append(softmax(device, heads * q, kv, "fp32"))
-    ops.append(gemm(device, q, d, kv, "fp32", batch=heads))
-    ops.append(memcpy(device, 4.0 * heads * q * d))
+        ops += [memcpy(device, word * cache, **ws) for _ in range(2)]
+    ops.append(gemm(device, q, kv, d, "fp32", batch=heads, **ws))
+    ops.append(elementwise(device, heads * q * kv, "fp32", inputs=1, outputs=1, **ws))
+    ops.append(elementwise(device, heads * q * kv, "fp32", inputs=2, outputs=1, **ws))
+    ops.append(softmax(device, heads * q, kv, "fp32", **ws))
+    ops.append(gemm(device, q, d, kv, "fp32", batch=heads, **ws))
+    ops.append(memcpy(device, word * heads * q * d, **ws))
     return ops
 
 
