@@ -757,15 +757,16 @@ def decode_attention_cases(shapes: Sequence[tuple[int, int, int, int]],
 CAL_DISPATCH: tuple[tuple[int, int, int, int], ...] = ((384, 4, 2, 384), (1536, 32, 1, 128), (768, 12, 3, 192))
 
 
-def dispatch_cases(shapes: Sequence[tuple[int, int, int, int]], seed: int) -> dict[str, tuple[tuple[int, int], Any]]:
-    """The MoE counting-sort dispatch (kernels/moe.py); value: (slots, hidden)."""
+def dispatch_cases(shapes: Sequence[tuple[int, int, int, int]],
+                   seed: int) -> dict[str, tuple[tuple[int, int, int], Any]]:
+    """The MoE counting-sort dispatch (kernels/moe.py); value: (tokens, slots, hidden)."""
     from hwsim.kernels.moe import dispatch_numba
 
     rng = np.random.default_rng(_check_seed(seed))
-    cases: dict[str, tuple[tuple[int, int], Any]] = {}
+    cases: dict[str, tuple[tuple[int, int, int], Any]] = {}
     for tokens, experts, top_k, hidden in shapes:
         x = rng.standard_normal((tokens, hidden)).astype(np.float32)
         choice = np.argsort(rng.random((tokens, experts)), axis=1)[:, :top_k].astype(np.int64)
-        cases[f"dispatch:{tokens}x{experts}x{top_k}x{hidden}"] = ((tokens * top_k, hidden),
+        cases[f"dispatch:{tokens}x{experts}x{top_k}x{hidden}"] = ((tokens, tokens * top_k, hidden),
                                                                   partial(dispatch_numba, x, choice, experts))
     return cases

@@ -454,8 +454,8 @@ def fit_operator_models(
         dispatch_slot = max(
             0.0,
             statistics.median(
-                (best[name] - launch - base.stream_s(slots * h * 4.0, slots * h * 4.0)) / slots
-                for name, ((slots, h), _) in disp.items()
+                (best[name] - launch - base.dispatch_stream_s(tokens, slots, h, 4.0)) / slots
+                for name, ((tokens, slots, h), _) in disp.items()
             ),
         )
         # reported, and the fallback for a staircase without the weights kind: the weights rate as a

@@ -210,7 +210,7 @@ def _kernel_records(ctx: SuiteContext, notes: list[str], tables: list[Table]) ->
         inp = kmoe.make_inputs(s["tokens"], s["experts"], s["top_k"], s["hidden"], s["ffn"], skew, ctx.seed)
         counts = [int(c) for c in inp.counts]
         xp, _, offsets = kmoe.dispatch_numba(inp.x, inp.experts, s["experts"])
-        predicted[f"dispatch {skew}"] = models.dispatch_s(sum(counts), s["hidden"], 4.0)
+        predicted[f"dispatch {skew}"] = models.dispatch_s(s["tokens"], sum(counts), s["hidden"], 4.0)
         predicted[f"grouped_ffn {skew}"] = models.grouped_gemm_s(counts, s["hidden"], s["ffn"], 4.0, "fp32")
         calls[f"dispatch {skew}"] = partial(kmoe.dispatch_numba, inp.x, inp.experts, s["experts"])
         calls[f"grouped_ffn {skew}"] = partial(kmoe.grouped_ffn_blas, xp, offsets, inp.w1, inp.w2)

@@ -195,7 +195,7 @@ def _moe(tokens: int, experts: int, top_k: int, hidden: int, ffn: int, skew: flo
 
     slots = tokens * top_k
     return [
-        ValidationCase("moe_dispatch", params, build_dispatch, lambda m: m.dispatch_s(slots, hidden, 4.0)),
+        ValidationCase("moe_dispatch", params, build_dispatch, lambda m: m.dispatch_s(tokens, slots, hidden, 4.0)),
         ValidationCase(
             "moe_grouped_gemm", params, build_ffn, lambda m: m.grouped_gemm_s(counts, hidden, ffn, 4.0, "fp32")
         ),

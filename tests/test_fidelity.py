@@ -672,6 +672,19 @@ def test_a_device_with_measured_models_prices_every_family_by_them() -> None:
     assert costs.memcpy(dev, 1e4, working_set_bytes=1e8).time_s > 5 * costs.memcpy(dev, 1e4).time_s
 
 
+def test_dispatch_holds_the_token_rows_and_the_output_not_every_byte_it_moves() -> None:
+    """Each token's row is read once per expert it picked, from cache after the first: 5000 tokens
+    of 40 B sent to 4 experts each hold 1.0 MB (fits the step before the cliff at 1.2 MB) although the
+    pass moves 1.6 MB; a dispatch with as many tokens as slots holds 1.6 MB and streams from memory."""
+    steps = (MemoryStep(1e4, 100e9, 80e9), MemoryStep(1.1e6, 50e9, 40e9), MemoryStep(1.2e6, 10e9, 8e9),
+             MemoryStep(1e8, 10e9, 8e9))
+    m = _models(staircase=steps, dispatch_slot_s=1e-8)
+    tokens, slots, hidden = 5000, 20000, 10
+    rows_s = m.dispatch_s(tokens, slots, hidden, 4.0) - m.launch_s - slots * m.dispatch_slot_s
+    assert rows_s == pytest.approx(2 * slots * hidden * 4.0 / 40e9, rel=0.05)
+    assert m.dispatch_stream_s(slots, slots, hidden, 4.0) > 3 * m.dispatch_stream_s(tokens, slots, hidden, 4.0)
+
+
 def test_t3_cpu_contention_is_predicted_by_the_calibrated_interference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -741,7 +754,7 @@ def test_moetuner_measured_kernels_are_predicted_by_the_moe_family_models(monkey
             counts = [int(c) for c in kmoe.make_inputs(s["tokens"], s["experts"], s["top_k"], s["hidden"], s["ffn"],
                                                        r.case["skew"], 0).counts]
             if r.case["kernel"] == "dispatch":
-                assert r.value == pytest.approx(m.dispatch_s(sum(counts), s["hidden"], 4.0))
+                assert r.value == pytest.approx(m.dispatch_s(s["tokens"], sum(counts), s["hidden"], 4.0))
             else:
                 assert r.value == pytest.approx(m.grouped_gemm_s(counts, s["hidden"], s["ffn"], 4.0, "fp32"))
                 grouped[(pack, r.case["skew"])] = r.value

@@ -437,11 +437,17 @@ class OperatorModels:
             if c > 0
         )
 
-    def dispatch_s(self, slots: int, hidden: int, itemsize: float) -> float:
-        """MoE dispatch (counting sort by expert): each slot's row read once and written once, plus a
-        calibrated per-slot cost (histogram, cursor, row-sized copy call)."""
+    def dispatch_stream_s(self, tokens: int, slots: int, hidden: int, itemsize: float) -> float:
+        """The dispatch's rows: each slot's row read once and written once. A token's row is read once
+        per expert it picked, from cache after the first, so the pass holds the token rows and the
+        output rows, not every byte it moves: that is its working set."""
         nbytes = float(slots) * hidden * itemsize
-        return self.launch_s + self.stream_s(nbytes, nbytes) + slots * self.dispatch_slot_s
+        return self.stream_s(nbytes, nbytes, float(tokens + slots) * hidden * itemsize)
+
+    def dispatch_s(self, tokens: int, slots: int, hidden: int, itemsize: float) -> float:
+        """MoE dispatch (counting sort by expert) of ``tokens`` rows into ``slots`` (token, expert)
+        rows: the rows' pass plus a calibrated per-slot cost (histogram, cursor, row-sized copy call)."""
+        return self.launch_s + self.dispatch_stream_s(tokens, slots, hidden, itemsize) + slots * self.dispatch_slot_s
 
 
 def gemm_pack_bytes(m: int, n: int, k: int, itemsize: float) -> float:
