@@ -903,6 +903,22 @@ def test_skinny_gemm_streams_weights_at_its_own_staircase_rate() -> None:
     assert old.skinny_gemm_s(3, n, k, 4.0) == pytest.approx(1e-6 + weight / (10e9 * 0.9) + 2 * 3 * n * k / 1e10)
 
 
+def test_skinny_gemm_streams_x_once_per_weight_row_when_x_leaves_the_fast_caches() -> None:
+    """Every weight row is multiplied by all of x: while x fits where the weights rate peaks the dot
+    products bind; once x is larger, each pass streams x at the weights rate of x's size."""
+    steps = (MemoryStep(1e4, 100e9, 80e9, weights_bytes_per_s=20e9), MemoryStep(1e6, 60e9, 50e9, weights_bytes_per_s=26e9),
+             MemoryStep(4e6, 25e9, 23e9, weights_bytes_per_s=8e9), MemoryStep(1e8, 10e9, 8e9, weights_bytes_per_s=5e9))
+    m = _models(staircase=steps, skinny_flops_per_s=14e9)
+    n, k = 1024, 4096
+    stream = n * k * 4.0 / m.bandwidth(n * k * 4.0, write=False, weights=True)
+    small = 32                                  # x: 0.5 MB, inside the 1 MB peak step: dot products bind
+    assert m.skinny_gemm_s(small, n, k, 4.0) == pytest.approx(stream + 2 * (small - 1) * n * k / 14e9)
+    large = 244                                 # x: 4.0 MB, streamed at 8 GB/s once per weight row
+    x_bytes = large * k * 4.0
+    assert m.skinny_gemm_s(large, n, k, 4.0) == pytest.approx(stream + n * x_bytes / 8e9, rel=0.01)
+    assert m.skinny_gemm_s(large, n, k, 4.0) > 1.5 * (stream + 2 * (large - 1) * n * k / 14e9)
+
+
 def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_staircase(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Timings made from a known weights rate per step and a known dot-product rate come back as
