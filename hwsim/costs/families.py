@@ -386,8 +386,8 @@ class OperatorModels:
         ws = weight if working_set_bytes is None else max(weight, working_set_bytes)
         stream = weight / self.bandwidth(ws, write=False, weights=True)
         if self.weights_measured:
-            return stream + max(_per(2.0 * (rows - 1) * n * k, self.skinny_flops_per_s), self._rows_pass_s(rows, n, k,
-                                                                                                         itemsize))
+            dots = _per(2.0 * (rows - 1) * n * k, self.skinny_flops_per_s)
+            return stream + max(dots, self._rows_pass_s(rows, n, k, itemsize))
         return self.launch_s + stream + _per(2.0 * rows * n * k, self.skinny_flops_per_s)
 
     def _rows_pass_s(self, rows: int, n: int, k: int, itemsize: float) -> float:
