@@ -22,6 +22,7 @@ from hwsim.costs.families import (
     models_to_dict,
     topk_work,
 )
+from hwsim.errors import CostError
 from hwsim.kernels.measure import (
     RobustTiming,
     measure_interleaved,
@@ -670,6 +671,9 @@ def test_a_device_with_measured_models_prices_every_family_by_them() -> None:
     assert two_rows > 10 * one_row
     # 1e4 bytes copied alone go at about 70 GB/s (near the first step); inside a 1e8-byte footprint at 8 GB/s
     assert costs.memcpy(dev, 1e4, working_set_bytes=1e8).time_s > 5 * costs.memcpy(dev, 1e4).time_s
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(CostError, match="working_set_bytes must be finite and > 0"):
+            costs.gemm(hw.device, 8, 8, 8, working_set_bytes=bad)  # checked with or without models
 
 
 def test_dispatch_holds_the_token_rows_and_the_output_not_every_byte_it_moves() -> None:

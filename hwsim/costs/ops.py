@@ -114,6 +114,11 @@ def _amount(name: str, value: object, *, allow_zero: bool = False) -> float:
     return number
 
 
+def _working_set(value: float | None) -> float | None:
+    """An op's ``working_set_bytes``: None (its own bytes) or a finite size > 0."""
+    return None if value is None else _amount("working_set_bytes", value)
+
+
 def _peak(device: Device, dtype: str) -> float:
     itemsize(dtype)
     if dtype not in device.peak_flops_per_s:
@@ -212,6 +217,7 @@ def gemm(device: Device, m: int, n: int, k: int, dtype: str = "fp32", batch: int
     size = itemsize(dtype)
     flops = 2.0 * m * n * k * batch
     nbytes = float(m * k + k * n + m * n) * size * batch
+    working_set_bytes = _working_set(working_set_bytes)
     models = measured_models(device)
     if models is not None and dtype in models.gemm_flops_per_s:
         # the calls of a batch take turns in the caches: each streams at the level all of them fit in
@@ -260,6 +266,7 @@ def elementwise(
     size = itemsize(dtype)
     flops = n * per_element
     nbytes = float(n) * (inputs + outputs) * size
+    working_set_bytes = _working_set(working_set_bytes)
     models = measured_models(device)
     if models is not None:  # memory-bound: the staircase at its working set
         # the staircase's rates are per call, the call's fixed cost included
@@ -275,6 +282,7 @@ def softmax(device: Device, rows: int, cols: int, dtype: str = "fp32",
     size = itemsize(dtype)
     elements = float(rows * cols)
     flops, nbytes = SOFTMAX_FLOPS_PER_ELEMENT * elements, 2.0 * elements * size
+    working_set_bytes = _working_set(working_set_bytes)
     models = measured_models(device)
     if models is not None and models.softmax_elements_per_s is not None:
         time_s = models.softmax_s(rows, cols, size, working_set_bytes)
@@ -376,6 +384,7 @@ def attention(
 def memcpy(device: Device, nbytes: float, working_set_bytes: float | None = None) -> OpCost:
     """A device-local copy of ``nbytes``: read once and written once, no arithmetic."""
     nbytes = _amount("nbytes", nbytes)
+    working_set_bytes = _working_set(working_set_bytes)
     models = measured_models(device)
     if models is not None:
         return _family_cost("memcpy", 0.0, 2.0 * nbytes, models.copy_s(nbytes, working_set_bytes), 0.0, 0.0)
