@@ -514,9 +514,7 @@ def fit_operator_models(
         "skinny_read_fraction": skinny_fraction,
         "decode_attention_flops_per_s": datt_rate,
         "dispatch_slot_s": dispatch_slot,
-        "interference_memory_memory": interference.memory_memory,
-        "interference_compute_compute": interference.compute_compute,
-        "interference_compute_memory": interference.compute_memory,
+        **interference_fitted(interference),
     }
     for s in mono:
         fitted[f"read_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_bytes_per_s
@@ -653,6 +651,11 @@ def interference_from(timings: Mapping[str, PairTiming]) -> Interference:
     names): per pair, the mean of its two kernels' median per-round slowdowns, never below 1."""
     return Interference(**{fit.removeprefix("interference_"): max(1.0, statistics.fmean(timings[pair].slowdowns))
                            for pair, fit in PAIR_FITS.items()})
+
+
+def interference_fitted(interference: Interference) -> dict[str, float]:
+    """The interference factors under their fitted-number names (PAIR_FITS' values)."""
+    return {fit: getattr(interference, fit.removeprefix("interference_")) for fit in PAIR_FITS.values()}
 
 
 def unclean_pairs(timings: Mapping[str, PairTiming]) -> tuple[str, ...]:

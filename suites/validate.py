@@ -270,7 +270,7 @@ def validate_cpu(
 ) -> ValidationResult:
     """Calibrate on ``threads`` threads, then predict and measure every CPU validation case."""
     from hwsim.kernels.measure import load_average
-    from hwsim.suites.calibrate import calibration_table, fit_operator_models
+    from hwsim.suites.calibrate import calibration_table, fit_operator_models, interference_fitted
 
     cases = cpu_cases(quick)
     calls = {f"val {c.label}": c.build(seed) for c in cases}
@@ -325,9 +325,7 @@ def validate_cpu(
     if interference is not None:  # the pairs' calibration from the same rounds as the held-out pairs
         models = replace(models, interference=interference)
         hardware = replace(hardware, device=replace(hardware.device, operators=models))
-        cal.fitted.update(interference_memory_memory=interference.memory_memory,
-                          interference_compute_compute=interference.compute_compute,
-                          interference_compute_memory=interference.compute_memory)
+        cal.fitted.update(interference_fitted(interference))
     for family, label, predicted, measured, note in contention:
         pairs.append((family, label, predicted, measured))
         case = {"family": family, "pair": label}
