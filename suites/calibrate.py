@@ -467,12 +467,7 @@ def fit_operator_models(
             * h
             * (ln + 1)
             * d
-            / max(
-                best[name]
-                - launch
-                - 2.0 * b * h * (ln + 1) * d * 4.0 / base.bandwidth(2.0 * b * h * (ln + 1) * d * 4.0, write=False),
-                1e-9,
-            )
+            / max(best[name] - launch - base.decode_attention_stream_s([ln] * b, h, d, 4.0), 1e-9)
             for name, ((b, h, ln, d), _) in datt.items()
         )
         interference, unclean = pair_interference(seed) if (os.cpu_count() or 1) >= 2 else (Interference(), ())

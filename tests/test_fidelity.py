@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -134,6 +135,29 @@ def test_decode_step_streams_each_matrix_at_the_bandwidth_of_the_whole_step() ->
         m.skinny_gemm_s(1, 3 * hidden, hidden, 4.0, footprint) + m.skinny_gemm_s(1, hidden, hidden, 4.0, footprint)
         + m.skinny_gemm_s(1, ffn, hidden, 4.0, footprint) + m.skinny_gemm_s(1, hidden, ffn, 4.0, footprint)
         + m.decode_attention_s([100], 4, 64, 4.0, footprint) + m.elementwise_s(ffn, 4.0, 1, 1))
+
+
+def test_decode_attention_waits_only_for_the_bytes_dram_serves() -> None:
+    """Attention's K and V reads overlap its arithmetic while the caches serve them; the share DRAM
+    serves (read off the weights kind, a stream consumed by dot products) adds its DRAM read time."""
+    steps = (MemoryStep(1e4, 100e9, 80e9, weights_bytes_per_s=20e9),
+             MemoryStep(1e6, 50e9, 40e9, weights_bytes_per_s=40e9),  # the weights kind peaks here
+             MemoryStep(1e7, 40e9, 30e9, weights_bytes_per_s=20e9),
+             MemoryStep(1e9, 10e9, 8e9, weights_bytes_per_s=5e9))  # DRAM: read at 10 GB/s
+    m = _models(staircase=steps, decode_attention_flops_per_s=1e10)
+    assert m.dram_share(5e5) == 0.0 and m.dram_share(1e6) == 0.0 and m.dram_share(1e9) == 1.0
+    # at 1e7 B the weights kind pays (1/20 - 1/40) of the (1/5 - 1/40) ns/B it pays from DRAM
+    assert m.dram_share(1e7) == pytest.approx((1 / 20 - 1 / 40) / (1 / 5 - 1 / 40))
+    lens, heads, hd = [99], 8, 64
+    kv, flops = 2.0 * heads * 100 * hd * 4.0, 4.0 * heads * 100 * hd
+    arithmetic = m.launch_s + flops / 1e10
+    assert m.decode_attention_s(lens, heads, hd, 4.0) == pytest.approx(arithmetic)  # 0.4 MB: in the caches
+    assert m.decode_attention_s(lens, heads, hd, 4.0, 1e9) == pytest.approx(arithmetic + kv / 10e9)
+    assert m.decode_attention_s(lens, heads, hd, 4.0, 1e7) == pytest.approx(arithmetic + kv * m.dram_share(1e7) / 10e9)
+    # without the weights kind: every byte at the working set's read bandwidth
+    plain = _models(staircase=tuple(dataclasses.replace(s, weights_bytes_per_s=None) for s in steps),
+                    decode_attention_flops_per_s=1e10)
+    assert plain.decode_attention_s(lens, heads, hd, 4.0, 1e7) == pytest.approx(arithmetic + kv / 40e9)
 
 
 def test_staircase_buffers_cycle_line_offsets_and_a_step_is_their_mean() -> None:
