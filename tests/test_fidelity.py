@@ -375,6 +375,19 @@ def test_calibration_and_validation_shapes_are_disjoint() -> None:
     assert not set(mb.CAL_SOFTMAX_SHAPES) & set(v.VAL_SOFTMAX)
 
 
+def test_calibration_runs_every_top_k_regime_that_validation_meets() -> None:
+    """The top-k kernel changes algorithm with the row: selected directly or through the sampled
+    filter, and from rows of 2^20 on with an 8x larger sample. A regime calibration never ran would be
+    priced by extrapolation: each one a validation case meets has a calibration case of its own."""
+    from hwsim.kernels import microbench as mb
+    from hwsim.suites import validate as v
+
+    def regime(rows: int, n: int, k: int) -> tuple[bool, bool]:
+        return topk_work(n, k, 4.0).filtered, n >= 1 << 20
+
+    assert {regime(*s) for s in v.VAL_TOPK} <= {regime(*s) for s in mb.CAL_TOPK_SHAPES}
+
+
 @pytest.mark.slow
 def test_calibration_never_runs_a_validation_case(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the whole per-family calibration (each case once) while recording the shape of every array
