@@ -591,6 +591,20 @@ class PairTiming:
     round_slowdowns: tuple[tuple[float, float], ...] = ()
     """Per round, each kernel's together time over its alone time in that same round."""
     round_clean: tuple[bool, ...] = ()
+    round_alone: tuple[tuple[float, float], ...] = ()
+    """Per round, each kernel's alone time in that round (empty from a caller that kept none)."""
+
+    def _used(self) -> list[int]:
+        """The rounds a per-round figure comes from: the clean ones when there are
+        :data:`PAIR_MIN_CLEAN_ROUNDS`, else all."""
+        clean = [i for i, ok in enumerate(self.round_clean) if ok]
+        return clean if len(clean) >= PAIR_MIN_CLEAN_ROUNDS else list(range(len(self.round_slowdowns)))
+
+    def round_times(self) -> list[tuple[float, float, float, float]]:
+        """(first alone, second alone, first together, second together) of each used round: what a
+        prediction made from one round's alone times is checked against within that round."""
+        return [(a1, a2, a1 * r1, a2 * r2) for i in self._used()
+                for (a1, a2), (r1, r2) in [(self.round_alone[i], self.round_slowdowns[i])]]
 
     @property
     def both_s(self) -> float:
@@ -604,9 +618,7 @@ class PairTiming:
         clock drifting between rounds, and the median to one disturbed round."""
         if not self.round_slowdowns:
             return self.first_together_s / self.first_alone_s, self.second_together_s / self.second_alone_s
-        use = [r for r, ok in zip(self.round_slowdowns, self.round_clean, strict=True) if ok]
-        if len(use) < PAIR_MIN_CLEAN_ROUNDS:
-            use = list(self.round_slowdowns)
+        use = [self.round_slowdowns[i] for i in self._used()]
         return float(statistics.median(a for a, _ in use)), float(statistics.median(b for _, b in use))
 
 
@@ -636,6 +648,7 @@ def pairs_interleaved(pairs: Mapping[str, tuple[Callable[[], Any], Callable[[], 
     clean: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
     every: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
     ratios: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
+    alones: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
     flags: dict[str, list[bool]] = {name: [] for name in pairs}
     for _ in range(rounds):
         for name, (first, second) in pairs.items():
@@ -656,10 +669,12 @@ def pairs_interleaved(pairs: Mapping[str, tuple[Callable[[], Any], Callable[[], 
                     clean[name].append((c1, c2))
                     break
             ratios[name].append((c1 / a1, c2 / a2))
+            alones[name].append((a1, a2))
             flags[name].append(ok)
     out = {}
     for name in pairs:
         runs = clean[name] or every[name]
         out[name] = PairTiming(alone[name][0], alone[name][1], min(c for c, _ in runs), min(c for _, c in runs),
-                               rounds, len(clean[name]), tuple(ratios[name]), tuple(flags[name]))
+                               rounds, len(clean[name]), tuple(ratios[name]), tuple(flags[name]),
+                               tuple(alones[name]))
     return out

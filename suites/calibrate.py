@@ -592,9 +592,16 @@ def _fit_nonnegative(points: Sequence[tuple[tuple[float, ...], float]]) -> tuple
     return tuple(float(c) for c in coef)
 
 
-#: Calibration pairs: FMA passes over 4096 values, and ``c = a + b`` over this many bytes (x4 passes).
+#: Calibration pairs: FMA passes over 4096 values, and ``c = a + b`` over this many bytes (x4 passes):
+#: past the last-level cache alone and together, so the pair measures sharing DRAM bandwidth alone
+#: (sharing the caches is priced from the staircase: ``families.shared_caches_s``). At 48 MiB a
+#: stream partly fits alone and not beside the other, and its slowdown moved between 1.0 and 2.05
+#: with what the host's other tenants held in the cache.
 CAL_PAIR_FMA_PASSES = 400
-CAL_PAIR_STREAM_BYTES = 48 * MiB
+CAL_PAIR_STREAM_BYTES = 160 * MiB
+#: The FMA kernel's values (float64), and the bytes it touches (its input and output).
+PAIR_FMA_VALUES = 4096
+PAIR_FMA_BYTES = 2 * 8 * PAIR_FMA_VALUES
 
 
 def pair_kernels(
@@ -606,7 +613,7 @@ def pair_kernels(
     from hwsim.kernels.overlap import FMA_STEPS, _fma_stream, _vector_add
 
     rng = np.random.default_rng(seed)
-    x = rng.random(4096)
+    x = rng.random(PAIR_FMA_VALUES)
     fmas: list[Callable[[], object]] = []
     streams: list[Callable[[], object]] = []
     for _ in range(2):

@@ -17,15 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hwsim.costs.families import Interference, OperatorModels, models_to_dict
+from hwsim.costs.families import Interference, OperatorModels, concurrent_s, models_to_dict, shared_caches_s
 from hwsim.costs.ops import operator_models
 from hwsim.hardware.model import Hardware
 from hwsim.records import Record, relative_error, write_results
 from hwsim.suites.tables import Table
+
+if TYPE_CHECKING:
+    from hwsim.kernels.measure import PairTiming
 
 SUITE_NAME = "validate"
 CaseValue = int | float | str
@@ -321,7 +324,7 @@ def validate_cpu(
             f"{err * 100:+.1f}%" if err is not None else None,
             "yes" if t.noisy else "",
         )
-    interference, unclean, contention = _contention_pairs(seed)
+    interference, unclean, contention = _contention_pairs(seed, models)
     if interference is not None:  # the pairs' calibration from the same rounds as the held-out pairs
         models = replace(models, interference=interference)
         hardware = replace(hardware, device=replace(hardware.device, operators=models))
@@ -383,30 +386,40 @@ VAL_PAIRS: tuple[tuple[str, int, int], ...] = (
 
 
 def _contention_pairs(
-    seed: int,
+    seed: int, models: OperatorModels,
 ) -> tuple[Interference | None, tuple[str, ...], list[tuple[str, str, float, float, str]]]:
     """Two single-threaded kernels at once on two cores. The calibration pairs and these held-out
     pairs (other sizes) are timed in the same interleaved rounds, as the kernel cases are, since the
     two vCPUs' shared state (core clock; a physical core when the host puts both on one) changes from
     minute to minute; the interference is fitted from the calibration pairs only and predicts each
-    held-out pair from its alone times. Measured: the later of the two threads' CPU times (time-slicing
-    by other processes drops out; interference between the two stays in)."""
+    held-out pair from its alone times, with ``models``' staircase pricing the caches the two kernels'
+    data share (:func:`~hwsim.costs.families.shared_caches_s`). Measured: the later of the two
+    threads' CPU times (time-slicing by other processes drops out; interference between the two
+    stays in)."""
     import os
 
-    from hwsim.costs.families import concurrent_s
     from hwsim.kernels.measure import load_average, pairs_interleaved
-    from hwsim.suites.calibrate import PAIR_ROUNDS, calibration_pairs, interference_from, pair_kernels, unclean_pairs
+    from hwsim.suites.calibrate import (
+        PAIR_FMA_BYTES,
+        PAIR_ROUNDS,
+        calibration_pairs,
+        interference_from,
+        pair_kernels,
+        unclean_pairs,
+    )
 
     if (os.cpu_count() or 1) < 2:
         return None, (), []
     held_out = {}
     memory = {}
+    footprint = {}
     for label, passes, nbytes in VAL_PAIRS:
         fmas, streams = pair_kernels(seed + 1, max(passes, 1), max(nbytes, 1 << 20))
-        first, mem1 = (fmas[0], 0.0) if label.startswith("fma") else (streams[0], 1.0)
-        second, mem2 = (fmas[1], 0.0) if label.endswith("fma") else (streams[1], 1.0)
+        first, mem1, own1 = (fmas[0], 0.0, PAIR_FMA_BYTES) if label.startswith("fma") else (streams[0], 1.0, nbytes)
+        second, mem2, own2 = (fmas[1], 0.0, PAIR_FMA_BYTES) if label.endswith("fma") else (streams[1], 1.0, nbytes)
         held_out[label] = (first, second)
         memory[label] = (mem1, mem2)
+        footprint[label] = (float(own1), float(own2))
     load0 = load_average()
     timings = pairs_interleaved({**calibration_pairs(seed), **held_out}, PAIR_ROUNDS)
     load1 = load_average()
@@ -414,14 +427,39 @@ def _contention_pairs(
     results = []
     for label in held_out:
         t = timings[label]
-        predicted = concurrent_s(t.first_alone_s, t.second_alone_s, *memory[label], interference)[2]
+        predicted, measured, how = _paired(t, partial(_pair_s, models=models, memory=memory[label],
+                                                      footprint=footprint[label], interference=interference))
         note = (
-            f"best of {t.rounds} rounds (alone, alone, together; {t.clean_rounds} with both threads on a "
-            f"core), interleaved with the calibration pairs, thread CPU clock; alone={t.first_alone_s:.4g}s,"
-            f"{t.second_alone_s:.4g}s; load={load0:.2f}->{load1:.2f}; one thread per kernel"
+            f"{how}, of {t.rounds} rounds (alone, alone, together; {t.clean_rounds} with both threads on a "
+            f"core), interleaved with the calibration pairs, thread CPU clock; load={load0:.2f}->{load1:.2f}; "
+            "one thread per kernel"
         )
-        results.append(("contention", label, predicted, t.both_s, note))
+        results.append(("contention", label, predicted, measured, note))
     return interference, unclean_pairs(timings), results
+
+
+def _pair_s(first_alone_s: float, second_alone_s: float, *, models: OperatorModels, memory: tuple[float, float],
+            footprint: tuple[float, float], interference: Interference) -> float:
+    """Both done: each alone time stretched for the caches the other kernel's data take, then the
+    calibrated interference while both run."""
+    (m1, m2), (b1, b2) = memory, footprint
+    first = shared_caches_s(models, first_alone_s, m1, b1, b2)
+    second = shared_caches_s(models, second_alone_s, m2, b2, b1)
+    return concurrent_s(first, second, m1, m2, interference)[2]
+
+
+def _paired(t: PairTiming, predict: Callable[[float, float], float]) -> tuple[float, float, str]:
+    """(predicted, measured, how) for a held-out pair. Each round's prediction comes from that round's
+    alone times and is checked against that round's pair, as calibration takes its slowdowns within
+    a round: the core clock moves between rounds, so a best-of alone time and a best-of together time
+    can come from different clocks. Reported: the round whose predicted/measured ratio is the median
+    (the lower one of an even count). Without per-round times: best-of alone and together."""
+    rounds = t.round_times() if t.round_alone else []
+    if not rounds:
+        return predict(t.first_alone_s, t.second_alone_s), t.both_s, "best"
+    pairs = sorted(((predict(a1, a2), max(c1, c2)) for a1, a2, c1, c2 in rounds), key=lambda pm: pm[0] / pm[1])
+    predicted, measured = pairs[(len(pairs) - 1) // 2]
+    return predicted, measured, f"the median-ratio round of {len(pairs)} used"
 
 
 def _once(fn: Callable[[], Any]) -> float:

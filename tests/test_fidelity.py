@@ -878,7 +878,28 @@ def test_pair_alone_and_together_are_interleaved_round_by_round(monkeypatch: pyt
     assert (t.first_alone_s, t.second_alone_s, t.first_together_s, t.second_together_s) == (1.0, 1.0, 1.3, 1.2)
     assert [x for r in t.round_slowdowns for x in r] == pytest.approx([1.3, 1.2, 1.3, 1.2])
     assert t.round_clean == (True, True)
+    assert t.round_alone == ((2.0, 2.0), (1.0, 1.0))
     assert t.slowdowns == pytest.approx((1.3, 1.2)) and t.both_s == 1.3 and t.clean_rounds == 2
+
+
+def test_a_held_out_pair_is_checked_within_each_round_not_across_rounds() -> None:
+    """The core clock moves between rounds: a best-of alone time and a best-of together time can
+    come from different clocks. validate predicts each round from that round's alone times, checks it
+    against that round's pair, and reports the round with the median ratio."""
+    from hwsim.kernels.measure import PairTiming
+    from hwsim.suites.validate import _paired
+
+    # the pair slows each kernel by 1.2 in every round; round clocks 1.0, 1.3, 1.6; in round 1 both
+    # alone runs were disturbed (1.5 instead of 1.0), so best-of mixes round 2's alone with round 1's pair
+    alone = ((1.5, 1.5), (1.3, 1.3), (1.6, 1.6))
+    together = ((1.2, 1.2), (1.56, 1.56), (1.92, 1.92))
+    ratios = tuple((c1 / a1, c2 / a2) for (a1, a2), (c1, c2) in zip(alone, together, strict=True))
+    t = PairTiming(1.3, 1.3, 1.2, 1.2, 3, 3, ratios, (True,) * 3, alone)
+    predict = lambda a1, a2: 1.2 * max(a1, a2)  # noqa: E731 - the true model of this pair
+    best = _paired(PairTiming(1.3, 1.3, 1.2, 1.2, 3, 3, ratios, (True,) * 3), predict)
+    assert best[0] / best[1] == pytest.approx(1.3)  # 1.56 predicted against round 1's 1.2: 30% off
+    predicted, measured, how = _paired(t, predict)
+    assert predicted == pytest.approx(measured) and measured in (1.56, 1.92) and "median-ratio round" in how
 
 
 def test_pair_slowdown_is_the_median_of_per_round_ratios() -> None:
@@ -919,7 +940,7 @@ def test_pairs_are_interleaved_across_pairs_and_validate_fits_interference_from_
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     predictions = []
     for held_out_slowdown in (1.0, 3.0):
-        inter, unclean, rows = validate._contention_pairs(0)
+        inter, unclean, rows = validate._contention_pairs(0, _models(staircase=(MemoryStep(1.0, 1e15, 1e15),)))
         assert unclean == ()
         assert inter == Interference(memory_memory=1.5, compute_compute=1.2, compute_memory=1.1)
         predictions.append({label: predicted for _, label, predicted, _, _ in rows})
@@ -927,6 +948,25 @@ def test_pairs_are_interleaved_across_pairs_and_validate_fits_interference_from_
                                                                                     held_out_slowdown)
     assert predictions[0] == predictions[1]
     assert predictions[0]["fma+fma"] == pytest.approx(concurrent_s(1.0, 0.5, 0.0, 0.0, inter)[2])
+    # a staircase on which one held-out stream (20 MiB) fits a fast level and two do not: the streams'
+    # pair is predicted slower, by the staircase; the FMA pair (64 KiB) is not
+    edge = _models(staircase=(MemoryStep(30 << 20, 40e9, 40e9), MemoryStep(60 << 20, 10e9, 10e9)))
+    _, _, rows = validate._contention_pairs(0, edge)
+    on_edge = {label: predicted for _, label, predicted, _, _ in rows}
+    assert on_edge["fma+fma"] == predictions[0]["fma+fma"]
+    assert on_edge["stream+stream"] > 1.5 * predictions[0]["stream+stream"]
+
+
+def test_a_kernel_sharing_the_caches_streams_at_the_bandwidth_of_both_working_sets() -> None:
+    """Two streams that each fit a cache level alone but not together each slow by the ratio of the
+    two steps; a compute-bound kernel (memory share 0) does not; a share in between, in between."""
+    from hwsim.costs.families import shared_caches_s
+
+    m = _models(staircase=(MemoryStep(1e6, 40e9, 40e9), MemoryStep(1e8, 10e9, 10e9)))
+    assert shared_caches_s(m, 1.0, 1.0, 1e6, 1e8 - 1e6) == pytest.approx(4.0)
+    assert shared_caches_s(m, 1.0, 0.0, 1e6, 1e8 - 1e6) == 1.0
+    assert shared_caches_s(m, 1.0, 0.5, 1e6, 1e8 - 1e6) == pytest.approx(2.5)
+    assert shared_caches_s(m, 1.0, 1.0, 1e8, 1e8) == pytest.approx(1.0)  # both from DRAM already
 
 
 def test_skinny_gemm_streams_weights_at_its_own_staircase_rate() -> None:
