@@ -213,7 +213,8 @@ def _kernel_records(ctx: SuiteContext, notes: list[str], tables: list[Table]) ->
         predicted[f"dispatch {skew}"] = models.dispatch_s(s["tokens"], sum(counts), s["hidden"], 4.0)
         predicted[f"grouped_ffn {skew}"] = models.grouped_gemm_s(counts, s["hidden"], s["ffn"], 4.0, "fp32")
         calls[f"dispatch {skew}"] = partial(kmoe.dispatch_numba, inp.x, inp.experts, s["experts"])
-        calls[f"grouped_ffn {skew}"] = partial(kmoe.grouped_ffn_blas, xp, offsets, inp.w1, inp.w2)
+        calls[f"grouped_ffn {skew}"] = partial(kmoe.grouped_ffn_blas, xp, offsets, inp.w1, inp.w2,
+                                                 out=np.empty_like(xp))
         for kernel in ("dispatch", "grouped_ffn"):
             loads[f"{kernel} {skew}"] = (float(skew), float(max(counts) / (sum(counts) / len(counts))))
     timings, load = measure_as_calibrated(calls, threads=MEASURE_THREADS, quick=ctx.quick)

@@ -194,7 +194,7 @@ def _moe(tokens: int, experts: int, top_k: int, hidden: int, ffn: int, skew: flo
 
         inp = make_inputs(tokens, experts, top_k, hidden, ffn, skew, seed)
         xp, _, offsets = dispatch_numba(inp.x, inp.experts, experts)
-        return partial(grouped_ffn_blas, xp, offsets, inp.w1, inp.w2)
+        return partial(grouped_ffn_blas, xp, offsets, inp.w1, inp.w2, out=np.empty_like(xp))
 
     slots = tokens * top_k
     return [
