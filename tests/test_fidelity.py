@@ -112,7 +112,8 @@ def test_grouped_gemm_packs_each_experts_weights_from_the_level_the_layer_fits_i
     assert m.gemm_s(32, ffn, hidden, 4.0, "fp32", footprint) == pytest.approx(lone + extra)
     assert m.gemm_s(32, ffn, hidden, 4.0, "fp32", own / 2) == lone  # a smaller working set changes nothing
     per_expert = (m.gemm_s(32, ffn, hidden, 4.0, "fp32", footprint) + m.elementwise_s(32 * ffn, 4.0, 1, 1)
-                  + m.gemm_s(32, hidden, ffn, 4.0, "fp32", footprint) + m.copy_s(32.0 * hidden * 4.0))
+                  + m.gemm_s(32, hidden, ffn, 4.0, "fp32", footprint) + m.copy_s(32.0 * hidden * 4.0, footprint))
+    assert m.copy_s(32.0 * hidden * 4.0, footprint) > m.copy_s(32.0 * hidden * 4.0)  # output rows from the layer's level
     assert m.grouped_gemm_s(counts, hidden, ffn, 4.0, "fp32") == pytest.approx(16 * per_expert)
     unpacked = _models(gemm_fixed_s=0.0, threads=1, gemm_tile_m=16, gemm_tile_n=16, staircase=steps)
     assert unpacked.gemm_s(32, ffn, hidden, 4.0, "fp32", footprint) == unpacked.gemm_s(32, ffn, hidden, 4.0, "fp32")

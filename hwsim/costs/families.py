@@ -473,15 +473,17 @@ class OperatorModels:
     def grouped_gemm_s(self, counts: list[int], hidden: int, ffn: int, itemsize: float, dtype: str) -> float:
         """MoE expert FFNs, one expert after another: per expert with tokens, two GEMMs, the ReLU
         pass over the hidden activations and the copy of the result into the output rows. Each
-        GEMM's operands come from the level the whole layer fits in (every active expert's weights
-        and the activations), not from the cache a lone repeated GEMM enjoys."""
+        GEMM's operands and the copy's output rows come from the level the whole layer fits in (every
+        active expert's weights and the activations), not from the cache a lone repeated kernel
+        enjoys; the ReLU runs on activations its GEMM has just written. (Measured in the layer, 1024
+        token-slots over 8 experts: the copy of 62 rows of 512 took 16 us, 6 us priced in cache.)"""
         active = [c for c in counts if c > 0]
         footprint = (len(active) * 2.0 * hidden * ffn + sum(active) * (2.0 * hidden + ffn)) * itemsize
         return sum(
             self.gemm_s(c, ffn, hidden, itemsize, dtype, footprint)
             + self.elementwise_s(c * ffn, itemsize, 1, 1)
             + self.gemm_s(c, hidden, ffn, itemsize, dtype, footprint)
-            + self.copy_s(float(c) * hidden * itemsize)
+            + self.copy_s(float(c) * hidden * itemsize, footprint)
             for c in counts
             if c > 0
         )
