@@ -317,13 +317,22 @@ class RobustTiming:
     """What ``min_s``/``median_s`` count: ``wall`` time, or ``thread_cpu`` (CPU time of the calling
     thread: a single-threaded kernel's time with any time-slicing by other processes removed)."""
     wall_min_s: float = math.nan
+    core_reference_s: float = math.nan
+    """Fastest core-speed reference (:func:`speed_reference_s`) of the last attempt (speed-gated runs)."""
+    core_floor_s: float = math.nan
+    """The calibration's core-speed reference the gate held samples to (NaN: none given)."""
 
     def note(self) -> str:
         """Provenance line for a measured record."""
         threads = ",".join(f"{k}={v}" for k, v in sorted(self.threads.items()))
+        core = ""
+        if not math.isnan(self.core_reference_s):
+            core = f" core_ref={self.core_reference_s * 1e6:.1f}us"
+            if not math.isnan(self.core_floor_s):
+                core += f" (calibration {self.core_floor_s * 1e6:.1f}us)"
         return (f"min of {self.samples} interleaved ({self.clock} clock; wall min={self.wall_min_s:.4g}s); "
                 f"median={self.median_s:.4g}s spread={self.spread:.2f} "
-                f"load={self.load_before:.2f}->{self.load_after:.2f} ref_ratio={self.reference_ratio:.2f} "
+                f"load={self.load_before:.2f}->{self.load_after:.2f} ref_ratio={self.reference_ratio:.2f}{core} "
                 f"attempts={self.attempts} noisy={self.noisy} threads[{threads}]")
 
 
@@ -348,6 +357,7 @@ def measure_interleaved(
     clock: str = "wall",
     warm_below_s: float = 0.02,
     speed_gate: float | None = None,
+    core_floor_s: float | None = None,
 ) -> dict[str, RobustTiming]:
     """Time every case in round-robin order ``rounds`` times; report min, median and spread per case.
 
@@ -368,7 +378,11 @@ def measure_interleaved(
     core ran at full speed throughout); a case with fewer than two such samples is noisy and
     retried, its best kept over the attempts (on a long run most cases end up noisy that way: the
     retries are more samples, and the note says so); its best is the best gated sample of any attempt
-    when there is one, the best of all samples only when none passed the gate.
+    when there is one, the best of all samples only when none passed the gate. ``core_floor_s``: the
+    calibration's fastest reference (``OperatorModels.core_reference_s``); the gate then also holds
+    samples to it, so a whole attempt on a slow core (a vCPU sharing its physical core with another
+    guest ran every kernel here about 1.45x slower for a minute) is retried and, if it never speeds
+    up, marked noisy, instead of passing as the core's best.
     Best-of over fast-core samples is what makes two calibrations agree on a VM whose per-core speed
     drifts by a third within seconds. The gate also drops a sample during which (or between its warm
     call and its end) the thread was switched out involuntarily (:func:`involuntary_switches`): the
@@ -377,6 +391,8 @@ def measure_interleaved(
     """
     if speed_gate is not None and clock != "thread_cpu":
         raise ValueError("speed_gate needs clock='thread_cpu'")
+    if core_floor_s is not None and (speed_gate is None or not 0 < core_floor_s < math.inf):
+        raise ValueError(f"core_floor_s must be a finite time > 0 with a speed_gate, got {core_floor_s!r}")
     if clock not in ("wall", "thread_cpu"):
         raise ValueError(f"clock must be 'wall' or 'thread_cpu', got {clock!r}")
     if clock == "thread_cpu" and thread_counts().get("numba", 1) != 1:
@@ -433,7 +449,7 @@ def measure_interleaved(
         fast: dict[str, list[float]] = {name: [] for name in pending}
         if speed_gate is not None:
             speeds.append(speed_reference_s())
-            limit = min(speeds) * (1.0 + speed_gate)
+            limit = min(min(speeds), core_floor_s or math.inf) * (1.0 + speed_gate)
             seen: dict[str, int] = dict.fromkeys(pending, 0)
             for i, name in enumerate(order):
                 if max(speeds[i], speeds[i + 1]) <= limit and not preempted[i]:
@@ -459,7 +475,8 @@ def measure_interleaved(
                 best_min = clean_min[name]
             wall_min = min(walls[name]) if not old else min(min(walls[name]), old.wall_min_s)
             results[name] = RobustTiming(best_min, med, spread, len(s), load0, load1, ratio, attempt, noisy, threads,
-                                         clock, wall_min)
+                                         clock, wall_min, min(speeds) if speeds else math.nan,
+                                         math.nan if core_floor_s is None else core_floor_s)
             if noisy:
                 still.append(name)
         pending = still
@@ -481,17 +498,20 @@ def involuntary_switches() -> int:
 SPEED_GATE = 0.06
 
 
-def measure_as_calibrated(cases: Mapping[str, Callable[[], Any]], *, threads: int,
-                          quick: bool) -> tuple[dict[str, RobustTiming], str]:
+def measure_as_calibrated(cases: Mapping[str, Callable[[], Any]], *, threads: int, quick: bool,
+                          core_reference_s: float | None = None) -> tuple[dict[str, RobustTiming], str]:
     """Time ``cases`` the way calibration times its microbenchmarks, so that a measurement and the
     models calibration fitted see the same machine: interleaved best-of-k on ``threads`` threads (Numba
     and BLAS limited); on one thread by the thread's CPU clock, keeping samples only while the core ran
-    at full speed. Returns the timings (report ``min_s``, with ``note()`` as provenance) and a load note."""
+    at full speed and, given the calibration's ``core_reference_s``, about as fast as it ran then.
+    Returns the timings (report ``min_s``, with ``note()`` as provenance) and a load note."""
     with thread_limits(threads):
         load0 = load_average()
+        single = threads == 1
         timings = measure_interleaved(cases, rounds=7 if quick else 11, warmup=2, max_time_s=4.0 if quick else 10.0,
-                                      clock="thread_cpu" if threads == 1 else "wall",
-                                      speed_gate=SPEED_GATE if threads == 1 else None)
+                                      clock="thread_cpu" if single else "wall",
+                                      speed_gate=SPEED_GATE if single else None,
+                                      core_floor_s=core_reference_s if single else None)
         load1 = load_average()
     return timings, f"load average {load0:.2f} -> {load1:.2f}"
 

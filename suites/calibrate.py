@@ -367,12 +367,14 @@ def fit_operator_models(
         # the same pass: a best-of over more samples comes out lower, so refining one side only
         # would bias every prediction fast.
         both = {**calls, **extra}
+        cores = [t.core_reference_s for t in all_timings.values()]
         cheap = {name: both[name] for name, t in all_timings.items() if t.min_s < REFINE_BELOW_S}
         if cheap:
             again = measure_interleaved(cheap, rounds=REFINE_ROUNDS, warmup=1,
                                         max_time_s=(6.0 if quick else 12.0) * (2.0 if extra else 1.0),
                                         clock=clock, min_sample_s=2e-4,
                                         speed_gate=SPEED_GATE if clock == "thread_cpu" else None)
+            cores.extend(t.core_reference_s for t in again.values())
             all_timings = {name: _better(t, again.get(name)) for name, t in all_timings.items()}
         # The costly cases (DRAM-sized steps, large GEMMs) got only a few rounds inside the first
         # pass's time limit, and few of those pass the speed gate: another pass of their own, again
@@ -382,8 +384,11 @@ def fit_operator_models(
             again = measure_interleaved(costly, rounds=REFINE_COSTLY_ROUNDS, warmup=0,
                                         max_time_s=(8.0 if quick else 16.0) * (2.0 if extra else 1.0),
                                         clock=clock, speed_gate=SPEED_GATE if clock == "thread_cpu" else None)
+            cores.extend(t.core_reference_s for t in again.values())
             all_timings = {name: _better(t, again.get(name)) for name, t in all_timings.items()}
         timings = {name: all_timings[name] for name in calls}
+        # the core's best speed seen while calibrating: later measurements are held to it
+        core_reference = min((c for c in cores if math.isfinite(c)), default=None)
         extra_timings = {name: all_timings[name] for name in extra}
         best = {name: t.min_s for name, t in timings.items()}
         launch = microbench.launch_s()
@@ -489,6 +494,7 @@ def fit_operator_models(
         decode_attention_flops_per_s=datt_rate,
         dispatch_slot_s=dispatch_slot,
         interference=interference,
+        core_reference_s=core_reference,
     )
     fitted = {
         "launch_s": launch,
@@ -510,6 +516,7 @@ def fit_operator_models(
         "decode_attention_flops_per_s": datt_rate,
         "dispatch_slot_s": dispatch_slot,
         **interference_fitted(interference),
+        **({"core_reference_s": core_reference} if core_reference is not None else {}),
     }
     for s in mono:
         fitted[f"read_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_bytes_per_s

@@ -537,7 +537,8 @@ def _decode_grid(ctx: SuiteContext, out: _Out, hw: Hardware, device: str,
             note = ""
             if device == "cpu":  # timed as calibration times its microbenchmarks: the model saw the same machine
                 timings, _ = measure_as_calibrated({"step": functools.partial(impl, inputs)}, threads=MEASURE_THREADS,
-                                                   quick=ctx.quick)
+                                                   quick=ctx.quick,
+                                                   core_reference_s=models.core_reference_s if models else None)
                 measured_s, note = timings["step"].min_s, timings["step"].note()
             else:
                 measured_s = measure(functools.partial(impl, inputs), warmup=2, repeats=7 if ctx.quick else 11,

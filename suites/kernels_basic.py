@@ -155,11 +155,12 @@ def _measure_case(case: Case, seed: int, device: Literal["cpu", "gpu"]) -> float
     return measure(_call(case, seed, device), warmup=3, repeats=15, device=device, max_time_s=2.0).median_s
 
 
-def measure_cpu(cases: list[Case], seed: int, threads: int, quick: bool) -> tuple[list[float], list[str], str]:
+def measure_cpu(cases: list[Case], seed: int, threads: int, quick: bool,
+                core_reference_s: float | None = None) -> tuple[list[float], list[str], str]:
     """(best time per case, its note, load note), timed as calibration times its microbenchmarks
-    (:func:`hwsim.kernels.measure.measure_as_calibrated`)."""
+    (:func:`hwsim.kernels.measure.measure_as_calibrated`, held to the calibration's core speed)."""
     calls = {f"{i} {c.label}": _call(c, seed, "cpu") for i, c in enumerate(cases)}
-    timings, load = measure_as_calibrated(calls, threads=threads, quick=quick)
+    timings, load = measure_as_calibrated(calls, threads=threads, quick=quick, core_reference_s=core_reference_s)
     ordered = [timings[f"{i} {c.label}"] for i, c in enumerate(cases)]
     return [t.min_s for t in ordered], [t.note() for t in ordered], load
 
@@ -180,7 +181,8 @@ class KernelsBasic:
         measured_notes = [""] * len(cases)
         if ctx.measure:
             threads = models.threads if models is not None else (os.cpu_count() or 1)
-            times, measured_notes, load = measure_cpu(cases, ctx.seed, threads, ctx.quick)
+            times, measured_notes, load = measure_cpu(cases, ctx.seed, threads, ctx.quick,
+                                                      models.core_reference_s if models is not None else None)
             measured_s = list(times)
             notes.append(f"measured on {threads} thread(s), interleaved best-of-k; {load}")
         records: list[Record] = []

@@ -217,7 +217,8 @@ def _kernel_records(ctx: SuiteContext, notes: list[str], tables: list[Table]) ->
                                                  out=np.empty_like(xp))
         for kernel in ("dispatch", "grouped_ffn"):
             loads[f"{kernel} {skew}"] = (float(skew), float(max(counts) / (sum(counts) / len(counts))))
-    timings, load = measure_as_calibrated(calls, threads=MEASURE_THREADS, quick=ctx.quick)
+    timings, load = measure_as_calibrated(calls, threads=MEASURE_THREADS, quick=ctx.quick,
+                                          core_reference_s=models.core_reference_s)
     for name, fn_timing in timings.items():
         kernel = name.split()[0]
         skew, imbalance = loads[name]

@@ -409,7 +409,8 @@ class SpAttenSuite:
             rows_of.append((name, f"{name} (numba)", tcase, topk_cost(host, rows, n, k, "fp32").time_s))
             rows_of.append((name + " argpartition", f"{name} (np.argpartition)", tcase | {"impl": "np.argpartition"},
                             math.nan))
-        timings, load = measure_as_calibrated(calls, threads=1, quick=ctx.quick)
+        core = host.operators.core_reference_s if host.operators is not None else None
+        timings, load = measure_as_calibrated(calls, threads=1, quick=ctx.quick, core_reference_s=core)
         for key, label, case, pred in rows_of:
             m = timings[key]
             out.append(Record(SUITE_NAME, case, "latency_s", m.min_s, "s", "measured", "host-cpu", note=m.note()))

@@ -764,8 +764,9 @@ def test_t3_cpu_contention_is_predicted_by_the_calibrated_interference(
 
 def test_moetuner_measured_kernels_are_predicted_by_the_moe_family_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """moetuner --measure: dispatch and grouped-FFN rows are the operator models' dispatch_s and
-    grouped_gemm_s on the kernel's own expert counts, timed as calibration times (not the suite's
-    GPU roofline); a different calibrated packing rate moves the grouped-FFN prediction."""
+    grouped_gemm_s on the kernel's own expert counts, timed as calibration times and held to its core
+    speed (not the suite's GPU roofline); a different calibrated packing rate moves the grouped-FFN
+    prediction."""
     from dataclasses import replace
 
     from hwsim.hardware import load_hardware
@@ -776,8 +777,9 @@ def test_moetuner_measured_kernels_are_predicted_by_the_moe_family_models(monkey
 
     timed: list[str] = []
 
-    def fake(cases, *, threads, quick):  # type: ignore[no-untyped-def]
+    def fake(cases, *, threads, quick, core_reference_s=None):  # type: ignore[no-untyped-def]
         assert threads == moetuner.MEASURE_THREADS
+        assert core_reference_s == 4.9e-5  # the calibration's core speed reaches the measurement
         timed.extend(cases)
         t = RobustTiming(1e-3, 1e-3, 0.0, 3, 0.0, 0.0, 1.0, 1, False, {"numba": 1}, "thread_cpu", 1e-3)
         return dict.fromkeys(cases, t), "load average 0.00 -> 0.00"
@@ -786,7 +788,7 @@ def test_moetuner_measured_kernels_are_predicted_by_the_moe_family_models(monkey
     base = load_hardware("xeon-e5-2640v4")
     grouped = {}
     for pack in (1e10, 2e9):
-        m = _models(threads=1, gemm_pack_bytes_per_s=pack, dispatch_slot_s=5e-8)
+        m = _models(threads=1, gemm_pack_bytes_per_s=pack, dispatch_slot_s=5e-8, core_reference_s=4.9e-5)
         hw = replace(base, device=replace(base.device, operators=m))
         records = moetuner._kernel_records(SuiteContext(hw, quick=True, measure=True, seed=0), [], [])
         s = moetuner.KERNEL_SHAPE
@@ -805,7 +807,8 @@ def test_moetuner_measured_kernels_are_predicted_by_the_moe_family_models(monkey
 
 
 def _gated_measure(monkeypatch: pytest.MonkeyPatch, times: list[float], *, speeds: list[float] | None = None,
-                   switches: list[int] | None = None, rounds: int, retries: int) -> RobustTiming:
+                   switches: list[int] | None = None, rounds: int, retries: int,
+                   core_floor_s: float | None = None) -> RobustTiming:
     """measure_interleaved of one case on the thread CPU clock behind a 5% speed gate, with its samples
     (``times``), speed references and involuntary-switch counts scripted."""
     from hwsim.kernels import measure as m
@@ -817,7 +820,7 @@ def _gated_measure(monkeypatch: pytest.MonkeyPatch, times: list[float], *, speed
     monkeypatch.setattr(m, "involuntary_switches", (lambda: next(switch)) if switches else (lambda: 0))
     with thread_limits(1):
         out = m.measure_interleaved({"k": lambda: None}, rounds=rounds, warmup=0, max_time_s=99, clock="thread_cpu",
-                                    speed_gate=0.05, retries=retries, warm_below_s=0.0)
+                                    speed_gate=0.05, retries=retries, warm_below_s=0.0, core_floor_s=core_floor_s)
     return out["k"]
 
 
@@ -831,6 +834,23 @@ def test_speed_gate_keeps_only_samples_taken_while_the_core_ran_fast(monkeypatch
     assert _gated_measure(monkeypatch, times, speeds=speeds, rounds=5, retries=0).min_s == 2.0
     with pytest.raises(ValueError, match="thread_cpu"):
         m.measure_interleaved({"k": lambda: None}, speed_gate=0.05)
+
+
+def test_a_measurement_is_held_to_the_core_speed_calibration_saw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole attempt on a core 1.45x slower than during calibration passes a gate relative to its own
+    fastest reference; held to the calibration's reference, none of its samples counts, so the case
+    is retried and, never faster, marked noisy (and the note names both references)."""
+    speeds = [1.45] * 100
+    times = [2.0, 2.1, 2.2] * 20
+    relative = _gated_measure(monkeypatch, times, speeds=speeds, rounds=3, retries=1)
+    assert not relative.noisy and relative.attempts == 1
+    held = _gated_measure(monkeypatch, times, speeds=speeds, rounds=3, retries=1, core_floor_s=1.0)
+    assert held.noisy and held.attempts == 2
+    assert "core_ref=1450000.0us (calibration 1000000.0us)" in held.note()
+    fast = _gated_measure(monkeypatch, times, speeds=[1.02] * 100, rounds=3, retries=1, core_floor_s=1.0)
+    assert not fast.noisy and fast.min_s == 2.0  # within the 5% gate of the calibration's speed
+    with pytest.raises(ValueError, match="core_floor_s"):
+        _gated_measure(monkeypatch, times, rounds=3, retries=0, core_floor_s=0.0)
 
 
 def test_speed_gate_drops_a_sample_the_thread_was_switched_out_of(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -220,6 +220,10 @@ class OperatorModels:
                                   unit="s", minimum=0, default=0.0)
     interference: Interference = spec("interference", "slowdown of two kernels at once, by what each is bound by",
                                       default=Interference())
+    core_reference_s: float | None = spec(
+        "core_reference", "fastest thread CPU time of the core-speed reference kernel during calibration "
+        "(kernels.measure.speed_reference_s): a later single-thread measurement keeps only samples taken while "
+        "the core ran about as fast", unit="s", exclusive_minimum=0, default=None)
 
     def schema_problems(self) -> list[tuple[str, str]]:
         """Rules across fields (YAML key, message): the loader and sweep overrides apply them."""
