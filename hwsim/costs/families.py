@@ -244,6 +244,12 @@ class OperatorModels:
         return all(s.weights_bytes_per_s is not None for s in self.staircase)
 
     @property
+    def weights_peak(self) -> MemoryStep:
+        """The step where the weights kind streams fastest: the level a computing stream still
+        finds its data in time (L1/L2 here)."""
+        return max(self.staircase, key=lambda s: s.weights_bytes_per_s or 0.0)
+
+    @property
     def gemm_tile(self) -> tuple[int, int]:
         """Output tile (rows, cols) one unit computes at a time."""
         return (self.gemm_tile_m, self.gemm_tile_n)
@@ -402,7 +408,7 @@ class OperatorModels:
         dot product per 4 bytes: what the weights kind measures at x's size. (Measured here: with x
         of 4 MiB, 256 rows of 4096, the dot products ran at 10.3 GFLOP/s instead of 13.8.)"""
         x_bytes = float(rows) * k * itemsize
-        plateau = max(self.staircase, key=lambda s: s.weights_bytes_per_s or 0.0).working_set_bytes
+        plateau = self.weights_peak.working_set_bytes
         if rows < 2 or x_bytes <= plateau:
             return 0.0
         return n * x_bytes / self.bandwidth(x_bytes, write=False, weights=True)
@@ -415,11 +421,10 @@ class OperatorModels:
         per byte it pays over its peak, ``(1/bw - 1/peak) / (1/bw_dram - 1/peak)``. Such a stream meets
         the cache edge earlier than a plain read does (here: the weights rate falls to its DRAM value
         by 48 MiB, the read rate only past 96 MiB)."""
-        steps = self.staircase
-        peak = max(steps, key=lambda s: s.weights_bytes_per_s or 0.0)
+        peak = self.weights_peak
         if working_set_bytes <= peak.working_set_bytes:
             return 0.0
-        fast, slow = 1.0 / (peak.weights_bytes_per_s or 1.0), 1.0 / (steps[-1].weights_bytes_per_s or 1.0)
+        fast, slow = 1.0 / (peak.weights_bytes_per_s or 1.0), 1.0 / (self.staircase[-1].weights_bytes_per_s or 1.0)
         if slow <= fast:
             return 1.0
         here = 1.0 / self.bandwidth(working_set_bytes, write=False, weights=True)
