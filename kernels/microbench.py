@@ -531,11 +531,12 @@ CAL_GEMM_FEW_ROWS_SHAPES: tuple[tuple[int, int, int], ...] = ((24, 1536, 768), (
 CAL_GEMV_SHAPES: tuple[tuple[int, int], ...] = ((1536, 1536), (3072, 3072), (6144, 3072))
 #: Calibration top-k shapes (rows, n, k). The last two have rows of 2^20, where the kernel samples 8x
 #: as many values (kernels/topk.py): without them that regime would be extrapolated. (Longer rows
-#: would leave the regime where a thread keeps its workspace between calls.)
+#: would leave the regime where a thread keeps its workspace between calls; one row would be the
+#: validation case's own array.)
 CAL_TOPK_SHAPES: tuple[tuple[int, int, int], ...] = (
     (1, 3 << 16, 48), (24, 6000, 24), (96, 12000, 96), (256, 768, 48), (512, 300, 30), (64, 1000, 200),
     (32, 3000, 100), (200, 1500, 60), (2, 400_000, 64), (8, 60_000, 300), (3, 250_000, 1000), (48, 20_000, 16),
-    (2, 1 << 20, 40), (1, 1 << 20, 600))
+    (2, 1 << 20, 40), (3, 1 << 20, 600))
 #: Calibration attention shapes (heads, q_len, kv_len, head_dim), all kept.
 CAL_ATTENTION_SHAPES: tuple[tuple[int, int, int, int], ...] = ((6, 24, 768, 64), (12, 48, 384, 64))
 #: Pruned calibration attention (heads, q_len, kv_len, head_dim, kept fraction): fits the gather rate.

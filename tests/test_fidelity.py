@@ -370,7 +370,7 @@ def test_calibration_and_validation_shapes_are_disjoint() -> None:
 
     assert not {tuple(s) for s in mb.CAL_GEMM_SHAPES + mb.CAL_GEMM_FEW_ROWS_SHAPES} & {tuple(s) for s in v.VAL_GEMM}
     assert not set(mb.CAL_GEMV_SHAPES) & set(v.VAL_GEMV)
-    assert not set(mb.CAL_TOPK_SHAPES) & set(v.VAL_TOPK)
+    assert not {s[:2] for s in mb.CAL_TOPK_SHAPES} & {s[:2] for s in v.VAL_TOPK}  # not even the same rows
     assert not {s[:4] for s in mb.CAL_ATTENTION_PRUNED} & {s[:4] for s in v.VAL_ATTENTION}
     assert not set(mb.CAL_ATTENTION_SHAPES) & {s[:4] for s in v.VAL_ATTENTION}
     assert not set(mb.CAL_SOFTMAX_SHAPES) & set(v.VAL_SOFTMAX)
