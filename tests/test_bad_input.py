@@ -131,6 +131,25 @@ def test_hardware_numbers_checked_at_load(tmp_path, capsys, old, new, fragment):
     _bad(capsys, ["hw", "show", path], fragment)
 
 
+@pytest.mark.parametrize("value,fragment", [
+    (".nan", "is not a number"), ("-5 us", "must be positive"), ("0 s", "must be positive"), ("fast", "cannot read"),
+    ("1e400 s", "infinite"),
+])
+def test_a_calibrated_core_reference_is_checked_at_load(tmp_path, capsys, value, fragment):
+    """The calibration's core-speed reference gates every later measurement: a bad one is refused
+    with the file and field named (exit 2), never used."""
+    text = (Path(__file__).parents[1] / "results" / "measured" / "cpu" / "host.yaml").read_text()
+    lines = [ln for ln in text.splitlines() if ln.strip().startswith("core_reference:")]
+    assert len(lines) == 1
+    path = tmp_path / "host.yaml"
+    path.write_text(text.replace(lines[0], f"    core_reference: {value}"))
+    with pytest.raises(HardwareError) as info:
+        load_hardware(path)
+    assert str(path) in str(info.value) and "device.operators.core_reference" in str(info.value)
+    assert fragment in str(info.value)
+    _bad(capsys, ["hw", "show", path], "device.operators.core_reference")
+
+
 def test_non_utf8_and_binary_user_hardware_files_do_not_break_other_commands(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "home" / "hardware"
     folder.mkdir(parents=True)
