@@ -628,8 +628,11 @@ class PairTiming:
     def round_times(self) -> list[tuple[float, float, float, float]]:
         """(first alone, second alone, first together, second together) of each used round: what a
         prediction made from one round's alone times is checked against within that round."""
-        return [(a1, a2, a1 * r1, a2 * r2) for i in self._used()
-                for (a1, a2), (r1, r2) in [(self.round_alone[i], self.round_slowdowns[i])]]
+        times = []
+        for i in self._used():
+            (a1, a2), (r1, r2) = self.round_alone[i], self.round_slowdowns[i]
+            times.append((a1, a2, a1 * r1, a2 * r2))
+        return times
 
     @property
     def both_s(self) -> float:
