@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -590,20 +592,83 @@ def l2_bytes() -> int:
     return size if size > 0 else 2 * MiB
 
 
-def staircase_cases(sizes_bytes: Sequence[int], seed: int,
-                    buffers: int = STAIRCASE_BUFFERS) -> dict[str, tuple[int, Any]]:
+#: The C library's tunable behind a copy's two regimes (glibc on x86: ``ld.so --list-tunables``).
+_NT_TUNABLE = re.compile(r"glibc\.cpu\.x86_non_temporal_threshold:\s*(0x[0-9a-fA-F]+|\d+)")
+
+
+def parse_nontemporal_threshold(tunables: str) -> int | None:
+    """The x86 non-temporal threshold (bytes) in the output of ``ld.so --list-tunables``, or None."""
+    match = _NT_TUNABLE.search(tunables)
+    if match is None:
+        return None
+    value = int(match.group(1), 0)
+    return value if value > 0 else None
+
+
+def _dynamic_loader() -> str | None:
+    """Path of the dynamic loader this process runs under (from its memory map), or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.split()[-1] if line.split() else ""
+                if "/ld-linux" in path or "/ld64.so" in path:
+                    return path
+    except OSError:
+        return None
+    return None
+
+
+def nontemporal_copy_bytes() -> int | None:
+    """Bytes per copy call from which this process's C library copies with non-temporal stores.
+
+    glibc's ``memcpy`` (which the copy kernels' loops compile to) writes a copy at least this large
+    past the caches, without first reading the destination's lines: from memory such a copy ran 1.8x
+    as fast as one a little smaller on the development host (28.4 vs 15.8 GB/s, 192 vs 160 MiB, one
+    thread; threshold 181.5 MiB, which glibc derives from the last-level cache's size, and the
+    ``GLIBC_TUNABLES`` environment variable can set). Each thread of a parallel copy calls it on its
+    own share of the range. None where the loader does not say (another C library, another CPU)."""
+    loader = _dynamic_loader()
+    if loader is None:
+        return None
+    try:
+        out = subprocess.run([loader, "--list-tunables"], capture_output=True, text=True, timeout=10.0,
+                             check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_nontemporal_threshold(out)
+
+
+def chunked_copy(src: np.ndarray, dst: np.ndarray, chunk_bytes: int) -> np.ndarray:
+    """The copy kernel over ``chunk_bytes`` pieces: the same bytes and working set as one call, every
+    call below the non-temporal threshold, so it copies through the caches whatever its size."""
+    from hwsim.kernels.basic import memcpy_numba
+
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+    for start in range(0, src.size, chunk_bytes):
+        memcpy_numba(src[start : start + chunk_bytes], dst[start : start + chunk_bytes])
+    return dst
+
+
+def staircase_cases(sizes_bytes: Sequence[int], seed: int, buffers: int = STAIRCASE_BUFFERS,
+                    nontemporal_bytes: int | None = None) -> dict[str, tuple[int, Any]]:
     """Per working set: read (parallel sum), read+write (the project's triad kernel), copy (its
     memcpy kernel) and weights (the decode kernel's weight-streaming linear on one input row, a
     [rows, STAIRCASE_WEIGHT_K] float32 matrix); value: bytes moved. Steps up to
     STAIRCASE_MULTI_BUFFER_BYTES get ``buffers`` separately allocated buffer sets at cycling line
     offsets (at least STAIRCASE_EDGE_BUFFERS from half to twice the L2's size), named ``kind:size#i``
-    (see :func:`staircase_step_s`)."""
+    (see :func:`staircase_step_s`).
+
+    The copy kind is the copy through the caches at every step: where an array reaches
+    ``nontemporal_bytes`` (the host's: :func:`nontemporal_copy_bytes`) it is copied in pieces below
+    it; the copy past the caches is :func:`nontemporal_copy_cases`' own case."""
     from hwsim.kernels.basic import memcpy_numba, triad_numba
     from hwsim.kernels.decode import _linear
 
     rng = np.random.default_rng(_check_seed(seed))
     cases: dict[str, tuple[int, Any]] = {}
     l2 = l2_bytes()
+    nontemporal = nontemporal_bytes
     for size in _check_sizes_bytes(sizes_bytes, 24):
         edge = l2 / 2 <= size <= 2 * l2
         count = max(buffers, STAIRCASE_EDGE_BUFFERS) if edge else buffers
@@ -616,7 +681,11 @@ def staircase_cases(sizes_bytes: Sequence[int], seed: int,
             cases[f"read:{size}#{i}"] = (8 * r.size, lambda r=r: _stream_sum(r))
             src = _at_offset(rng, size // 2, np.uint8, off)
             dst = _at_offset(rng, size // 2, np.uint8, off)
-            cases[f"copy:{size}#{i}"] = (2 * src.size, lambda s=src, d=dst: memcpy_numba(s, d))
+            if nontemporal is not None and src.size >= nontemporal:
+                copy = partial(chunked_copy, src, dst, nontemporal // 2)
+            else:
+                copy = partial(memcpy_numba, src, dst)
+            cases[f"copy:{size}#{i}"] = (2 * src.size, copy)
             k = STAIRCASE_WEIGHT_K
             w = _at_offset(rng, 4 * k * max(1, size // (4 * k)), np.float32, off).reshape(-1, k)
             x, y = rng.standard_normal((1, k)).astype(np.float32), np.empty((1, w.shape[0]), np.float32)
@@ -633,6 +702,28 @@ def staircase_step_s(best_s: Mapping[str, float], kind: str, size: int) -> float
     if not times:
         raise KeyError(f"no staircase case {kind}:{size}")
     return float(np.mean(times))
+
+
+#: Largest array the calibration copies past the caches (bytes); a host whose threshold lies beyond
+#: keeps the copy's one regime.
+NONTEMPORAL_COPY_MAX_BYTES = 1 << 30
+
+
+def nontemporal_copy_cases(threshold_bytes: int | None, threads: int, seed: int) -> dict[str, tuple[int, Any]]:
+    """The copy kernel with each thread's share 8 MiB past ``threshold_bytes`` (rounded up to a MiB):
+    the copy that writes past the caches. Value: bytes moved (read + written). Empty when the
+    threshold is unknown or the arrays would pass NONTEMPORAL_COPY_MAX_BYTES."""
+    from hwsim.kernels.basic import memcpy_numba
+
+    if threshold_bytes is None:
+        return {}
+    per_thread = -(-int(threshold_bytes) // MiB) * MiB + 8 * MiB
+    nbytes = max(1, int(threads)) * per_thread
+    if nbytes > NONTEMPORAL_COPY_MAX_BYTES:
+        return {}
+    rng = np.random.default_rng(_check_seed(seed))
+    src, dst = _at_offset(rng, nbytes, np.uint8, 0), _at_offset(rng, nbytes, np.uint8, 0)
+    return {f"copy_nt:{nbytes}": (2 * nbytes, partial(memcpy_numba, src, dst))}
 
 
 def launch_s(repeats: int = 15) -> float:

@@ -242,6 +242,9 @@ def with_operator_models(hw: Hardware, *, threads: int, quick: bool, seed: int =
         f"{m.interference.memory_memory:.2f} fma/fma {m.interference.compute_compute:.2f} "
         f"fma/mem {m.interference.compute_memory:.2f}",
     ]
+    if m.copy_nontemporal_bytes is not None and m.copy_nontemporal_bytes_per_s is not None:
+        lines.append(f"copies of {m.copy_nontemporal_bytes / MiB:.1f} MiB or more per thread write past the caches "
+                     f"(C library threshold): {m.copy_nontemporal_bytes_per_s / 1e9:.1f} GB/s")
     if cal.unclean:
         lines.append(f"warning: {', '.join(cal.unclean)} measured while another process held a core (no round "
                      "ran both threads at once): run 'hwsim hw calibrate' again on a quieter machine")
@@ -330,7 +333,9 @@ def fit_operator_models(
     sizes = microbench.STAIRCASE_BYTES  # cheap: the full staircase even when quick
     with thread_limits(threads):
         load0 = load_average()
-        stair = microbench.staircase_cases(sizes, seed)
+        nontemporal = microbench.nontemporal_copy_bytes()
+        stair = microbench.staircase_cases(sizes, seed, nontemporal_bytes=nontemporal)
+        copy_nt = microbench.nontemporal_copy_cases(nontemporal, threads, seed)
         gemms = microbench.gemm_cases(
             microbench.CAL_GEMM_SHAPES[: 3 if quick else None] + microbench.CAL_GEMM_FEW_ROWS_SHAPES, seed)
         gemvs = microbench.gemv_cases(microbench.CAL_GEMV_SHAPES, seed)
@@ -344,7 +349,7 @@ def fit_operator_models(
         disp = microbench.dispatch_cases(microbench.CAL_DISPATCH, seed)
         calls = {
             name: fn
-            for group in (stair, gemms, gemvs, soft, topks, atts, skinny, datt, disp)
+            for group in (stair, copy_nt, gemms, gemvs, soft, topks, atts, skinny, datt, disp)
             for name, (_, fn) in group.items()
         }
         clock = "thread_cpu" if threads == 1 else "wall"
@@ -417,6 +422,8 @@ def fit_operator_models(
             gemm_tile_m=tile[0],
             gemm_tile_n=tile[1],
             gemm_pack_bytes_per_s=gemm_pack,
+            copy_nontemporal_bytes=float(nontemporal) if copy_nt and nontemporal else None,
+            copy_nontemporal_bytes_per_s=next((moved / best[name] for name, (moved, _) in copy_nt.items()), None),
         )
         gemv_fraction = statistics.median(
             base.stream_s((m * k + k + m) * 4.0, 0.0) / max(best[name] - launch, 1e-9)
@@ -515,6 +522,8 @@ def fit_operator_models(
         "skinny_read_fraction": skinny_fraction,
         "decode_attention_flops_per_s": datt_rate,
         "dispatch_slot_s": dispatch_slot,
+        **({"copy_nontemporal_bytes_per_s": base.copy_nontemporal_bytes_per_s}
+           if base.copy_nontemporal_bytes_per_s is not None else {}),
         **interference_fitted(interference),
         **({"core_reference_s": core_reference} if core_reference is not None else {}),
     }

@@ -56,7 +56,7 @@ class ValidationCase:
 # ----------------------------------------------------------------------------------------- CPU cases
 # Shapes are chosen between and beyond the calibration shapes (kernels/microbench.py CAL_*), never equal.
 
-VAL_COPY_BYTES = (40 * 1024, 1 << 20, 10 << 20, 160 << 20)
+VAL_COPY_BYTES = (40 * 1024, 1 << 20, 10 << 20, 160 << 20, 256 << 20)
 VAL_TRIAD_N = (3_000, 60_000, 700_000, 12_000_000)
 VAL_GEMM = ((256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (1000, 300, 700), (2048, 2048, 2048))
 VAL_GEMV = ((1024, 1024), (4096, 4096), (8192, 8192), (16384, 4096))

@@ -161,6 +161,66 @@ def test_decode_attention_waits_only_for_the_bytes_dram_serves() -> None:
     assert plain.decode_attention_s(lens, heads, hd, 4.0, 1e7) == pytest.approx(arithmetic + kv / 40e9)
 
 
+def test_a_copy_whose_share_per_thread_reaches_the_threshold_writes_past_the_caches() -> None:
+    """The C library copies a call's range with non-temporal stores from its threshold on, and each
+    thread of the parallel copy makes its own call on its share: from there the copy runs at its own
+    calibrated rate, below it at the staircase's copy rate."""
+    stair = (MemoryStep(1e4, 100e9, 80e9, 90e9), MemoryStep(1e8, 20e9, 16e9, 15e9))
+    m = _models(threads=2, staircase=stair, copy_nontemporal_bytes=1e8, copy_nontemporal_bytes_per_s=28e9)
+    below, past = 1.9e8, 2.1e8  # 0.95e8 and 1.05e8 per thread
+    assert not m.copies_past_caches(below) and m.copies_past_caches(past)
+    assert m.copy_s(below) == pytest.approx(2 * below / 15e9)
+    assert m.copy_s(past) == pytest.approx(2 * past / 28e9)
+    assert m.copy_s(past) < m.copy_s(below)  # the larger copy is the faster one
+    assert dataclasses.replace(m, threads=1).copies_past_caches(below)  # one thread: its whole range
+    one_regime = _models(threads=2, staircase=stair)
+    assert one_regime.copy_s(past) == pytest.approx(2 * past / 15e9)
+
+
+def test_the_nontemporal_threshold_is_read_from_the_loaders_tunables() -> None:
+    from hwsim.kernels import microbench as mb
+
+    listing = ("glibc.cpu.x86_rep_movsb_threshold: 0x840 (min: 0x200, max: 0xffffffffffffffff)\n"
+               "glibc.cpu.x86_non_temporal_threshold: 0xb580000 (min: 0x4040, max: 0xfffffffffffffff)\n")
+    assert mb.parse_nontemporal_threshold(listing) == 0xB580000
+    assert mb.parse_nontemporal_threshold("glibc.cpu.x86_non_temporal_threshold: 4194304\n") == 4 << 20
+    assert mb.parse_nontemporal_threshold("glibc.malloc.arena_max: 0x0\n") is None  # not x86 glibc
+    found = mb.nontemporal_copy_bytes()
+    assert found is None or found > 0
+
+
+def test_the_staircase_copies_through_the_caches_and_calibration_times_the_copy_past_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A staircase step whose arrays reach the threshold is copied in pieces below it (same bytes,
+    same working set, through the caches); the copy past the caches is a case of its own, each
+    thread's share 8 MiB past the threshold."""
+    from hwsim.kernels import basic
+    from hwsim.kernels import microbench as mb
+
+    calls: list[int] = []
+    real = basic.memcpy_numba
+
+    def spy(src, dst):  # type: ignore[no-untyped-def]
+        calls.append(src.nbytes)
+        return real(src, dst)
+
+    monkeypatch.setattr(basic, "memcpy_numba", spy)
+    threshold = 256 * 1024
+    cases = mb.staircase_cases((6 * 1024, 1 << 20), seed=0, buffers=1, nontemporal_bytes=threshold)
+    moved, copy = cases["copy:1048576#0"]
+    copy()
+    assert moved == 1 << 20 and sum(calls) == 1 << 19 and max(calls) < threshold and len(calls) > 1
+    src, dst = copy.args[:2]
+    assert np.array_equal(src, dst)
+    calls.clear()
+    cases["copy:6144#0"][1]()
+    assert calls == [3072]  # below the threshold: one call
+    [(name, (moved, fn))] = mb.nontemporal_copy_cases(0xB580000, 2, seed=0).items()
+    assert moved == 2 * 2 * (182 + 8) * 2**20 and name == f"copy_nt:{moved // 2}"
+    assert mb.nontemporal_copy_cases(None, 1, 0) == {}
+    assert mb.nontemporal_copy_cases(mb.NONTEMPORAL_COPY_MAX_BYTES, 1, 0) == {}  # too large to calibrate
+
+
 def test_staircase_buffers_cycle_line_offsets_and_a_step_is_their_mean() -> None:
     """Each in-cache step is measured on separately allocated buffers at 0/16/32/48 bytes past a
     cache line, and the step's time is the mean over them (not one allocation's luck)."""
@@ -374,6 +434,9 @@ def test_calibration_and_validation_shapes_are_disjoint() -> None:
     assert not {s[:4] for s in mb.CAL_ATTENTION_PRUNED} & {s[:4] for s in v.VAL_ATTENTION}
     assert not set(mb.CAL_ATTENTION_SHAPES) & {s[:4] for s in v.VAL_ATTENTION}
     assert not set(mb.CAL_SOFTMAX_SHAPES) & set(v.VAL_SOFTMAX)
+    for threads in (1, 2):  # the copy past the caches (this host's threshold) is no validation copy
+        assert not {moved // 2 for moved, _ in mb.nontemporal_copy_cases(
+            mb.nontemporal_copy_bytes(), threads, 0).values()} & set(v.VAL_COPY_BYTES)
 
 
 def test_calibration_runs_every_top_k_regime_that_validation_meets() -> None:
@@ -1044,6 +1107,8 @@ def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_stairca
                 size = int(rest.split("#")[0])
                 nbytes = stair[name][0]
                 t = nbytes / (weights_rate(size) if kind == "weights" else rate[kind])
+            elif kind == "copy_nt":
+                t = 2 * int(rest) / 31e9
             elif kind == "skinny":
                 r, n, kk = (int(v) for v in rest.split("x"))
                 t = n * kk * 4.0 / weights_rate(n * kk * 4.0) + 2.0 * (r - 1) * n * kk / skinny_rate
@@ -1053,10 +1118,16 @@ def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_stairca
         return out
 
     stair = mb.staircase_cases(mb.STAIRCASE_BYTES, 0, buffers=1)
-    monkeypatch.setattr(mb, "staircase_cases", lambda sizes, seed, buffers=mb.STAIRCASE_BUFFERS: stair)
+    monkeypatch.setattr(mb, "staircase_cases", lambda sizes, seed, buffers=mb.STAIRCASE_BUFFERS,
+                        nontemporal_bytes=None: stair)
+    monkeypatch.setattr(mb, "nontemporal_copy_bytes", lambda: 1 << 20)  # its case: 9 MiB arrays
     monkeypatch.setattr(calibrate, "measure_interleaved", fake)
     monkeypatch.setattr(calibrate, "pair_interference", lambda seed: (Interference(), ()))
     cal = calibrate.fit_operator_models(threads=1, quick=True)
+    # the copy past the caches: its own case's rate, and the threshold it was timed past
+    assert cal.models.copy_nontemporal_bytes == 1 << 20
+    assert cal.models.copy_nontemporal_bytes_per_s == pytest.approx(31e9)
+    assert cal.fitted["copy_nontemporal_bytes_per_s"] == pytest.approx(31e9)
     # the steps are per-call rates of the sizes measured: the weights kind at each step is its rate
     for step in cal.models.staircase:
         assert step.weights_bytes_per_s == pytest.approx(weights_rate(step.working_set_bytes))

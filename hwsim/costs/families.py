@@ -177,6 +177,13 @@ class OperatorModels:
                                      "reaches", exclusive_minimum=0, default=1.0)
     copy_fraction: float = spec("copy_fraction", "fraction of the staircase copy rate a plain copy reaches",
                                 exclusive_minimum=0, default=1.0)
+    copy_nontemporal_bytes: float | None = spec(
+        "copy_nontemporal", "bytes one thread copies in one call from which the C library writes past the caches "
+        "with non-temporal stores (glibc's x86_non_temporal_threshold); unset: a copy has one regime",
+        unit="bytes", exclusive_minimum=0, default=None)
+    copy_nontemporal_bytes_per_s: float | None = spec(
+        "copy_nontemporal_rate", "rate of a copy at or past copy_nontemporal per thread, bytes read + written "
+        "(from memory, whatever its size)", unit="bytes_per_s", exclusive_minimum=0, default=None)
     softmax_elements_per_s: float | None = spec("softmax_rate", "elements per second of the row softmax (exp-bound)",
                                                 exclusive_minimum=0, default=None)
     topk_elements_per_s: float | None = spec(
@@ -288,9 +295,19 @@ class OperatorModels:
     def copy_s(self, nbytes: float, working_set_bytes: float | None = None) -> float:
         """Copy ``nbytes``: read once, written once. ``working_set_bytes`` (here and below): what the
         data competes with for the caches between two runs (alone: its own bytes; inside a sequence
-        of ops: the whole sequence's footprint)."""
+        of ops: the whole sequence's footprint). A copy large enough to write past the caches
+        (:meth:`copies_past_caches`) runs at ``copy_nontemporal_bytes_per_s`` instead."""
+        if self.copies_past_caches(nbytes):
+            return 2.0 * nbytes / self.copy_nontemporal_bytes_per_s  # type: ignore[operator]
         ws = max(2.0 * nbytes, working_set_bytes or 0.0)
         return 2.0 * nbytes / (self.bandwidth(ws, write=True, copy=True) * self.copy_fraction)
+
+    def copies_past_caches(self, nbytes: float) -> bool:
+        """Whether a copy of ``nbytes`` writes with non-temporal stores: each of the ``threads``
+        threads copies its share of the range in one library call, and a share at or past
+        ``copy_nontemporal_bytes`` skips the caches (no read of the destination's lines first)."""
+        return (self.copy_nontemporal_bytes is not None and self.copy_nontemporal_bytes_per_s is not None
+                and nbytes / self.threads >= self.copy_nontemporal_bytes)
 
     def elementwise_s(self, n: int, itemsize: float, inputs: int, outputs: int,
                       working_set_bytes: float | None = None) -> float:
