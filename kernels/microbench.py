@@ -531,6 +531,12 @@ CAL_GEMM_FEW_ROWS_SHAPES: tuple[tuple[int, int, int], ...] = ((24, 1536, 768), (
                                                               (160, 1536, 640))
 #: Calibration GEMV shapes (m, k), fp32 BLAS.
 CAL_GEMV_SHAPES: tuple[tuple[int, int], ...] = ((1536, 1536), (3072, 3072), (6144, 3072))
+#: Calibration GEMVs from memory (m, k): 288 MiB each, past the last-level cache this process gets on
+#: the development hosts (its read rate reaches its DRAM value by 256 MiB). From memory the BLAS GEMV
+#: reads at 0.8-1.0 of a plain read's rate depending on the shape, in cache at the read's own rate,
+#: so one fraction does not fit both (measured: 29.2-29.8 GB/s at 9-72 MiB, 15.9-19.8 at 240-288 MiB
+#: against reads of 29.5 and 19.3-19.6): three shapes, and the median fraction.
+CAL_GEMV_DRAM_SHAPES: tuple[tuple[int, int], ...] = ((12288, 6144), (24576, 3072), (6144, 12288))
 #: Calibration top-k shapes (rows, n, k). The last two have rows of 2^20, where the kernel samples 8x
 #: as many values (kernels/topk.py): without them that regime would be extrapolated. (Longer rows
 #: would leave the regime where a thread keeps its workspace between calls; one row would be the

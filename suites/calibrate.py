@@ -339,6 +339,7 @@ def fit_operator_models(
         gemms = microbench.gemm_cases(
             microbench.CAL_GEMM_SHAPES[: 3 if quick else None] + microbench.CAL_GEMM_FEW_ROWS_SHAPES, seed)
         gemvs = microbench.gemv_cases(microbench.CAL_GEMV_SHAPES, seed)
+        gemvs_dram = microbench.gemv_cases(microbench.CAL_GEMV_DRAM_SHAPES, seed)
         soft = microbench.softmax_cases(microbench.CAL_SOFTMAX_SHAPES, seed)
         topks = microbench.topk_cases(microbench.CAL_TOPK_SHAPES, seed)
         atts = microbench.attention_cases(microbench.CAL_ATTENTION_SHAPES, seed)
@@ -349,7 +350,7 @@ def fit_operator_models(
         disp = microbench.dispatch_cases(microbench.CAL_DISPATCH, seed)
         calls = {
             name: fn
-            for group in (stair, copy_nt, gemms, gemvs, soft, topks, atts, skinny, datt, disp)
+            for group in (stair, copy_nt, gemms, gemvs, gemvs_dram, soft, topks, atts, skinny, datt, disp)
             for name, (_, fn) in group.items()
         }
         clock = "thread_cpu" if threads == 1 else "wall"
@@ -425,10 +426,16 @@ def fit_operator_models(
             copy_nontemporal_bytes=float(nontemporal) if copy_nt and nontemporal else None,
             copy_nontemporal_bytes_per_s=next((moved / best[name] for name, (moved, _) in copy_nt.items()), None),
         )
-        gemv_fraction = statistics.median(
-            base.stream_s((m * k + k + m) * 4.0, 0.0) / max(best[name] - launch, 1e-9)
-            for name, ((m, k), _) in gemvs.items()
-        )
+        def gemv_fraction_of(cases: Mapping[str, tuple[tuple[int, int], object]]) -> float:
+            return min(1.0, statistics.median(
+                base.stream_s((m * k + k + m) * 4.0, 0.0) / max(best[name] - launch, 1e-9)
+                for name, ((m, k), _) in cases.items()))
+
+        def gemv_bytes(cases: Mapping[str, tuple[tuple[int, int], object]]) -> list[float]:
+            return [(m * k + k + m) * 4.0 for (m, k), _ in cases.values()]
+
+        gemv_fraction = gemv_fraction_of(gemvs)
+        gemv_dram_fraction = gemv_fraction_of(gemvs_dram)
         soft_rate = max(r * c / max(best[name] - launch, 1e-9) for name, ((r, c), _) in soft.items())
         # the kernel's own structure (topk_work): per call, per row, quick-select elements, filter blocks
         # that store and the filter's pass, each priced where the rows live; the strided sample's
@@ -486,7 +493,10 @@ def fit_operator_models(
         load1 = load_average()
     models = replace(
         base,
-        gemv_read_fraction=min(1.0, gemv_fraction),
+        gemv_read_fraction=gemv_fraction,
+        gemv_cache_bytes=max(gemv_bytes(gemvs)),
+        gemv_dram_read_fraction=gemv_dram_fraction,
+        gemv_dram_bytes=min(gemv_bytes(gemvs_dram)),
         softmax_elements_per_s=soft_rate,
         topk_call_s=topk_call,
         topk_row_s=topk_row,
@@ -509,6 +519,7 @@ def fit_operator_models(
         "gemm_fixed_s": gemm_fixed,
         "gemm_pack_bytes_per_s": gemm_pack or 0.0,
         "gemv_read_fraction": models.gemv_read_fraction,
+        "gemv_dram_read_fraction": gemv_dram_fraction,
         "softmax_elements_per_s": soft_rate,
         "topk_call_s": topk_call,
         "topk_row_s": topk_row,

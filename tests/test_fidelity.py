@@ -177,6 +177,23 @@ def test_a_copy_whose_share_per_thread_reaches_the_threshold_writes_past_the_cac
     assert one_regime.copy_s(past) == pytest.approx(2 * past / 15e9)
 
 
+def test_a_gemv_from_memory_reads_at_its_own_fraction_of_the_read_rate() -> None:
+    """From the caches a BLAS GEMV reads at the read rate, from memory at less (measured here: 29.5 vs
+    29.5 GB/s at 72 MiB, 15.9-19.8 vs 19.6 past 240 MiB): each fraction holds where it was measured,
+    with log-size interpolation between."""
+    flat = (MemoryStep(1e4, 20e9, 20e9), MemoryStep(1e9, 20e9, 20e9))
+    m = _models(staircase=flat, gemv_read_fraction=1.0, gemv_cache_bytes=1e6, gemv_dram_read_fraction=0.8,
+                gemv_dram_bytes=1e8)
+    assert m.gemv_fraction(1e5) == 1.0 and m.gemv_fraction(1e6) == 1.0
+    assert m.gemv_fraction(1e7) == pytest.approx(0.9)  # halfway in log size
+    assert m.gemv_fraction(1e8) == 0.8 and m.gemv_fraction(1e9) == 0.8
+    big, small = (4096, 8192), (256, 256)
+    assert m.gemv_s(*big, 4.0) == pytest.approx(m.launch_s + (4096 * 8192 + 4096 + 8192) * 4.0 / (20e9 * 0.8))
+    assert m.gemv_s(*small, 4.0) == pytest.approx(m.launch_s + (256 * 256 + 512) * 4.0 / 20e9)
+    one = dataclasses.replace(m, gemv_dram_read_fraction=None)  # not measured: one fraction everywhere
+    assert one.gemv_fraction(1e9) == 1.0
+
+
 def test_the_nontemporal_threshold_is_read_from_the_loaders_tunables() -> None:
     from hwsim.kernels import microbench as mb
 
@@ -429,7 +446,7 @@ def test_calibration_and_validation_shapes_are_disjoint() -> None:
     from hwsim.suites import validate as v
 
     assert not {tuple(s) for s in mb.CAL_GEMM_SHAPES + mb.CAL_GEMM_FEW_ROWS_SHAPES} & {tuple(s) for s in v.VAL_GEMM}
-    assert not set(mb.CAL_GEMV_SHAPES) & set(v.VAL_GEMV)
+    assert not set(mb.CAL_GEMV_SHAPES + mb.CAL_GEMV_DRAM_SHAPES) & set(v.VAL_GEMV)
     assert not {s[:2] for s in mb.CAL_TOPK_SHAPES} & {s[:2] for s in v.VAL_TOPK}  # not even the same rows
     assert not {s[:4] for s in mb.CAL_ATTENTION_PRUNED} & {s[:4] for s in v.VAL_ATTENTION}
     assert not set(mb.CAL_ATTENTION_SHAPES) & {s[:4] for s in v.VAL_ATTENTION}
@@ -1109,6 +1126,9 @@ def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_stairca
                 t = nbytes / (weights_rate(size) if kind == "weights" else rate[kind])
             elif kind == "copy_nt":
                 t = 2 * int(rest) / 31e9
+            elif kind == "gemv":  # from the caches at the read rate, from memory at 0.8 of it
+                m, kk = (int(v) for v in rest.split("x"))
+                t = (m * kk + m + kk) * 4.0 / (rate["read"] * (0.8 if (m, kk) in mb.CAL_GEMV_DRAM_SHAPES else 1.0))
             elif kind == "skinny":
                 r, n, kk = (int(v) for v in rest.split("x"))
                 t = n * kk * 4.0 / weights_rate(n * kk * 4.0) + 2.0 * (r - 1) * n * kk / skinny_rate
@@ -1128,6 +1148,10 @@ def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_stairca
     assert cal.models.copy_nontemporal_bytes == 1 << 20
     assert cal.models.copy_nontemporal_bytes_per_s == pytest.approx(31e9)
     assert cal.fitted["copy_nontemporal_bytes_per_s"] == pytest.approx(31e9)
+    # the GEMV's fraction of the read rate, in the caches and from memory, each from its own shapes
+    assert cal.models.gemv_read_fraction == 1.0
+    assert cal.models.gemv_dram_read_fraction == pytest.approx(0.8, rel=1e-3)
+    assert cal.models.gemv_dram_bytes == pytest.approx(288 * 2**20, rel=1e-3)
     # the steps are per-call rates of the sizes measured: the weights kind at each step is its rate
     for step in cal.models.staircase:
         assert step.weights_bytes_per_s == pytest.approx(weights_rate(step.working_set_bytes))

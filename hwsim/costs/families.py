@@ -174,7 +174,17 @@ class OperatorModels:
         "gemm_pack_rate", "rate at which a GEMM call packs its operands (A and B, once per call) before the tiles "
         "run: what keeps a GEMM with few rows far from peak", unit="bytes_per_s", exclusive_minimum=0, default=None)
     gemv_read_fraction: float = spec("gemv_read_fraction", "fraction of the staircase read bandwidth a GEMV "
-                                     "reaches", exclusive_minimum=0, default=1.0)
+                                     "reaches (from the caches, up to gemv_cache)", exclusive_minimum=0, default=1.0)
+    gemv_cache_bytes: float | None = spec(
+        "gemv_cache", "largest working set at which gemv_read_fraction was measured", unit="bytes",
+        exclusive_minimum=0, default=None)
+    gemv_dram_read_fraction: float | None = spec(
+        "gemv_dram_read_fraction", "fraction of the staircase read bandwidth a GEMV reaches from memory (at "
+        "gemv_dram and past it; log-size interpolation from gemv_cache); unset: gemv_read_fraction everywhere",
+        exclusive_minimum=0, default=None)
+    gemv_dram_bytes: float | None = spec(
+        "gemv_dram", "working set at which gemv_dram_read_fraction was measured", unit="bytes", exclusive_minimum=0,
+        default=None)
     copy_fraction: float = spec("copy_fraction", "fraction of the staircase copy rate a plain copy reaches",
                                 exclusive_minimum=0, default=1.0)
     copy_nontemporal_bytes: float | None = spec(
@@ -345,7 +355,20 @@ class OperatorModels:
         """``y = A x`` (``batch`` right-hand sides share one read of A): weight streaming.
         ``working_set_bytes``: what A competes with for the caches between two calls (alone: itself)."""
         nbytes = (m * k + batch * (k + m)) * itemsize
-        return self.launch_s + self.stream_s(nbytes, 0.0, working_set_bytes) / self.gemv_read_fraction
+        fraction = self.gemv_fraction(nbytes if working_set_bytes is None else working_set_bytes)
+        return self.launch_s + self.stream_s(nbytes, 0.0, working_set_bytes) / fraction
+
+    def gemv_fraction(self, working_set_bytes: float) -> float:
+        """Fraction of the read bandwidth a GEMV reaches at this working set: ``gemv_read_fraction`` up
+        to ``gemv_cache``, ``gemv_dram_read_fraction`` from ``gemv_dram`` on, log-size interpolation
+        between (both measured by calibration)."""
+        lo, hi, far = self.gemv_cache_bytes, self.gemv_dram_bytes, self.gemv_dram_read_fraction
+        if far is None or lo is None or hi is None or working_set_bytes <= lo:
+            return self.gemv_read_fraction
+        if working_set_bytes >= hi or hi <= lo:
+            return far
+        w = math.log(working_set_bytes / lo) / math.log(hi / lo)
+        return self.gemv_read_fraction * (1.0 - w) + far * w
 
     def softmax_s(self, rows: int, cols: int, itemsize: float, working_set_bytes: float | None = None) -> float:
         elements = float(rows) * cols
