@@ -441,11 +441,13 @@ def _contention_pairs(
 def _pair_s(first_alone_s: float, second_alone_s: float, *, models: OperatorModels, memory: tuple[float, float],
             footprint: tuple[float, float], interference: Interference) -> float:
     """Both done: each alone time stretched for the caches the other kernel's data take, then the
-    calibrated interference while both run."""
+    calibrated interference while both run (DRAM's part of it by the share of their traffic DRAM
+    serves at both working sets together, :meth:`~hwsim.costs.families.OperatorModels.dram_share`)."""
     (m1, m2), (b1, b2) = memory, footprint
     first = shared_caches_s(models, first_alone_s, m1, b1, b2)
     second = shared_caches_s(models, second_alone_s, m2, b2, b1)
-    return concurrent_s(first, second, m1, m2, interference)[2]
+    dram = models.dram_share(b1 + b2) ** 2 if models.weights_measured else 1.0
+    return concurrent_s(first, second, m1, m2, interference, dram)[2]
 
 
 def _paired(t: PairTiming, predict: Callable[[float, float], float]) -> tuple[float, float, str]:

@@ -1072,6 +1072,25 @@ def test_a_kernel_sharing_the_caches_streams_at_the_bandwidth_of_both_working_se
     assert shared_caches_s(m, 1.0, 1.0, 1e8, 1e8) == pytest.approx(1.0)  # both from DRAM already
 
 
+def test_two_streams_in_the_caches_do_not_pay_for_sharing_dram() -> None:
+    """memory_memory is what sharing DRAM bandwidth costs: scaled by how much of the two streams'
+    traffic DRAM serves, so a pair living in the caches does not pay it and a DRAM pair pays it all."""
+    from hwsim.suites.validate import _pair_s
+
+    inter = Interference(memory_memory=2.0)
+    assert inter.slowdown(1.0, 1.0) == 2.0 and inter.slowdown(1.0, 1.0, dram=1.0) == 2.0
+    assert inter.slowdown(1.0, 1.0, dram=0.0) == 1.0
+    assert inter.slowdown(1.0, 1.0, dram=0.25) == pytest.approx(1.25)
+    # a staircase whose weights kind peaks at 1 MB and reaches its DRAM rate by 100 MB; read rates flat
+    stair = (MemoryStep(1e6, 50e9, 50e9, 50e9, 40e9), MemoryStep(1e7, 50e9, 50e9, 50e9, 30e9),
+             MemoryStep(1e8, 50e9, 50e9, 50e9, 10e9), MemoryStep(1e9, 50e9, 50e9, 50e9, 10e9))
+    m = _models(staircase=stair)
+    small = _pair_s(1.0, 1.0, models=m, memory=(1.0, 1.0), footprint=(2e5, 2e5), interference=inter)
+    large = _pair_s(1.0, 1.0, models=m, memory=(1.0, 1.0), footprint=(2e8, 2e8), interference=inter)
+    assert small == pytest.approx(1.0)  # in the caches: no DRAM to share
+    assert large == pytest.approx(2.0)  # from DRAM: the calibrated slowdown
+
+
 def test_skinny_gemm_streams_weights_at_its_own_staircase_rate() -> None:
     """From memory the weight-streaming linear reaches about half a plain read's bandwidth and from
     cache nearly all of it: where the staircase carries the kernel's own rate (one row, its dot

@@ -63,11 +63,17 @@ class Interference:
     compute_memory: float = spec("compute_memory", "slowdown of a compute-bound kernel next to a memory-bound one "
                                  "and vice versa (pair FMA+stream)", exclusive_minimum=0, default=1.0)
 
-    def slowdown(self, mine_memory: float, other_memory: float) -> float:
-        """Slowdown of a kernel whose time is ``mine_memory`` memory-bound (0..1) next to another."""
+    def slowdown(self, mine_memory: float, other_memory: float, dram: float = 1.0) -> float:
+        """Slowdown of a kernel whose time is ``mine_memory`` memory-bound (0..1) next to another.
+
+        ``dram`` (0..1): how much of the two memory-bound kernels' traffic DRAM serves (the product
+        of their DRAM shares). ``memory_memory`` is what sharing DRAM bandwidth costs, so two streams
+        that both live in the caches do not pay it (sharing the caches is priced from the staircase,
+        :func:`shared_caches_s`). Measured here: two c = a + b threads of 20 MiB each (both in
+        the last-level cache) ran as fast together as alone, while the DRAM pair's slowdown was 1.18."""
         a, b = _unit(mine_memory), _unit(other_memory)
         return (
-            a * b * self.memory_memory
+            a * b * (1.0 + (self.memory_memory - 1.0) * _unit(dram))
             + (1 - a) * (1 - b) * self.compute_compute
             + (a * (1 - b) + (1 - a) * b) * self.compute_memory
         )
@@ -605,17 +611,18 @@ def shared_caches_s(models: OperatorModels, alone_s: float, memory: float, own_b
 
 
 def concurrent_s(
-    first_alone_s: float, second_alone_s: float, first_memory: float, second_memory: float, interference: Interference
+    first_alone_s: float, second_alone_s: float, first_memory: float, second_memory: float, interference: Interference,
+    dram: float = 1.0,
 ) -> tuple[float, float, float]:
     """(first done, second done, both done) when two kernels start together on separate units.
 
     While both run, each progresses at ``1 / slowdown`` of its alone rate (the slowdown set by what
-    each is bound by, see :class:`Interference`); once one finishes the other runs alone. With no
-    interference the pair takes ``max(a, b)`` (perfect overlap); with slowdown 2 it approaches
-    ``a + b`` (serial): real pairs land in between.
+    each is bound by, see :class:`Interference`; ``dram``: the share of their memory traffic DRAM
+    serves); once one finishes the other runs alone. With no interference the pair takes ``max(a, b)``
+    (perfect overlap); with slowdown 2 it approaches ``a + b`` (serial): real pairs land in between.
     """
-    s1 = interference.slowdown(first_memory, second_memory)
-    s2 = interference.slowdown(second_memory, first_memory)
+    s1 = interference.slowdown(first_memory, second_memory, dram)
+    s2 = interference.slowdown(second_memory, first_memory, dram)
     t1, t2 = first_alone_s * s1, second_alone_s * s2
     if t1 <= t2:
         done2 = t1 + (1.0 - t1 / t2) * second_alone_s
