@@ -537,14 +537,17 @@ CAL_GEMV_SHAPES: tuple[tuple[int, int], ...] = ((1536, 1536), (3072, 3072), (614
 #: so one fraction does not fit both (measured: 29.2-29.8 GB/s at 9-72 MiB, 15.9-19.8 at 240-288 MiB
 #: against reads of 29.5 and 19.3-19.6): three shapes, and the median fraction.
 CAL_GEMV_DRAM_SHAPES: tuple[tuple[int, int], ...] = ((12288, 6144), (24576, 3072), (6144, 12288))
-#: Calibration top-k shapes (rows, n, k). The last two have rows of 2^20, where the kernel samples 8x
-#: as many values (kernels/topk.py): without them that regime would be extrapolated. (Longer rows
-#: would leave the regime where a thread keeps its workspace between calls; one row would be the
-#: validation case's own array.)
+#: Calibration top-k shapes (rows, n, k). Two have rows of 2^20, where the kernel samples 8x as many
+#: values (kernels/topk.py): without them that regime would be extrapolated. (Longer rows would leave
+#: the regime where a thread keeps its workspace between calls; one row would be the validation
+#: case's own array.) The last two hold their rows in the L2 and differ only in k, so in the number
+#: of filter blocks that store candidates: where the pass over the row is cheap, each such block's
+#: mispredicted test is what grows with k (measured here, 4 rows of 100,000: 11.6 us per row at k = 16,
+#: 21.5 at k = 1024, about 7 ns per extra block that stores).
 CAL_TOPK_SHAPES: tuple[tuple[int, int, int], ...] = (
     (1, 3 << 16, 48), (24, 6000, 24), (96, 12000, 96), (256, 768, 48), (512, 300, 30), (64, 1000, 200),
     (32, 3000, 100), (200, 1500, 60), (2, 400_000, 64), (8, 60_000, 300), (3, 250_000, 1000), (48, 20_000, 16),
-    (2, 1 << 20, 40), (3, 1 << 20, 600))
+    (2, 1 << 20, 40), (3, 1 << 20, 600), (5, 80_000, 64), (5, 80_000, 900))
 #: Calibration attention shapes (heads, q_len, kv_len, head_dim), all kept.
 CAL_ATTENTION_SHAPES: tuple[tuple[int, int, int, int], ...] = ((6, 24, 768, 64), (12, 48, 384, 64))
 #: Pruned calibration attention (heads, q_len, kv_len, head_dim, kept fraction): fits the gather rate.

@@ -445,13 +445,14 @@ def fit_operator_models(
             line_s = base.stream_s(CACHE_LINE_BYTES, 0.0, rows * n * 4.0)
             pass_s = base.stream_s(rows * n * 4.0, 0.0) if work.filtered else 0.0
             gather_s = CPU_TOPK_GATHER_FACTOR * rows * work.sample_lines * line_s
-            return (1.0, rows, rows * work.selection_elements, rows * work.hit_blocks, pass_s), gather_s
+            return ((1.0, rows, rows * work.selection_elements, rows * work.hit_blocks, pass_s,
+                     rows * work.dense_blocks), gather_s)
 
         topk_points = []
         for name, (shape, _) in topks.items():
             terms, gather_s = topk_terms(*shape)
             topk_points.append((terms, best[name] - launch - gather_s))
-        topk_call, topk_row, per_select, per_hit_block, stream_factor = _fit_nonnegative(topk_points)
+        topk_call, topk_row, per_select, per_hit_block, stream_factor, per_dense_block = _fit_nonnegative(topk_points)
         gather_factor = CPU_TOPK_GATHER_FACTOR
         per_flop, per_byte = _fit_two(
             [
@@ -502,6 +503,7 @@ def fit_operator_models(
         topk_row_s=topk_row,
         topk_select_element_s=per_select,
         topk_hit_block_s=per_hit_block,
+        topk_dense_block_s=per_dense_block,
         topk_gather_factor=gather_factor,
         topk_stream_factor=stream_factor,
         attention_flops_per_s=att_rate,
@@ -525,6 +527,7 @@ def fit_operator_models(
         "topk_row_s": topk_row,
         "topk_select_element_s": per_select,
         "topk_hit_block_s": per_hit_block,
+        "topk_dense_block_s": per_dense_block,
         "topk_gather_factor": gather_factor,
         "topk_stream_factor": stream_factor,
         "attention_flops_per_s": att_rate,

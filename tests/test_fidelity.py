@@ -286,14 +286,17 @@ def test_topk_counts_the_kernels_selection_work_per_row() -> None:
     def stored(m: float, p: float) -> float:  # blocks of 16 holding at least one of a fraction p
         return m / 16 * (1 - (1 - p) ** 16)
 
-    # the filter stores every block; the pack stores each block of candidates holding one of the k
-    assert work.hit_blocks == pytest.approx(2048 / 16 + stored(candidates, 32 / candidates)) and work.filtered
+    # the dense filter stores every block without a test; the pack stores, behind a test, each block of
+    # candidates holding one of the k
+    assert work.dense_blocks == pytest.approx(2048 / 16) and work.filtered
+    assert work.hit_blocks == pytest.approx(stored(candidates, 32 / candidates))
     assert work.sample_lines == pytest.approx(2048 * 4 / 64)  # a stride of 32 bytes: every line
     # 100000 elements, k=64: 1024 samples, 5/1024 pass: a block hits with probability 1 - (1 - p)^16
     sparse = topk_work(100_000, 64)
     p = 5 / 1024
     sparse_candidates = 100_000 * 5 / 1024
     assert sparse.hit_blocks == pytest.approx(stored(100_000, p) + stored(sparse_candidates, 64 / sparse_candidates))
+    assert sparse.dense_blocks == 0.0
     assert sparse.sample_lines == 1024
     # up to 1024 elements: the row's own quick-select and one packing pass; a k nearer the middle of the
     # row costs more passes (median-of-three FIND: 2n for an extreme rank, 2.75n for the median)
@@ -306,9 +309,10 @@ def test_topk_counts_the_kernels_selection_work_per_row() -> None:
     # rows of 2^20 or more take an 8x larger sample
     assert topk_work(1 << 20, 128).selection_elements > 3 * 8 * 1024
     m = _models(staircase=(MemoryStep(1.0, 1e15, 1e15),), topk_row_s=0.0, topk_select_element_s=3e-9,
-                topk_hit_block_s=1e-8)
+                topk_hit_block_s=1e-8, topk_dense_block_s=2e-9)
     t = m.topk_s(128, 2048, 32, 4.0) - m.launch_s
-    assert t == pytest.approx(128 * (2048 / 1e9 + work.selection_elements * 3e-9 + work.hit_blocks * 1e-8))
+    assert t == pytest.approx(128 * (2048 / 1e9 + work.selection_elements * 3e-9 + work.hit_blocks * 1e-8
+                                     + work.dense_blocks * 2e-9))
     # once k is a quarter of the row, the candidates (about 864) outweigh the smaller sample (64)
     assert m.topk_s(128, 2048, 512, 4.0) > m.topk_s(128, 2048, 32, 4.0)
 
@@ -611,7 +615,7 @@ def test_compare_summarises_each_family() -> None:
 # ------------------------------------------------------------------------------ stability (slow)
 
 
-#: Coefficients fitted jointly with others from the same timings (two to five terms per family). On
+#: Coefficients fitted jointly with others from the same timings (two to six terms per family). On
 #: this kind of machine a best-of time still moves by about 3% between runs; refitting one
 #: calibration's own timings with 3% noise (test_jointly_fitted_coefficients_trade_off_while_predictions_hold)
 #: gives these a coefficient of variation of 4-7% (near-zero fixed costs far more), so two perfectly
@@ -621,7 +625,8 @@ def test_compare_summarises_each_family() -> None:
 JOINTLY_FITTED = frozenset({
     "gemm_pack_bytes_per_s", "gemm_fixed_s",
     "attention_flops_per_s", "gather_bytes_per_s",
-    "topk_call_s", "topk_row_s", "topk_select_element_s", "topk_hit_block_s", "topk_stream_factor",
+    "topk_call_s", "topk_row_s", "topk_select_element_s", "topk_hit_block_s", "topk_dense_block_s",
+    "topk_stream_factor",
 })
 
 
