@@ -410,8 +410,17 @@ def fit_operator_models(
         ]
         mono = steps
         tile = CPU_GEMM_TILE
+        # the packing's passes through the memory levels come from the staircase, the rest is fitted;
+        # where those passes alone would take a GEMM's whole measured time, the staircase and the
+        # GEMMs disagree, and the packing is priced by its fitted rate alone
+        stair_only = OperatorModels(threads=threads, launch_s=launch, staircase=tuple(mono),
+                                    gemm_flops_per_s={"fp32": 1.0}, gemm_fixed_s=0.0,
+                                    gemm_pack_moves=CPU_GEMM_PACK_MOVES)
+        moved = {name: stair_only.gemm_pack_moves_s(m, n, k, 4.0) for name, ((m, n, k), _) in gemms.items()}
+        pack_moves = CPU_GEMM_PACK_MOVES if all(moved[name] < best[name] for name in gemms) else 0.0
         gemm_rate, gemm_fixed, gemm_pack = _fit_gemm(
-            [(gemm_padded_flops(m, n, k, tile, threads), gemm_pack_bytes(m, n, k, 4.0), best[name])
+            [(gemm_padded_flops(m, n, k, tile, threads), gemm_pack_bytes(m, n, k, 4.0),
+              best[name] - (moved[name] if pack_moves else 0.0))
              for name, ((m, n, k), _) in gemms.items()]
         )
         base = OperatorModels(
@@ -423,6 +432,7 @@ def fit_operator_models(
             gemm_tile_m=tile[0],
             gemm_tile_n=tile[1],
             gemm_pack_bytes_per_s=gemm_pack,
+            gemm_pack_moves=pack_moves,
             copy_nontemporal_bytes=float(nontemporal) if copy_nt and nontemporal else None,
             copy_nontemporal_bytes_per_s=next((moved / best[name] for name, (moved, _) in copy_nt.items()), None),
         )
@@ -573,6 +583,9 @@ CPU_TOPK_GATHER_FACTOR = 1.0
 #: blocks; a GEMM with 8 rows costs nearly what one with 16 does on the development host); only the
 #: quantization of small matrices depends on it.
 CPU_GEMM_TILE: tuple[int, int] = (16, 16)
+#: Passes of a CPU BLAS GEMM over its packed bytes that the memory levels price: packing reads the
+#: operands, the tiles read the panels (structure, not fitted: OperatorModels.gemm_pack_moves_s).
+CPU_GEMM_PACK_MOVES = 2.0
 
 
 def _fit_gemm(points: Sequence[tuple[float, float, float]]) -> tuple[float, float, float | None]:

@@ -119,6 +119,31 @@ def test_grouped_gemm_packs_each_experts_weights_from_the_level_the_layer_fits_i
     assert unpacked.gemm_s(32, ffn, hidden, 4.0, "fp32", footprint) == unpacked.gemm_s(32, ffn, hidden, 4.0, "fp32")
 
 
+def test_gemm_packing_moves_its_bytes_through_the_levels_the_operands_and_panels_live_in() -> None:
+    """With gemm_pack_moves = 2: packing reads the operands at the read+write rate of their working
+    set, and the tiles read the panels at the rate of the panels' own size. So per packed byte a GEMM
+    whose operands fit the L2 packs faster than one past it, and inside a MoE layer (every expert's
+    weights cycling through) only the first pass comes from the layer's level."""
+    from hwsim.costs.families import gemm_pack_bytes
+
+    steps = (MemoryStep(1 << 21, 60e9, 50e9), MemoryStep(1 << 25, 14e9, 10e9))
+    m = _models(gemm_fixed_s=0.0, threads=1, gemm_tile_m=16, gemm_tile_n=16, staircase=steps,
+                gemm_pack_bytes_per_s=4e10, gemm_pack_moves=2.0)
+    small, large = (32, 1024, 256), (32, 8192, 2048)  # operands 1.2 MB and 67 MB
+    per_byte = [m.gemm_pack_moves_s(*s, 4.0) / gemm_pack_bytes(*s, 4.0) for s in (small, large)]
+    assert per_byte[0] == pytest.approx(2 / m.bandwidth((32 * 256 + 256 * 1024 + 32 * 1024) * 4.0, write=True))
+    assert per_byte[1] == pytest.approx(2 / 10e9)  # both past the last step
+    assert per_byte[0] < per_byte[1]
+    packed = gemm_pack_bytes(*small, 4.0)
+    layer = 64e6  # the first pass from the layer's level, the panels from their own
+    assert m.gemm_pack_moves_s(*small, 4.0, layer) == pytest.approx(
+        packed / 10e9 + packed / m.bandwidth(packed, write=True))
+    flops = 2 * 16 * 16 * 256 * (32 // 16) * (1024 // 16) / 1e11
+    assert m.gemm_s(*small, 4.0, "fp32") == pytest.approx(flops + packed / 4e10 + m.gemm_pack_moves_s(*small, 4.0))
+    assert dataclasses.replace(m, gemm_pack_moves=0.0).gemm_s(*small, 4.0, "fp32") == pytest.approx(
+        flops + packed / 4e10)
+
+
 def test_decode_step_streams_each_matrix_at_the_bandwidth_of_the_whole_step() -> None:
     """A matrix small enough for a fast cache level alone is evicted by the step's other matrices:
     inside a decode step it is priced at the bandwidth of the step's footprint."""
@@ -1131,6 +1156,7 @@ def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_stairca
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Timings made from a known weights rate per step and a known dot-product rate come back as
     that staircase and that rate."""
+    from hwsim.costs.families import gemm_pack_bytes
     from hwsim.kernels import microbench as mb
     from hwsim.suites import calibrate
 
@@ -1156,6 +1182,10 @@ def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_stairca
             elif kind == "skinny":
                 r, n, kk = (int(v) for v in rest.split("x"))
                 t = n * kk * 4.0 / weights_rate(n * kk * 4.0) + 2.0 * (r - 1) * n * kk / skinny_rate
+            elif kind == "gemm":  # 200 GFLOP/s on 16 x 16 tiles, packing at 50 GB/s plus two passes at 15 GB/s
+                g, n, kk = (int(v) for v in rest.split("x"))
+                packed = gemm_pack_bytes(g, n, kk, 4.0)
+                t = gemm_padded_flops(g, n, kk, (16, 16), 1) / 2e11 + packed / 5e10 + 2 * packed / 15e9
             else:
                 t = 1e-3 * (1 + len(name) % 7)
             out[name] = RobustTiming(t, t, 0.0, 5, 0.0, 0.0, 1.0, 1, False, {}, "thread_cpu", t)
@@ -1176,6 +1206,10 @@ def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_stairca
     assert cal.models.gemv_read_fraction == 1.0
     assert cal.models.gemv_dram_read_fraction == pytest.approx(0.8, rel=1e-3)
     assert cal.models.gemv_dram_bytes == pytest.approx(288 * 2**20, rel=1e-3)
+    # the GEMM: the packing's two passes priced by the staircase (triad rate), the rest fitted
+    assert cal.models.gemm_pack_moves == 2.0
+    assert cal.models.gemm_flops_per_s["fp32"] == pytest.approx(2e11, rel=1e-3)
+    assert cal.models.gemm_pack_bytes_per_s == pytest.approx(5e10, rel=1e-3)
     # the steps are per-call rates of the sizes measured: the weights kind at each step is its rate
     for step in cal.models.staircase:
         assert step.weights_bytes_per_s == pytest.approx(weights_rate(step.working_set_bytes))

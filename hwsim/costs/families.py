@@ -182,6 +182,11 @@ class OperatorModels:
     gemm_tile_m: int = spec("gemm_tile_m", "output-tile rows one unit computes at a time (wave = threads tiles)",
                             minimum=1, default=64)
     gemm_tile_n: int = spec("gemm_tile_n", "output-tile columns one unit computes at a time", minimum=1, default=64)
+    gemm_pack_moves: float = spec(
+        "gemm_pack_moves", "passes over the packed bytes priced at the staircase read+write rate, on top of "
+        "gemm_pack_rate: the first (packing reads the operands) at the operands' working set, the others (the "
+        "tiles read the panels) at the panels' own size; 0: the packing is priced by gemm_pack_rate alone",
+        minimum=0, default=0.0)
     gemm_pack_bytes_per_s: float | None = spec(
         "gemm_pack_rate", "rate at which a GEMM call packs its operands (A and B, once per call) before the tiles "
         "run: what keeps a GEMM with few rows far from peak", unit="bytes_per_s", exclusive_minimum=0, default=None)
@@ -350,9 +355,13 @@ class OperatorModels:
 
         ``working_set_bytes``: what the operands compete with for the caches between two calls (a
         GEMM repeated on its own operands: its operands; one expert's GEMM in a MoE layer: every
-        expert's weights). The packing pass reads the operands; the packing rate was calibrated with
-        them cached as a repeated GEMM has them, so where a larger working set evicts them the pass
-        also pays the difference in read time between the two levels."""
+        expert's weights). With ``gemm_pack_moves`` set, the packing's bytes also move through the
+        memory levels (:meth:`gemm_pack_moves_s`) on top of the per-byte packing work
+        (``gemm_pack_rate``). Measured here, one thread: the overhead beyond the FLOPs came to
+        0.04-0.05 ns per packed byte with the operands in the L2 (32 x 1024 x 256: 127 us for 76 us
+        of FLOPs) and 0.06-0.12 ns with them in the L3; a single rate fitted on the latter priced the
+        former 20-70% slow. (Without it: a rate calibrated with the operands cached, plus the
+        read-time difference where a larger working set evicts them.)"""
         rate = self.gemm_flops_per_s.get(dtype)
         if rate is None:
             raise CostError(f"no calibrated GEMM rate for dtype {dtype!r}; have {sorted(self.gemm_flops_per_s)}")
@@ -360,10 +369,25 @@ class OperatorModels:
         nbytes = (m * k + k * n + m * n) * itemsize
         packed = gemm_pack_bytes(m, n, k, itemsize)
         pack = _per(packed, self.gemm_pack_bytes_per_s)
-        if pack and working_set_bytes is not None and working_set_bytes > nbytes:
+        if self.gemm_pack_moves > 0:
+            pack += self.gemm_pack_moves_s(m, n, k, itemsize, working_set_bytes)
+        elif pack and working_set_bytes is not None and working_set_bytes > nbytes:
             pack += max(0.0, packed / self.bandwidth(working_set_bytes, write=False)
                         - packed / self.bandwidth(nbytes, write=False))
         return self.gemm_fixed_s + pack + max(compute, self.stream_s(nbytes, 0.0))
+
+    def gemm_pack_moves_s(self, m: int, n: int, k: int, itemsize: float,
+                          working_set_bytes: float | None = None) -> float:
+        """The GEMM packing's bytes through the memory levels: one pass (reading the operands) at the
+        staircase read+write rate of the operands' working set (``working_set_bytes`` when larger: in
+        a MoE layer every expert's weights), the other ``gemm_pack_moves - 1`` (the tiles reading the
+        panels, freshly written) at the rate of the panels' own size. A repeated GEMM with operands
+        past the L2 pays both from the L3; one expert's 1 MB weights in a layer are read from the L3
+        once, their panels from the L2."""
+        packed = gemm_pack_bytes(m, n, k, itemsize)
+        operands = max((m * k + k * n + m * n) * itemsize, working_set_bytes or 0.0)
+        first = min(self.gemm_pack_moves, 1.0) * packed / self.bandwidth(operands, write=True)
+        return first + max(self.gemm_pack_moves - 1.0, 0.0) * packed / self.bandwidth(packed, write=True)
 
     def gemv_s(self, m: int, k: int, itemsize: float, batch: int = 1,
                working_set_bytes: float | None = None) -> float:
