@@ -661,7 +661,10 @@ def test_calibration_is_stable_with_a_core_busy() -> None:
     number that one measurement (or one family of them) determines agrees within 10%, each jointly
     fitted coefficient within 25%, and every family's prediction on every validation shape within
     10% (a fixed cost, named ``*_s``, may also differ by up to 5 us: timer and call-overhead
-    resolution, and a near-zero per-row cost is not a 100% change worth failing on)."""
+    resolution, and a near-zero per-row cost is not a 100% change worth failing on; a jointly fitted
+    term that one fit drops altogether, reported as 0, is held to the predictions alone: with the
+    GEMM's packing passes priced by the staircase, its per-byte packing rate is what is left over,
+    and one quick calibration here found nothing left: 43.5 GB/s against none)."""
     from hwsim.suites import calibrate
     from hwsim.suites.calibrate import fit_operator_models
     from hwsim.suites.validate import cpu_cases
@@ -678,6 +681,8 @@ def test_calibration_is_stable_with_a_core_busy() -> None:
         limit = 0.25 if name in JOINTLY_FITTED else 0.10
         if a == b or abs(a - b) <= limit * max(abs(a), abs(b)):
             return True
+        if name in JOINTLY_FITTED and 0.0 in (a, b):
+            return True  # the term dropped out of one fit: the predictions below hold it
         return name.endswith("_s") and abs(a - b) <= 5e-6
 
     assert JOINTLY_FITTED < set(first.fitted)
