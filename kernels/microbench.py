@@ -735,6 +735,33 @@ def nontemporal_copy_cases(threshold_bytes: int | None, threads: int, seed: int)
     return {f"copy_nt:{nbytes}": (2 * nbytes, partial(memcpy_numba, src, dst))}
 
 
+#: Arrays (bytes) the strided-gather microbenchmark reads from: in the L2, in the last-level cache and
+#: past it on the development hosts (not a byte count any validation case uses).
+GATHER_BYTES: tuple[int, ...] = (1280 * KiB, 6 * MiB, 96 * MiB)
+#: Its stride: one float32 per 512 bytes, the top-k sample's stride on a row of 2^20 (8192 samples).
+GATHER_STRIDE_BYTES = 512
+
+
+@njit(cache=True, nogil=True)
+def _gather(src, out, step):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        out[i] = src[i * step]
+    return out[0]
+
+
+def gather_cases(sizes_bytes: Sequence[int], seed: int) -> dict[str, tuple[int, Any]]:
+    """Per array size: a strided gather of one float32 per GATHER_STRIDE_BYTES, as the top-k kernel's
+    sample reads a long row (kernels/topk.py); value: cache lines gathered."""
+    rng = np.random.default_rng(_check_seed(seed))
+    cases: dict[str, tuple[int, Any]] = {}
+    step = GATHER_STRIDE_BYTES // 4
+    for size in _check_sizes_bytes(sizes_bytes, GATHER_STRIDE_BYTES):
+        src = rng.random(size // 4, dtype=np.float32)
+        out = np.empty(src.size // step, dtype=np.float32)
+        cases[f"gather:{size}"] = (out.size, partial(_gather, src, out, step))
+    return cases
+
+
 def launch_s(repeats: int = 15) -> float:
     """Steady-state cost of one call of the project's parallel triad kernel on 64 elements (best of
     batched runs): the fixed cost of a memory-bound kernel call. On one thread it is timed by the

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from hwsim.costs import efficiency_from_fit, fit_linear_time
 from hwsim.costs.families import (
-    CACHE_LINE_BYTES,
+    GatherStep,
     Interference,
     MemoryStep,
     OperatorModels,
@@ -340,6 +340,7 @@ def fit_operator_models(
             microbench.CAL_GEMM_SHAPES[: 3 if quick else None] + microbench.CAL_GEMM_FEW_ROWS_SHAPES, seed)
         gemvs = microbench.gemv_cases(microbench.CAL_GEMV_SHAPES, seed)
         gemvs_dram = microbench.gemv_cases(microbench.CAL_GEMV_DRAM_SHAPES, seed)
+        gathers = microbench.gather_cases(microbench.GATHER_BYTES, seed)
         soft = microbench.softmax_cases(microbench.CAL_SOFTMAX_SHAPES, seed)
         topks = microbench.topk_cases(microbench.CAL_TOPK_SHAPES, seed)
         atts = microbench.attention_cases(microbench.CAL_ATTENTION_SHAPES, seed)
@@ -350,7 +351,7 @@ def fit_operator_models(
         disp = microbench.dispatch_cases(microbench.CAL_DISPATCH, seed)
         calls = {
             name: fn
-            for group in (stair, copy_nt, gemms, gemvs, gemvs_dram, soft, topks, atts, skinny, datt, disp)
+            for group in (stair, copy_nt, gathers, gemms, gemvs, gemvs_dram, soft, topks, atts, skinny, datt, disp)
             for name, (_, fn) in group.items()
         }
         clock = "thread_cpu" if threads == 1 else "wall"
@@ -433,6 +434,8 @@ def fit_operator_models(
             gemm_tile_n=tile[1],
             gemm_pack_bytes_per_s=gemm_pack,
             gemm_pack_moves=pack_moves,
+            gather=tuple(GatherStep(float(size), best[f"gather:{size}"] / gathers[f"gather:{size}"][0])
+                         for size in microbench.GATHER_BYTES),
             copy_nontemporal_bytes=float(nontemporal) if copy_nt and nontemporal else None,
             copy_nontemporal_bytes_per_s=next((moved / best[name] for name, (moved, _) in copy_nt.items()), None),
         )
@@ -452,7 +455,7 @@ def fit_operator_models(
         # cache lines are priced by the staircase alone (CPU_TOPK_GATHER_FACTOR), not fitted
         def topk_terms(rows: int, n: int, k: int) -> tuple[tuple[float, ...], float]:
             work = topk_work(n, k, 4.0)
-            line_s = base.stream_s(CACHE_LINE_BYTES, 0.0, rows * n * 4.0)
+            line_s = base.topk_sample_line_s(rows, n, 4.0)
             pass_s = base.stream_s(rows * n * 4.0, 0.0) if work.filtered else 0.0
             gather_s = CPU_TOPK_GATHER_FACTOR * rows * work.sample_lines * line_s
             return ((1.0, rows, rows * work.selection_elements, rows * work.hit_blocks, pass_s,
@@ -551,6 +554,8 @@ def fit_operator_models(
         **interference_fitted(interference),
         **({"core_reference_s": core_reference} if core_reference is not None else {}),
     }
+    for g in models.gather:
+        fitted[f"gather_line_s@{int(g.working_set_bytes)}"] = g.line_s
     for s in mono:
         fitted[f"read_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_bytes_per_s
         fitted[f"read_write_bytes_per_s@{int(s.working_set_bytes)}"] = s.read_write_bytes_per_s
@@ -571,11 +576,13 @@ def _better(first: RobustTiming, second: RobustTiming | None) -> RobustTiming:
     return first if second is None or first.min_s <= second.min_s else second
 
 
-#: Cost of one cache line of the CPU top-k's strided sample, in lines read at the staircase
-#: bandwidth of the level the rows live in. Assumption (a constant stride is what hardware
-#: prefetchers follow, so a sampled line costs about a streamed one); fixed rather than fitted
-#: because the calibration shapes cannot separate it from the filter pass: left free, it moved by
-#: 20-40% between two calibrations whose predictions agreed within 4%.
+#: Cost of one cache line of the CPU top-k's strided sample, in lines of the strided-gather
+#: microbenchmark over an array of one row's size (OperatorModels.topk_sample_line_s). Assumption: the
+#: sample's loads behave as that gather's (a separate load per line, one element each); fixed rather
+#: than fitted because the calibration shapes cannot separate it from the filter pass: left free, it
+#: moved by 20-40% between two calibrations whose predictions agreed within 4%. (It used to be in
+#: lines streamed at the staircase bandwidth; a gathered line took 1.7x a streamed one from the L2
+#: and 3x from the L3 here, which priced a 4 MiB row's 8192-line sample 35 us short.)
 CPU_TOPK_GATHER_FACTOR = 1.0
 
 

@@ -342,6 +342,31 @@ def test_topk_counts_the_kernels_selection_work_per_row() -> None:
     assert m.topk_s(128, 2048, 512, 4.0) > m.topk_s(128, 2048, 32, 4.0)
 
 
+def test_the_top_k_sample_is_priced_per_gathered_line_where_the_gather_is_measured() -> None:
+    """A strided gather loads each line separately and the prefetchers mostly miss it: per line it
+    costs more than a streamed line (here 1.7x from the L2, 3x from the L3). With gather steps measured,
+    the top-k's sample lines are priced at the gathered rate of one row's size (log-size
+    interpolation, clamped); without them, as lines streamed from the rows' level."""
+    from hwsim.costs.families import GatherStep
+
+    gather = (GatherStep(1e6, 1e-9), GatherStep(1e8, 1e-7))
+    m = _models(gather=gather, topk_gather_factor=1.0)
+    assert m.gather_line_s(1e5) == 1e-9 and m.gather_line_s(1e9) == 1e-7
+    assert m.gather_line_s(1e7) == pytest.approx(1e-8)  # halfway in log size, geometric
+    plain = _models(topk_gather_factor=1.0)
+    assert plain.gather_line_s(1e7) == pytest.approx(64 / plain.bandwidth(1e7, write=False))
+    work = topk_work(1 << 20, 128)
+    row_bytes = float(1 << 22)
+    assert m.topk_select_s(1, 1 << 20, 128) - plain.topk_select_s(1, 1 << 20, 128) == pytest.approx(
+        work.sample_lines * (m.gather_line_s(row_bytes) - plain.gather_line_s(row_bytes)))
+    # the sample reads one row at a time: gathered at one row's size, not the rows' together
+    assert m.topk_sample_line_s(16, 1 << 20) == m.gather_line_s(row_bytes)
+    assert plain.topk_sample_line_s(16, 1 << 20) == pytest.approx(64 / plain.bandwidth(16 * row_bytes, write=False))
+    with pytest.raises(CostError, match="gather"):
+        models_from_dict({**models_to_dict(m), "gather": [{"working_set": "1e8 B", "line": "1e-9 s"},
+                                                          {"working_set": "1e6 B", "line": "1e-9 s"}]})
+
+
 def test_quickselect_work_matches_a_median_of_three_select_on_random_rows() -> None:
     """The cost model's quick-select count (a published expectation) against a count of the elements a
     median-of-three select (the kernel's pivot rule, partitioning every kept element per pass)
@@ -1187,6 +1212,8 @@ def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_stairca
             elif kind == "skinny":
                 r, n, kk = (int(v) for v in rest.split("x"))
                 t = n * kk * 4.0 / weights_rate(n * kk * 4.0) + 2.0 * (r - 1) * n * kk / skinny_rate
+            elif kind == "gather":  # 5 ns per line gathered, whatever the size
+                t = mb.gather_cases((int(rest),), 0)[name][0] * 5e-9
             elif kind == "gemm":  # 200 GFLOP/s on 16 x 16 tiles, packing at 50 GB/s plus two passes at 15 GB/s
                 g, n, kk = (int(v) for v in rest.split("x"))
                 packed = gemm_pack_bytes(g, n, kk, 4.0)
@@ -1211,6 +1238,9 @@ def test_calibration_fits_the_skinny_rate_on_top_of_the_measured_weights_stairca
     assert cal.models.gemv_read_fraction == 1.0
     assert cal.models.gemv_dram_read_fraction == pytest.approx(0.8, rel=1e-3)
     assert cal.models.gemv_dram_bytes == pytest.approx(288 * 2**20, rel=1e-3)
+    # the strided gather: time per line at each size measured
+    assert [g.working_set_bytes for g in cal.models.gather] == [float(b) for b in mb.GATHER_BYTES]
+    assert all(g.line_s == pytest.approx(5e-9) for g in cal.models.gather)
     # the GEMM: the packing's two passes priced by the staircase (triad rate), the rest fitted
     assert cal.models.gemm_pack_moves == 2.0
     assert cal.models.gemm_flops_per_s["fp32"] == pytest.approx(2e11, rel=1e-3)
