@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hwsim.errors import CostError, HardwareError
@@ -87,6 +87,19 @@ class Interference:
             + (1 - a) * (1 - b) * self.compute_compute
             + (a * (1 - b) + (1 - a) * b) * self.compute_memory
         )
+
+
+def _log_size_interpolation(log_sizes: Sequence[float], values: Sequence[float], size: float) -> float:
+    """A value measured at increasing sizes (given as their logs), at ``size``: linear in log size
+    and log value between two measurements, the nearest one outside them."""
+    x = math.log(max(size, 1.0))
+    if x <= log_sizes[0]:
+        return values[0]
+    if x >= log_sizes[-1]:
+        return values[-1]
+    i = bisect.bisect_right(log_sizes, x)
+    w = (x - log_sizes[i - 1]) / (log_sizes[i] - log_sizes[i - 1])
+    return math.exp(math.log(values[i - 1]) * (1 - w) + math.log(values[i]) * w)
 
 
 def _unit(x: float) -> float:
@@ -319,14 +332,7 @@ class OperatorModels:
             ys = [s.copy_bytes_per_s or s.read_write_bytes_per_s for s in steps]
         else:
             ys = [s.read_write_bytes_per_s if write else s.read_bytes_per_s for s in steps]
-        x = math.log(max(working_set_bytes, 1.0))
-        if x <= xs[0]:
-            return ys[0]
-        if x >= xs[-1]:
-            return ys[-1]
-        i = bisect.bisect_right(xs, x)
-        w = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
-        return math.exp(math.log(ys[i - 1]) * (1 - w) + math.log(ys[i]) * w)
+        return _log_size_interpolation(xs, ys, working_set_bytes)
 
     def stream_s(self, read_bytes: float, written_bytes: float, working_set_bytes: float | None = None) -> float:
         """Time of a memory-bound pass (no launch): read+write bandwidth when it writes, read bandwidth when not."""
@@ -472,19 +478,10 @@ class OperatorModels:
         steps (log-size interpolation, clamped), else one line read at the staircase bandwidth.
         Measured here, one element per 512 B: 1.0-1.3 ns per line from the L2 and 6.4 ns from a
         4 MiB row in the L3, against 0.67 and 2.1 ns for a line streamed from those levels."""
-        steps = self.gather
-        if not steps:
+        if not self.gather:
             return CACHE_LINE_BYTES / self.bandwidth(working_set_bytes, write=False)
-        xs = [math.log(g.working_set_bytes) for g in steps]
-        ys = [math.log(g.line_s) for g in steps]
-        x = math.log(max(working_set_bytes, 1.0))
-        if x <= xs[0]:
-            return steps[0].line_s
-        if x >= xs[-1]:
-            return steps[-1].line_s
-        i = bisect.bisect_right(xs, x)
-        w = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
-        return math.exp(ys[i - 1] * (1 - w) + ys[i] * w)
+        return _log_size_interpolation([math.log(g.working_set_bytes) for g in self.gather],
+                                       [g.line_s for g in self.gather], working_set_bytes)
 
     @property
     def topk_modelled(self) -> bool:
