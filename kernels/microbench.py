@@ -677,7 +677,6 @@ def staircase_cases(sizes_bytes: Sequence[int], seed: int, buffers: int = STAIRC
     rng = np.random.default_rng(_check_seed(seed))
     cases: dict[str, tuple[int, Any]] = {}
     l2 = l2_bytes()
-    nontemporal = nontemporal_bytes
     for size in _check_sizes_bytes(sizes_bytes, 24):
         edge = l2 / 2 <= size <= 2 * l2
         count = max(buffers, STAIRCASE_EDGE_BUFFERS) if edge else buffers
@@ -690,8 +689,8 @@ def staircase_cases(sizes_bytes: Sequence[int], seed: int, buffers: int = STAIRC
             cases[f"read:{size}#{i}"] = (8 * r.size, lambda r=r: _stream_sum(r))
             src = _at_offset(rng, size // 2, np.uint8, off)
             dst = _at_offset(rng, size // 2, np.uint8, off)
-            if nontemporal is not None and src.size >= nontemporal:
-                copy = partial(chunked_copy, src, dst, nontemporal // 2)
+            if nontemporal_bytes is not None and src.size >= nontemporal_bytes:
+                copy = partial(chunked_copy, src, dst, nontemporal_bytes // 2)
             else:
                 copy = partial(memcpy_numba, src, dst)
             cases[f"copy:{size}#{i}"] = (2 * src.size, copy)

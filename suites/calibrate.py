@@ -417,11 +417,11 @@ def fit_operator_models(
         stair_only = OperatorModels(threads=threads, launch_s=launch, staircase=tuple(mono),
                                     gemm_flops_per_s={"fp32": 1.0}, gemm_fixed_s=0.0,
                                     gemm_pack_moves=CPU_GEMM_PACK_MOVES)
-        moved = {name: stair_only.gemm_pack_moves_s(m, n, k, 4.0) for name, ((m, n, k), _) in gemms.items()}
-        pack_moves = CPU_GEMM_PACK_MOVES if all(moved[name] < best[name] for name in gemms) else 0.0
+        pack_passes_s = {name: stair_only.gemm_pack_moves_s(m, n, k, 4.0) for name, ((m, n, k), _) in gemms.items()}
+        pack_moves = CPU_GEMM_PACK_MOVES if all(pack_passes_s[name] < best[name] for name in gemms) else 0.0
         gemm_rate, gemm_fixed, gemm_pack = _fit_gemm(
             [(gemm_padded_flops(m, n, k, tile, threads), gemm_pack_bytes(m, n, k, 4.0),
-              best[name] - (moved[name] if pack_moves else 0.0))
+              best[name] - (pack_passes_s[name] if pack_moves else 0.0))
              for name, ((m, n, k), _) in gemms.items()]
         )
         base = OperatorModels(
@@ -452,7 +452,7 @@ def fit_operator_models(
         soft_rate = max(r * c / max(best[name] - launch, 1e-9) for name, ((r, c), _) in soft.items())
         # the kernel's own structure (topk_work): per call, per row, quick-select elements, filter blocks
         # that store and the filter's pass, each priced where the rows live; the strided sample's
-        # cache lines are priced by the staircase alone (CPU_TOPK_GATHER_FACTOR), not fitted
+        # cache lines are priced by the measured gather (CPU_TOPK_GATHER_FACTOR), not fitted
         def topk_terms(rows: int, n: int, k: int) -> tuple[tuple[float, ...], float]:
             work = topk_work(n, k, 4.0)
             line_s = base.topk_sample_line_s(rows, n, 4.0)

@@ -254,7 +254,7 @@ class OperatorModels:
         "the row)", unit="s", minimum=0, default=0.0)
     topk_gather_factor: float = spec(
         "topk_gather_factor", "the CPU top-k's strided sample: time per touched cache line, in units of one line "
-        "gathered at the rows' size (gather) or, without it, of one line read at the staircase bandwidth",
+        "gathered at one row's size (gather) or, without it, of one line read at the staircase bandwidth",
         minimum=0, default=0.0)
     gather: tuple[GatherStep, ...] = spec(
         "gather", "time per cache line of a strided gather by array size, strictly increasing sizes; empty: a "
