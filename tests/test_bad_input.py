@@ -506,15 +506,11 @@ def _dask_available() -> bool:
 @pytest.mark.parametrize("executor", [
     "process", pytest.param("dask", marks=pytest.mark.skipif(not _dask_available(), reason="dask is not installed"))])
 def test_ctrl_c_on_a_parallel_sweep_is_one_quiet_line(tmp_path, executor):
-    """Workers hear the terminal's SIGINT too; they must not print tracebacks (issue 11: ~65 lines before).
-    64 cases, so that the sweep is still running when the signal comes after its first case (with 16,
-    a loaded CI machine once saw it finish first: exit 0)."""
+    """Workers hear the terminal's SIGINT too; they must not print tracebacks (issue 11: ~65 lines before)."""
     import signal
     import time
 
-    doc = {"fixed": {"flows": 12000},
-           "axes": {"load": [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85],
-                    "hw.topology.link.bandwidth": ["50 GB/s", "100 GB/s", "150 GB/s", "200 GB/s"]},
+    doc = {"fixed": {"flows": 12000}, "axes": {"load": [0.5, 0.6, 0.7, 0.8], "hw.topology.link.bandwidth": ["50 GB/s", "150 GB/s"]},
            "zip": [{"size_dist": ["exponential", "lognormal"], "mean_size_bytes": [1e6, 4e6]}]}
     grid = tmp_path / "grid.yaml"
     grid.write_text(json.dumps(doc))
