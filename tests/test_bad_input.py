@@ -506,7 +506,9 @@ def _dask_available() -> bool:
 @pytest.mark.parametrize("executor", [
     "process", pytest.param("dask", marks=pytest.mark.skipif(not _dask_available(), reason="dask is not installed"))])
 def test_ctrl_c_on_a_parallel_sweep_is_one_quiet_line(tmp_path, executor):
-    """Workers hear the terminal's SIGINT too; they must not print tracebacks (issue 11: ~65 lines before)."""
+    """Workers hear the terminal's SIGINT too; they must not print tracebacks (issue 11: ~65 lines before).
+    The sweep starts with SIGINT at its default, as from a terminal: a shell that starts the test run
+    in the background passes SIGINT on ignored, and the sweep would then finish undisturbed (exit 0)."""
     import signal
     import time
 
@@ -518,7 +520,8 @@ def test_ctrl_c_on_a_parallel_sweep_is_one_quiet_line(tmp_path, executor):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "hwsim", "sweep", "link-sharing", "--grid", str(grid), "--out", str(out),
                              "--executor", executor, "--workers", "2"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:
         if list((out / "cases").glob("*--*[0-9a-f].json")):
