@@ -150,6 +150,28 @@ def test_a_calibrated_core_reference_is_checked_at_load(tmp_path, capsys, value,
     _bad(capsys, ["hw", "show", path], "device.operators.core_reference")
 
 
+@pytest.mark.parametrize("key,field", [
+    ("copy_nontemporal", "copy_nontemporal"), ("copy_nontemporal_rate", "copy_nontemporal_rate"),
+    ("gemv_cache", "gemv_cache"), ("gemv_dram", "gemv_dram"), ("gemv_dram_read_fraction", "gemv_dram_read_fraction"),
+    ("gemm_pack_moves", "gemm_pack_moves"), ("topk_dense_block", "topk_dense_block"), ("line", "gather.0.line"),
+])
+@pytest.mark.parametrize("value", [".nan", ".inf", "fast", "-1"])
+def test_the_calibrated_copy_gemv_gemm_and_top_k_fields_are_checked_at_load(tmp_path, capsys, key, field, value):
+    """Each field calibration added for the copy past the caches, the GEMV from memory, the GEMM's
+    packing passes and the top-k's dense blocks and sample gather: NaN, infinite, not a number or
+    negative is refused with the file and the field named (exit 2)."""
+    text = (Path(__file__).parents[1] / "results" / "measured" / "cpu" / "host.yaml").read_text()
+    lines = [ln for ln in text.splitlines() if ln.strip().startswith(f"{key}:")]
+    assert lines, key
+    indent = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
+    path = tmp_path / "host.yaml"
+    path.write_text(text.replace(lines[0], f"{indent}{key}: {value}", 1))
+    with pytest.raises(HardwareError) as info:
+        load_hardware(path)
+    assert str(path) in str(info.value) and f"device.operators.{field}" in str(info.value)
+    _bad(capsys, ["hw", "show", path], f"device.operators.{field}")
+
+
 def test_non_utf8_and_binary_user_hardware_files_do_not_break_other_commands(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "home" / "hardware"
     folder.mkdir(parents=True)
